@@ -1,0 +1,27 @@
+# Argus environment: `source deploy/env.sh` (the Makefile and .ci/run do it for you).
+#
+# Everything heavy (Python venv with libtorch and ONNX Runtime, models, the local broker)
+# lives in a cache outside the clone, so fresh clones reuse it and `git clean` never wipes it.
+# Override ARGUS_CACHE to put it elsewhere.
+
+export ARGUS_CACHE="${ARGUS_CACHE:-$HOME/.cache/argus}"
+export ARGUS_VENV="$ARGUS_CACHE/venv"
+export ARGUS_MODEL_DIR="${ARGUS_MODEL_DIR:-$ARGUS_CACHE/models}"
+export ARGUS_TANSU="$ARGUS_CACHE/bin/tansu"
+export ARGUS_SAMPLE_DIR="${ARGUS_SAMPLE_DIR:-/usr/share/doc/opencv-doc/examples/data}"
+
+_argus_site="$ARGUS_VENV/lib/python3.11/site-packages"
+
+# tch builds against the venv's PyTorch (torch==2.11.0 pairs with tch 0.24) and runs on its libtorch.
+export VIRTUAL_ENV="$ARGUS_VENV"
+case ":$PATH:" in *":$ARGUS_VENV/bin:"*) ;; *) export PATH="$ARGUS_VENV/bin:$PATH" ;; esac
+export LIBTORCH_USE_PYTORCH=1
+case ":${LD_LIBRARY_PATH:-}:" in
+  *":$_argus_site/torch/lib:"*) ;;
+  *) export LD_LIBRARY_PATH="$_argus_site/torch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+esac
+
+# ort loads ONNX Runtime at run time from the onnxruntime wheel (it ships only the versioned name).
+_argus_ort=$(ls "$_argus_site"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n 1)
+if [ -n "$_argus_ort" ]; then export ORT_DYLIB_PATH="$_argus_ort"; fi
+unset _argus_site _argus_ort

