@@ -22,6 +22,8 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  # textoverlay (Pango) draws the known words of the test videos; DejaVu is its font
+  gstreamer1.0-x fonts-dejavu-core
   # OpenCV (OCR geometry), Redis (live state), sample videos
   libopencv-dev redis-server redis-tools opencv-doc
 )

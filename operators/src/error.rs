@@ -19,6 +19,20 @@ pub enum OperatorError {
     #[error("model {model} returned an unexpected output: {message}")]
     UnexpectedOutput { model: String, message: String },
 
+    #[error("tensor {name} is missing from {path}")]
+    MissingTensor { path: PathBuf, name: String },
+
+    #[error("tensor {name} in {path} has shape {actual:?}, expected {expected:?}")]
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<i64>,
+        actual: Vec<i64>,
+    },
+
+    #[error("{path} describes a model this operator does not support: {message}")]
+    UnsupportedModel { path: PathBuf, message: String },
+
     #[error("invalid input: {0}")]
     InvalidInput(String),
 

@@ -46,7 +46,9 @@ impl BgrImage {
     }
 
     /// Borrows the pixels as a 3-channel OpenCV matrix without copying.
-    pub(crate) fn as_mat(&self) -> Result<opencv::boxed_ref::BoxedRef<'_, opencv::core::Mat>, OperatorError> {
+    pub(crate) fn as_mat(
+        &self,
+    ) -> Result<opencv::boxed_ref::BoxedRef<'_, opencv::core::Mat>, OperatorError> {
         let flat = opencv::core::Mat::new_rows_cols_with_data::<opencv::core::Vec3b>(
             self.height as i32,
             self.width as i32,

@@ -18,11 +18,13 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 pub fn environment() -> Result<&'static Environment, OperatorError> {
     ENVIRONMENT
         .get_or_init(|| {
-            let path = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).ok_or_else(|| {
-                "ORT_DYLIB_PATH is not set; it must name libonnxruntime.so \
+            let path = std::env::var_os("ORT_DYLIB_PATH")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    "ORT_DYLIB_PATH is not set; it must name libonnxruntime.so \
                  (`source deploy/env.sh`, which `make run` and `make test` do for you)"
-                    .to_string()
-            })?;
+                        .to_string()
+                })?;
             ort::init_from(&path)
                 .map_err(|e| format!("cannot load {}: {e}", path.display()))?
                 .with_name("argus")

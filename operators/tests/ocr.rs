@@ -9,7 +9,8 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 fn model_dir() -> PathBuf {
-    let root = std::env::var_os("ARGUS_MODEL_DIR").expect("ARGUS_MODEL_DIR is set by deploy/env.sh");
+    let root =
+        std::env::var_os("ARGUS_MODEL_DIR").expect("ARGUS_MODEL_DIR is set by deploy/env.sh");
     PathBuf::from(root).join("pp-ocrv4")
 }
 
@@ -37,17 +38,32 @@ fn frame_with_text(lines: &[(&str, i32, i32)]) -> BgrImage {
 fn reads_rendered_words_in_reading_order() {
     let mut ocr = PpOcr::load(&model_dir(), OcrConfig::default()).unwrap();
     let lines = ocr
-        .recognize(&frame_with_text(&[("GATE 3 OPEN", 40, 100), ("TRUCK 42", 60, 250)]))
+        .recognize(&frame_with_text(&[
+            ("GATE 3 OPEN", 40, 100),
+            ("TRUCK 42", 60, 250),
+        ]))
         .unwrap();
     let texts: Vec<String> = lines.iter().map(|l| l.text.to_uppercase()).collect();
     assert_eq!(texts.len(), 2, "expected two lines, got {lines:?}");
-    assert!(texts[0].contains("GATE") && texts[0].contains("OPEN"), "{texts:?}");
-    assert!(texts[1].contains("TRUCK") && texts[1].contains("42"), "{texts:?}");
-    assert!(lines[0].quad[0][1] < lines[1].quad[0][1], "reading order: top line first");
+    assert!(
+        texts[0].contains("GATE") && texts[0].contains("OPEN"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].contains("TRUCK") && texts[1].contains("42"),
+        "{texts:?}"
+    );
+    assert!(
+        lines[0].quad[0][1] < lines[1].quad[0][1],
+        "reading order: top line first"
+    );
     for line in &lines {
         assert!(line.score > 0.8, "{line:?}");
         // boxes stay inside the frame
-        assert!(line.quad.iter().all(|p| p[0] >= 0.0 && p[0] < 640.0 && p[1] >= 0.0 && p[1] < 360.0));
+        assert!(line
+            .quad
+            .iter()
+            .all(|p| p[0] >= 0.0 && p[0] < 640.0 && p[1] >= 0.0 && p[1] < 360.0));
     }
 }
 
@@ -59,19 +75,35 @@ fn a_blank_frame_has_no_text() {
 
 #[test]
 fn a_missing_model_names_the_file() {
-    let error = PpOcr::load(std::path::Path::new("/nonexistent/models"), OcrConfig::default())
-        .err()
-        .expect("loading from a missing folder must fail");
+    let error = PpOcr::load(
+        std::path::Path::new("/nonexistent/models"),
+        OcrConfig::default(),
+    )
+    .err()
+    .expect("loading from a missing folder must fail");
     let message = error.to_string();
-    assert!(message.contains("/nonexistent/models/ch_PP-OCRv4_det_infer.onnx"), "{message}");
+    assert!(
+        message.contains("/nonexistent/models/ch_PP-OCRv4_det_infer.onnx"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_model_that_is_not_onnx_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("argus-bad-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ch_PP-OCRv4_det_infer.onnx"), b"definitely not a protobuf").unwrap();
-    let message = PpOcr::load(&dir, OcrConfig::default()).err().unwrap().to_string();
-    assert!(message.contains("could not load model") && message.contains("ch_PP-OCRv4_det_infer.onnx"), "{message}");
+    std::fs::write(
+        dir.join("ch_PP-OCRv4_det_infer.onnx"),
+        b"definitely not a protobuf",
+    )
+    .unwrap();
+    let message = PpOcr::load(&dir, OcrConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("could not load model") && message.contains("ch_PP-OCRv4_det_infer.onnx"),
+        "{message}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -1,1 +1,12 @@
-pub fn x(){}
+//! Argus, the service: ingest, scheduling, publishing, HTTP API, metrics and config.
+//! The compute it schedules lives in the `argus-operators` crate.
+
+pub mod analysis;
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod publish;
+pub mod service;
+pub mod streams;
+pub mod tail;

@@ -1,1 +1,173 @@
-fn main(){}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use argus::config::{Config, StreamConfig};
+use argus::service::{self, Outcome, RunOptions};
+use clap::{Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Configuration is layered: the defaults built into the binary (print them with `argus config`),
+then the file given with --config, then environment variables named ARGUS_<SECTION>__<KEY>,
+for example:
+
+  ARGUS_KAFKA__BROKERS=kafka-1:9092,kafka-2:9092   Kafka bootstrap servers
+  ARGUS_REDIS__URL=redis://:password@redis:6379/0   Redis
+  ARGUS_HTTP__LISTEN=0.0.0.0:8090                  HTTP API and /metrics
+  ARGUS_MODELS__DIR=/var/lib/argus/models          shipped models (default $ARGUS_MODEL_DIR)
+
+Streams come from [[streams]] tables in the file, or from --stream, which replaces them:
+
+  argus run --stream gate3=rtsp://user:pass@10.0.0.7/stream1 --stream lobby=/videos/lobby.mp4
+
+Results go to the Kafka topic kafka.topics.frame_results (JSON, key = camera id, schema in
+schemas/frame-result.v1.json) and to Redis key <prefix>:camera:<id>:latest.
+Logs: RUST_LOG=debug for per-frame detail.";
+
+#[derive(Parser)]
+#[command(name = "argus", version, about = "Streaming video analytics: decode camera streams and recordings, \
+run vision operators on sampled frames, publish results to Kafka and Redis.", after_help = AFTER_HELP)]
+struct Cli {
+    /// TOML configuration file, merged over the built-in defaults.
+    #[arg(short, long, global = true, env = "ARGUS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse the configured streams and publish the results (the default command).
+    Run(RunArgs),
+    /// Print the effective configuration (defaults, file and environment merged) as TOML.
+    Config,
+    /// Print a topic's messages as JSON lines, from the beginning (e.g. argus.frame-results.v1).
+    Tail(TailArgs),
+}
+
+#[derive(clap::Args)]
+struct TailArgs {
+    /// Topic to read.
+    topic: String,
+    /// Only this camera's messages (the message key).
+    #[arg(long)]
+    camera: Option<String>,
+    /// Start at the end: only messages published from now on.
+    #[arg(long)]
+    follow_new: bool,
+    /// Exit after this many messages.
+    #[arg(short = 'n', long)]
+    limit: Option<u64>,
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// A stream as ID=URI (repeatable); replaces the streams of the configuration.
+    /// URI: file:///path, /path, rtsp://[user:pass@]host/path, http(s)://...
+    #[arg(long = "stream", value_name = "ID=URI", value_parser = parse_stream)]
+    streams: Vec<StreamConfig>,
+
+    /// Frames per second to analyse for streams given with --stream.
+    #[arg(long, default_value_t = 1.0, value_name = "FPS")]
+    sample_fps: f64,
+
+    /// Exit once every stream has finished or failed (exit code 2 if any failed),
+    /// instead of serving until interrupted.
+    #[arg(long)]
+    exit_when_done: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_stream(value: &str) -> Result<StreamConfig, String> {
+    let (id, uri) = value
+        .split_once('=')
+        .ok_or_else(|| "expected ID=URI, e.g. gate3=rtsp://camera/stream1".to_string())?;
+    Ok(StreamConfig {
+        id: id.trim().to_owned(),
+        uri: uri.trim().to_owned(),
+        sample_fps: 1.0,
+        max_width: 1280,
+        start_time: None,
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(Outcome::Completed) => ExitCode::SUCCESS,
+        Ok(Outcome::StreamsFailed) => ExitCode::from(2),
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Config => {
+            print!(
+                "{}",
+                toml::to_string_pretty(&config).context("printing the configuration")?
+            );
+            Ok(Outcome::Completed)
+        }
+        Command::Tail(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(argus::tail::tail(
+                &config.kafka,
+                argus::tail::TailOptions {
+                    topic: args.topic,
+                    camera: args.camera,
+                    from_end: args.follow_new,
+                    limit: args.limit,
+                },
+            ))?;
+            Ok(Outcome::Completed)
+        }
+        Command::Run(args) => {
+            if !args.streams.is_empty() {
+                config.streams = args
+                    .streams
+                    .into_iter()
+                    .map(|stream| StreamConfig {
+                        sample_fps: args.sample_fps,
+                        ..stream
+                    })
+                    .collect();
+            }
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(service::run(
+                config,
+                RunOptions {
+                    exit_when_done: args.exit_when_done,
+                },
+            ))
+        }
+    }
+}

@@ -1,1 +1,324 @@
+//! Harness for Argus's end-to-end tests: real GStreamer (videos with known on-screen words,
+//! an in-process RTSP server on 127.0.0.1), the real `argus` binary, a real Kafka-protocol
+//! broker and a real Redis, which `make test` starts and names in the environment.
 
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The services `make test` started.
+pub struct Services {
+    pub kafka_brokers: String,
+    pub redis_url: String,
+}
+
+pub fn services() -> Services {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the end-to-end tests with `make test`, which starts Kafka and Redis")
+        })
+    };
+    Services {
+        kafka_brokers: var("ARGUS_TEST_KAFKA_BROKERS"),
+        redis_url: var("ARGUS_TEST_REDIS_URL"),
+    }
+}
+
+/// A name no other test (or earlier run) uses, for topics, key prefixes and files.
+pub fn unique(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{name}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A TCP port that nothing listens on (just released by the OS).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Encodes `seconds` of 1280x720 video at 10 fps with `text` drawn in the middle, as H.264 in MP4.
+pub fn make_text_video(path: &Path, text: &str, seconds: u32) {
+    gst::init().unwrap();
+    let description = format!(
+        "videotestsrc pattern=smpte num-buffers={frames} \
+         ! video/x-raw,width=1280,height=720,framerate=10/1 \
+         ! textoverlay text=\"{text}\" font-desc=\"Sans Bold 56\" shaded-background=true valignment=center halignment=center \
+         ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! filesink location=\"{location}\"",
+        frames = seconds * 10,
+        location = path.display(),
+    );
+    run_to_end(&description);
+}
+
+fn run_to_end(description: &str) {
+    let pipeline = gst::parse::launch(description).expect("valid test pipeline");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    for message in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+        match message.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(error) => {
+                panic!("test video pipeline failed: {}", error.error())
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// An RTSP server on 127.0.0.1 (port chosen by the OS) that plays an MP4 file in real time.
+pub struct RtspServer {
+    pub url: String,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RtspServer {
+    pub fn serve_file(path: &Path, mount: &str) -> Self {
+        gst::init().unwrap();
+        let context = glib::MainContext::new();
+        let server = rtsp::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service("0");
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(&format!(
+            "( filesrc location=\"{}\" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+            path.display()
+        ));
+        factory.set_shared(true);
+        server.mount_points().unwrap().add_factory(mount, factory);
+        let source = server.attach(Some(&context)).expect("RTSP server attaches");
+        let port = server.bound_port();
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let running = main_loop.clone();
+        let thread = std::thread::spawn(move || {
+            let _server = server;
+            let _source = source;
+            running.run();
+        });
+        Self {
+            url: format!("rtsp://127.0.0.1:{port}{mount}"),
+            main_loop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The `argus` binary `make test` built.
+pub fn argus_binary() -> PathBuf {
+    let path = std::env::var_os("ARGUS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/argus"));
+    assert!(
+        path.is_file(),
+        "{} does not exist: build it with `cargo build -p argus-pipeline` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `argus` whose stderr goes to a file the test can read.
+pub struct Argus {
+    child: Child,
+    pub log: PathBuf,
+    pub http: String,
+}
+
+impl Argus {
+    pub fn start(config: &Path, args: &[&str], log: PathBuf, http: String) -> Self {
+        let child = Command::new(argus_binary())
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .env("RUST_LOG", "info")
+            .spawn()
+            .expect("argus starts");
+        Self { child, log, http }
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "argus did not exit within {timeout:?}; log:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET a JSON document from the API.
+    pub fn get_json(&self, path: &str) -> Option<serde_json::Value> {
+        let mut response = ureq::get(&format!("{}{path}", self.http)).call().ok()?;
+        response.body_mut().read_json().ok()
+    }
+
+    pub fn terminate(&mut self) -> i32 {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        self.wait(Duration::from_secs(60))
+    }
+}
+
+impl Drop for Argus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A message read back from Kafka.
+pub struct Received {
+    pub key: String,
+    pub payload: serde_json::Value,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads a topic from the beginning until `done` says enough or `timeout` passes.
+pub fn consume(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Received]) -> bool,
+) -> Vec<Received> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("argus-e2e"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    assert!(partitions > 0, "topic {topic} has no partitions");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+
+    let deadline = Instant::now() + timeout;
+    let mut received = Vec::new();
+    while Instant::now() < deadline && !done(&received) {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("kafka read");
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        received.push(Received {
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            payload: serde_json::from_slice(message.payload().unwrap_or_default())
+                .expect("messages are JSON"),
+            headers,
+        });
+    }
+    received
+}
+
+/// Writes an Argus config for the test services.
+pub fn write_config(
+    dir: &Path,
+    services: &Services,
+    topic: &str,
+    key_prefix: &str,
+    http_port: u16,
+    streams: &[(&str, &str)],
+) -> PathBuf {
+    let mut text = format!(
+        "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+         [kafka]\nbrokers = \"{}\"\n[kafka.topics]\nframe_results = \"{topic}\"\n\
+         [redis]\nurl = \"{}\"\nkey_prefix = \"{key_prefix}\"\n",
+        services.kafka_brokers, services.redis_url
+    );
+    for (id, uri) in streams {
+        text.push_str(&format!(
+            "[[streams]]\nid = \"{id}\"\nuri = \"{uri}\"\nsample_fps = 1.0\n"
+        ));
+    }
+    let path = dir.join("argus.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The JSON Schema of frame results, compiled.
+pub fn frame_result_schema() -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/frame-result.v1.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema compiles")
+}
+
+/// Where a test leaves files worth keeping (logs), from `ARGUS_TEST_ARTIFACTS`.
+pub fn artifacts_dir() -> PathBuf {
+    let dir = std::env::var_os("ARGUS_TEST_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

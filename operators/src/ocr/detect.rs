@@ -49,9 +49,13 @@ impl TextDetector {
         let probability = {
             let outputs = self
                 .session
-                .run(ort::inputs![TensorRef::from_array_view(&input).map_err(inference_error)?])
+                .run(ort::inputs![
+                    TensorRef::from_array_view(&input).map_err(inference_error)?
+                ])
                 .map_err(inference_error)?;
-            let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(inference_error)?;
+            let (shape, data) = outputs[0]
+                .try_extract_tensor::<f32>()
+                .map_err(inference_error)?;
             if shape.len() != 4 || shape[2] as u32 != input_h || shape[3] as u32 != input_w {
                 return Err(OperatorError::UnexpectedOutput {
                     model: MODEL.into(),
@@ -60,7 +64,8 @@ impl TextDetector {
             }
             data.to_vec()
         };
-        let mut quads = self.boxes_from_map(&probability, input_w as i32, input_h as i32, width, height)?;
+        let mut quads =
+            self.boxes_from_map(&probability, input_w as i32, input_h as i32, width, height)?;
         quads = quads
             .into_iter()
             .map(|quad| clip_to_frame(geometry::order_clockwise(&quad), width, height))
@@ -155,7 +160,11 @@ fn inference_error(error: impl std::fmt::Display) -> OperatorError {
 }
 
 /// Resizes the frame to the network size and normalises to NCHW in [-1, 1].
-fn normalized_input(image: &BgrImage, width: u32, height: u32) -> Result<Array4<f32>, OperatorError> {
+fn normalized_input(
+    image: &BgrImage,
+    width: u32,
+    height: u32,
+) -> Result<Array4<f32>, OperatorError> {
     let frame = image.as_mat()?;
     let mut resized = Mat::default();
     imgproc::resize(
@@ -179,7 +188,12 @@ fn normalized_input(image: &BgrImage, width: u32, height: u32) -> Result<Array4<
 }
 
 /// Mean text probability inside a quad (RapidOCR's "fast" box score).
-fn mean_inside(probability: &[f32], map_w: i32, map_h: i32, quad: &Quad) -> Result<f32, OperatorError> {
+fn mean_inside(
+    probability: &[f32],
+    map_w: i32,
+    map_h: i32,
+    quad: &Quad,
+) -> Result<f32, OperatorError> {
     let xs = quad.map(|p| p[0]);
     let ys = quad.map(|p| p[1]);
     let min = |v: [f32; 4]| v.into_iter().fold(f32::INFINITY, f32::min);
@@ -196,7 +210,14 @@ fn mean_inside(probability: &[f32], map_w: i32, map_h: i32, quad: &Quad) -> Resu
         .map(|p| Point::new((p[0] - x0 as f32) as i32, (p[1] - y0 as f32) as i32))
         .collect();
     let polygons: Vector<Vector<Point>> = std::iter::once(polygon).collect();
-    imgproc::fill_poly(&mut mask, &polygons, core::Scalar::all(1.0), imgproc::LINE_8, 0, Point::default())?;
+    imgproc::fill_poly(
+        &mut mask,
+        &polygons,
+        core::Scalar::all(1.0),
+        imgproc::LINE_8,
+        0,
+        Point::default(),
+    )?;
 
     let mask = mask.data_bytes()?;
     let (mut sum, mut count) = (0.0f64, 0usize);
@@ -208,7 +229,11 @@ fn mean_inside(probability: &[f32], map_w: i32, map_h: i32, quad: &Quad) -> Resu
             }
         }
     }
-    Ok(if count == 0 { 0.0 } else { (sum / count as f64) as f32 })
+    Ok(if count == 0 {
+        0.0
+    } else {
+        (sum / count as f64) as f32
+    })
 }
 
 fn clip_to_frame(quad: Quad, width: u32, height: u32) -> Quad {

@@ -14,8 +14,16 @@ pub fn mini_box(rect: &RotatedRect) -> Result<(Quad, f32), OperatorError> {
     let mut corners = [Point2f::default(); 4];
     rect.points(&mut corners)?;
     corners.sort_by(|a, b| a.x.total_cmp(&b.x));
-    let (first, fourth) = if corners[1].y > corners[0].y { (0, 1) } else { (1, 0) };
-    let (second, third) = if corners[3].y > corners[2].y { (2, 3) } else { (3, 2) };
+    let (first, fourth) = if corners[1].y > corners[0].y {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (second, third) = if corners[3].y > corners[2].y {
+        (2, 3)
+    } else {
+        (3, 2)
+    };
     let quad = [first, second, third, fourth].map(|i| [corners[i].x, corners[i].y]);
     let size = rect.size;
     Ok((quad, size.width.min(size.height)))
@@ -30,7 +38,11 @@ pub fn mini_box(rect: &RotatedRect) -> Result<(Quad, f32), OperatorError> {
 pub fn unclip(rect: &RotatedRect, ratio: f32) -> RotatedRect {
     let (w, h) = (rect.size.width, rect.size.height);
     let perimeter = 2.0 * (w + h);
-    let distance = if perimeter > 0.0 { w * h * ratio / perimeter } else { 0.0 };
+    let distance = if perimeter > 0.0 {
+        w * h * ratio / perimeter
+    } else {
+        0.0
+    };
     let mut grown = *rect;
     grown.size.width = w + 2.0 * distance;
     grown.size.height = h + 2.0 * distance;
@@ -49,7 +61,11 @@ pub fn order_clockwise(quad: &Quad) -> Quad {
 
 /// Sorts boxes top-to-bottom, then left-to-right within a line (tops within 10 px).
 pub fn reading_order(quads: &mut [Quad]) {
-    quads.sort_by(|a, b| a[0][1].total_cmp(&b[0][1]).then(a[0][0].total_cmp(&b[0][0])));
+    quads.sort_by(|a, b| {
+        a[0][1]
+            .total_cmp(&b[0][1])
+            .then(a[0][0].total_cmp(&b[0][0]))
+    });
     for i in 0..quads.len().saturating_sub(1) {
         for j in (0..=i).rev() {
             let same_line = (quads[j + 1][0][1] - quads[j][0][1]).abs() < 10.0;
@@ -123,15 +139,28 @@ mod tests {
     #[test]
     fn reading_order_is_lines_then_columns() {
         let line = |x: f32, y: f32| [[x, y], [x + 5.0, y], [x + 5.0, y + 5.0], [x, y + 5.0]];
-        let mut quads = vec![line(50.0, 102.0), line(0.0, 0.0), line(10.0, 100.0), line(60.0, 3.0)];
+        let mut quads = vec![
+            line(50.0, 102.0),
+            line(0.0, 0.0),
+            line(10.0, 100.0),
+            line(60.0, 3.0),
+        ];
         reading_order(&mut quads);
         let tops: Vec<_> = quads.iter().map(|q| (q[0][0], q[0][1])).collect();
-        assert_eq!(tops, vec![(0.0, 0.0), (60.0, 3.0), (10.0, 100.0), (50.0, 102.0)]);
+        assert_eq!(
+            tops,
+            vec![(0.0, 0.0), (60.0, 3.0), (10.0, 100.0), (50.0, 102.0)]
+        );
     }
 
     #[test]
     fn unclip_grows_each_side_by_the_offset() {
-        let rect = RotatedRect::new(Point2f::new(50.0, 50.0), opencv::core::Size2f::new(40.0, 10.0), 0.0).unwrap();
+        let rect = RotatedRect::new(
+            Point2f::new(50.0, 50.0),
+            opencv::core::Size2f::new(40.0, 10.0),
+            0.0,
+        )
+        .unwrap();
         // offset = 40 * 10 * 1.6 / 100 = 6.4
         let grown = unclip(&rect, 1.6);
         assert!((grown.size.width - 52.8).abs() < 1e-4);

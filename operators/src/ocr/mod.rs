@@ -107,7 +107,9 @@ impl PpOcr {
         Ok(quads
             .into_iter()
             .zip(readings)
-            .filter(|(_, (text, score))| *score >= self.config.text_score && !text.trim().is_empty())
+            .filter(|(_, (text, score))| {
+                *score >= self.config.text_score && !text.trim().is_empty()
+            })
             .map(|(quad, (text, score))| TextLine { text, score, quad })
             .collect())
     }

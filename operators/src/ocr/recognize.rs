@@ -61,10 +61,12 @@ impl TextRecognizer {
                 .map(|&i| aspect(&crops[i]))
                 .fold(NOMINAL_WIDTH as f32 / INPUT_HEIGHT as f32, f32::max);
             let input_width = (INPUT_HEIGHT as f32 * widest) as i32;
-            let mut input = Array4::<f32>::zeros((batch.len(), 3, INPUT_HEIGHT as usize, input_width as usize));
+            let mut input =
+                Array4::<f32>::zeros((batch.len(), 3, INPUT_HEIGHT as usize, input_width as usize));
             for (slot, &index) in batch.iter().enumerate() {
                 let crop = &crops[index];
-                let resized_width = ((INPUT_HEIGHT as f32 * aspect(crop)).ceil() as i32).clamp(1, input_width);
+                let resized_width =
+                    ((INPUT_HEIGHT as f32 * aspect(crop)).ceil() as i32).clamp(1, input_width);
                 let mut resized = Mat::default();
                 imgproc::resize(
                     crop,
@@ -76,7 +78,10 @@ impl TextRecognizer {
                 )?;
                 let pixels = resized.data_bytes()?;
                 for (pixel, bgr) in pixels.chunks_exact(3).enumerate() {
-                    let (y, x) = (pixel / resized_width as usize, pixel % resized_width as usize);
+                    let (y, x) = (
+                        pixel / resized_width as usize,
+                        pixel % resized_width as usize,
+                    );
                     for channel in 0..3 {
                         input[[slot, channel, y, x]] = bgr[channel] as f32 / 127.5 - 1.0;
                     }
@@ -84,10 +89,17 @@ impl TextRecognizer {
             }
             let outputs = self
                 .session
-                .run(ort::inputs![TensorRef::from_array_view(&input).map_err(inference_error)?])
+                .run(ort::inputs![
+                    TensorRef::from_array_view(&input).map_err(inference_error)?
+                ])
                 .map_err(inference_error)?;
-            let (shape, probabilities) = outputs[0].try_extract_tensor::<f32>().map_err(inference_error)?;
-            if shape.len() != 3 || shape[0] as usize != batch.len() || shape[2] as usize != self.alphabet.len() {
+            let (shape, probabilities) = outputs[0]
+                .try_extract_tensor::<f32>()
+                .map_err(inference_error)?;
+            if shape.len() != 3
+                || shape[0] as usize != batch.len()
+                || shape[2] as usize != self.alphabet.len()
+            {
                 return Err(OperatorError::UnexpectedOutput {
                     model: MODEL.into(),
                     message: format!(
@@ -120,11 +132,14 @@ fn ctc_greedy_decode(sequence: &[f32], classes: usize, alphabet: &[String]) -> (
     let (mut score_sum, mut kept) = (0.0f32, 0usize);
     let mut previous = None;
     for step in sequence.chunks_exact(classes) {
-        let (best, probability) = step
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |acc, (i, p)| if p > acc.1 { (i, p) } else { acc });
+        let (best, probability) =
+            step.iter()
+                .copied()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |acc, (i, p)| if p > acc.1 { (i, p) } else { acc },
+                );
         if best != 0 && previous != Some(best) {
             text.push_str(&alphabet[best]);
             score_sum += probability;
@@ -132,7 +147,11 @@ fn ctc_greedy_decode(sequence: &[f32], classes: usize, alphabet: &[String]) -> (
         }
         previous = Some(best);
     }
-    let score = if kept == 0 { 0.0 } else { score_sum / kept as f32 };
+    let score = if kept == 0 {
+        0.0
+    } else {
+        score_sum / kept as f32
+    };
     (text, score)
 }
 
@@ -144,7 +163,14 @@ mod tests {
     fn ctc_collapses_repeats_and_drops_blanks() {
         let alphabet: Vec<String> = ["", "a", "b", " "].iter().map(|s| s.to_string()).collect();
         // steps: a a blank a b b
-        let steps = [[0.1, 0.9, 0.0, 0.0], [0.2, 0.8, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0], [0.3, 0.7, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.6, 0.4]];
+        let steps = [
+            [0.1, 0.9, 0.0, 0.0],
+            [0.2, 0.8, 0.0, 0.0],
+            [0.9, 0.1, 0.0, 0.0],
+            [0.3, 0.7, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.6, 0.4],
+        ];
         let flat: Vec<f32> = steps.iter().flatten().copied().collect();
         let (text, score) = ctc_greedy_decode(&flat, 4, &alphabet);
         assert_eq!(text, "aab");

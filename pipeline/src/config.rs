@@ -1,0 +1,252 @@
+//! Configuration: an embedded default TOML, an optional file over it, and `ARGUS_*`
+//! environment variables over both (`ARGUS_KAFKA__BROKERS` sets `kafka.brokers`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use argus_operators::ocr::OcrConfig;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The configuration compiled into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    #[serde(default)]
+    pub models: ModelsConfig,
+    #[serde(default)]
+    pub ocr: OcrConfig,
+    #[serde(default)]
+    pub streams: Vec<StreamConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub message_timeout_ms: u64,
+    pub topics: TopicsConfig,
+    /// librdkafka properties passed through as they are (security, tuning).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub frame_results: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub dir: Option<PathBuf>,
+}
+
+impl ModelsConfig {
+    /// The model folder: configured, else `$ARGUS_MODEL_DIR`, else `~/.cache/argus/models`.
+    pub fn resolve_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.dir {
+            return dir.clone();
+        }
+        if let Some(dir) = std::env::var_os("ARGUS_MODEL_DIR") {
+            return PathBuf::from(dir);
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        home.join(".cache/argus/models")
+    }
+}
+
+/// One camera or recording.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Camera id: the Kafka message key and the Redis key part. Letters, digits, `-`, `_`, `.`.
+    pub id: String,
+    /// `file:///path`, a plain path, `rtsp://[user:pass@]host[:port]/path`, `http(s)://...`.
+    pub uri: String,
+    /// Frames per second handed to the operators (the rest are dropped inside GStreamer).
+    #[serde(default = "default_sample_fps")]
+    pub sample_fps: f64,
+    /// Frames wider than this are scaled down (aspect kept) inside GStreamer.
+    #[serde(default = "default_max_width")]
+    pub max_width: u32,
+    /// Wall-clock time of media time 0 for recorded files (RFC 3339); default: when the stream starts.
+    #[serde(default)]
+    pub start_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn default_sample_fps() -> f64 {
+    1.0
+}
+
+fn default_max_width() -> u32 {
+    1280
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            // A file that lists streams replaces the default sample stream instead of adding to it.
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only nested keys (`ARGUS_KAFKA__BROKERS`) are configuration: single-level names such as
+        // `ARGUS_MODEL_DIR` or `ARGUS_CACHE` belong to the setup scripts.
+        figment = figment.merge(
+            Env::prefixed("ARGUS_")
+                .split("__")
+                .filter(|key| key.as_str().contains('.')),
+        );
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for stream in &self.streams {
+            if !seen.insert(stream.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "stream id `{}` is used twice",
+                    stream.id
+                )));
+            }
+        }
+        if self.kafka.topics.frame_results.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "kafka.topics.frame_results is empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StreamConfig {
+    /// Problems with this stream alone; they fail the stream, not the service.
+    pub fn problems(&self) -> Option<String> {
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 128
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !id_ok {
+            return Some(format!(
+                "stream id `{}` must be 1-128 letters, digits, `-`, `_` or `.`",
+                self.id
+            ));
+        }
+        if !(self.sample_fps > 0.0 && self.sample_fps <= 120.0) {
+            return Some(format!(
+                "sample_fps {} must be in (0, 120]",
+                self.sample_fps
+            ));
+        }
+        if self.max_width < 32 {
+            return Some(format!("max_width {} must be at least 32", self.max_width));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config: Config = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .extract()
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.streams.len(), 1);
+        assert_eq!(config.streams[0].sample_fps, 1.0);
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_replaces_streams() {
+        let dir = std::env::temp_dir().join(format!("argus-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("argus.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nbrokers = \"kafka:29092\"\n[[streams]]\nid = \"gate3\"\nuri = \"rtsp://cam/1\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.kafka.brokers, "kafka:29092");
+        assert_eq!(config.kafka.partitions, 4, "unset keys keep their defaults");
+        assert_eq!(config.streams.len(), 1);
+        assert_eq!(config.streams[0].id, "gate3");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let error = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(Toml::string("[kafka]\nbrokerz = \"x\""))
+            .extract::<Config>()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("brokerz"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let error = Config::load(Some(Path::new("/nope/argus.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nope/argus.toml"), "{error}");
+    }
+
+    #[test]
+    fn bad_stream_ids_are_reported() {
+        let stream = StreamConfig {
+            id: "gate 3!".into(),
+            uri: "file:///x".into(),
+            sample_fps: 1.0,
+            max_width: 1280,
+            start_time: None,
+        };
+        assert!(stream.problems().unwrap().contains("gate 3!"));
+    }
+}

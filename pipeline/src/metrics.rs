@@ -1,0 +1,122 @@
+//! Prometheus metrics, named by Prometheus conventions (base units, `_total` counters).
+//! Stream labels are the configured stream ids, so their number is bounded by the config.
+
+use prometheus::{
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// All of Argus's metrics, registered in their own registry; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Frames that came out of the decoder, before sampling.
+    pub frames_decoded: IntCounterVec,
+    /// Sampled frames an operator has finished with.
+    pub frames_analysed: IntCounterVec,
+    /// Sampled frames dropped because analysis was behind (live sources only).
+    pub frames_dropped: IntCounterVec,
+    pub operator_latency: HistogramVec,
+    pub publish_latency: HistogramVec,
+    pub messages_published: IntCounterVec,
+    /// Errors by kind: `stream`, `operator`, `kafka`, `redis`.
+    pub errors: IntCounterVec,
+    /// 1 for the state each stream is in, 0 for the others.
+    pub stream_state: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let histogram = |name: &str, help: &str, label: &str| {
+            // 1 ms .. ~33 s
+            let opts = HistogramOpts::new(name, help)
+                .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets"));
+            let metric = HistogramVec::new(opts, &[label]).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let frames_decoded = counter(
+            "argus_frames_decoded_total",
+            "Frames decoded, before sampling.",
+            &["stream"],
+        );
+        let frames_analysed = counter(
+            "argus_frames_analysed_total",
+            "Sampled frames analysed by the operators.",
+            &["stream"],
+        );
+        let frames_dropped = counter(
+            "argus_frames_dropped_total",
+            "Sampled frames dropped because analysis was behind (live sources).",
+            &["stream"],
+        );
+        let operator_latency = histogram(
+            "argus_operator_latency_seconds",
+            "Time an operator takes per frame.",
+            "operator",
+        );
+        let publish_latency = histogram(
+            "argus_publish_latency_seconds",
+            "Time from publishing a result to its acknowledgement.",
+            "sink",
+        );
+        let messages_published = counter(
+            "argus_messages_published_total",
+            "Messages acknowledged by Kafka.",
+            &["topic"],
+        );
+        let errors = counter("argus_errors_total", "Errors by kind.", &["kind"]);
+        let stream_state = IntGaugeVec::new(
+            Opts::new("argus_stream_state", "1 for the state a stream is in."),
+            &["stream", "state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stream_state.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics register once");
+        for kind in ["stream", "operator", "kafka", "redis"] {
+            errors.with_label_values(&[kind]);
+        }
+        Self {
+            registry,
+            frames_decoded,
+            frames_analysed,
+            frames_dropped,
+            operator_latency,
+            publish_latency,
+            messages_published,
+            errors,
+            stream_state,
+        }
+    }
+
+    /// The text exposition format served on `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of gathered metrics");
+        String::from_utf8(buffer).expect("Prometheus text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

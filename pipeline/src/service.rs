@@ -1,0 +1,150 @@
+//! Wires the parts together and runs them until shutdown (or, on request, until every
+//! stream has ended).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::analysis::Analyzer;
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::ingest;
+use crate::metrics::Metrics;
+use crate::publish::{KafkaPublisher, RedisState};
+use crate::streams::{self, StreamContext, StreamRegistry, StreamState};
+
+/// How a run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every stream was read to its end, or Argus was asked to stop.
+    Completed,
+    /// `exit_when_done` and at least one stream failed.
+    StreamsFailed,
+}
+
+pub struct RunOptions {
+    /// Exit once every stream is finished or failed, instead of serving until stopped.
+    pub exit_when_done: bool,
+}
+
+pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome> {
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    ingest::init()?;
+
+    let model_dir = config.models.resolve_dir();
+    let analyzer = Analyzer::start(&model_dir, config.ocr.clone(), metrics.clone())
+        .with_context(|| format!("loading the OCR models from {}", model_dir.display()))?;
+    tracing::info!(models = %model_dir.display(), "operators ready");
+
+    let kafka = KafkaPublisher::new(&config.kafka, metrics.clone())?;
+    let topics = [config.kafka.topics.frame_results.as_str()];
+    match KafkaPublisher::ensure_topics(&config.kafka, &topics, Duration::from_secs(10)).await {
+        Ok(()) => tracing::info!(brokers = %config.kafka.brokers, ?topics, "Kafka topics ready"),
+        // The producer keeps retrying on its own; results wait in its queue meanwhile.
+        Err(error) => {
+            tracing::error!(%error, "Kafka is not reachable yet; results are queued until it is")
+        }
+    }
+    let redis = Arc::new(
+        RedisState::new(&config.redis, metrics.clone()).with_context(|| {
+            format!(
+                "invalid redis.url `{}`",
+                ingest::redact_text(&config.redis.url)
+            )
+        })?,
+    );
+    match redis.ping().await {
+        Ok(()) => tracing::info!(url = %ingest::redact_text(&config.redis.url), "Redis ready"),
+        Err(error) => {
+            tracing::error!(%error, "Redis is not reachable yet; live state is written once it is")
+        }
+    }
+
+    let registry = StreamRegistry::new(metrics.clone());
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    let address = listener.local_addr()?;
+    let app = api::router(ApiState {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    tracing::info!("HTTP API on http://{address} (metrics: http://{address}/metrics, streams: http://{address}/api/v1/streams)");
+
+    let (stop, shutdown) = watch::channel(false);
+    let context = StreamContext {
+        config: config.clone(),
+        registry: registry.clone(),
+        analyzer,
+        kafka: kafka.clone(),
+        redis,
+        metrics,
+        shutdown,
+    };
+    let mut tasks = Vec::new();
+    for stream in config.streams.clone() {
+        registry.insert(&stream.id, ingest::redact_text(&stream.uri));
+        tasks.push(tokio::spawn(streams::run_stream(context.clone(), stream)));
+    }
+    if config.streams.is_empty() {
+        tracing::warn!(
+            "no streams configured: add [[streams]] to the config or pass --stream ID=URI"
+        );
+    }
+
+    let all_done = registry.all_done();
+    tokio::select! {
+        _ = all_done, if options.exit_when_done => tracing::info!("every stream has ended"),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("delivering queued messages to Kafka");
+    let kafka_flushed =
+        tokio::task::spawn_blocking(move || kafka.flush(Duration::from_secs(30))).await?;
+    if let Err(error) = kafka_flushed {
+        tracing::error!(%error, "some results could not be delivered to Kafka before exit");
+    }
+
+    let failed: Vec<_> = registry
+        .list()
+        .into_iter()
+        .filter(|status| status.state == StreamState::Failed)
+        .collect();
+    for status in &failed {
+        tracing::error!(stream = %status.id, error = status.error.as_deref().unwrap_or("unknown"), "stream failed");
+    }
+    Ok(if options.exit_when_done && !failed.is_empty() {
+        Outcome::StreamsFailed
+    } else {
+        Outcome::Completed
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,135 @@
+//! Bad sources, each beside a good one: every bad stream fails with a clear error that names
+//! it, through the API and the log, while the good stream is analysed to its end.
+
+use std::time::{Duration, Instant};
+
+use argus_e2e::*;
+
+#[test]
+fn bad_sources_fail_clearly_and_the_good_stream_keeps_running() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+
+    let good = dir.path().join("good.mp4");
+    make_text_video(&good, "OK", 4);
+    let garbage = dir.path().join("garbage.mp4");
+    std::fs::write(
+        &garbage,
+        (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let truncated = dir.path().join("truncated.mp4");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let closed_port = free_port();
+
+    let good_uri = format!("file://{}", good.display());
+    let garbage_uri = format!("file://{}", garbage.display());
+    let truncated_uri = format!("file://{}", truncated.display());
+    let unreachable_uri = format!("rtsp://viewer:hunter2-secret@127.0.0.1:{closed_port}/live");
+    let topic = unique("argus.test.bad-input");
+    let http_port = free_port();
+    let config = write_config(
+        dir.path(),
+        &services,
+        &topic,
+        &unique("argus-test"),
+        http_port,
+        &[
+            ("good", good_uri.as_str()),
+            ("missing-file", "/definitely/not/here.mp4"),
+            ("malformed-uri", "rtsp//camera-without-scheme-separator"),
+            ("unreachable-rtsp", unreachable_uri.as_str()),
+            ("garbage-file", garbage_uri.as_str()),
+            ("truncated-file", truncated_uri.as_str()),
+        ],
+    );
+    let mut argus = Argus::start(
+        &config,
+        &[],
+        artifacts_dir().join("bad_input.argus.log"),
+        format!("http://127.0.0.1:{http_port}"),
+    );
+
+    // Watch the API until every stream has settled.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let streams = loop {
+        if let Some(answer) = argus.get_json("/api/v1/streams") {
+            let streams = answer["streams"].as_array().cloned().unwrap_or_default();
+            let settled = streams.len() == 6
+                && streams
+                    .iter()
+                    .all(|s| matches!(s["state"].as_str(), Some("finished" | "failed")));
+            if settled {
+                break streams;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "streams did not settle; log:\n{}",
+            argus.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let state = |id: &str| streams.iter().find(|s| s["id"] == id).unwrap().clone();
+
+    let good_state = state("good");
+    assert_eq!(good_state["state"], "finished", "{good_state}");
+    assert_eq!(good_state["frames_analysed"], 4, "{good_state}");
+
+    let expectations = [
+        ("missing-file", "/definitely/not/here.mp4 does not exist"),
+        ("malformed-uri", "is not a valid URI"),
+        ("unreachable-rtsp", "Could not"),
+        ("garbage-file", "Could not determine type of stream"),
+        ("truncated-file", "no playable streams"),
+    ];
+    for (id, phrase) in expectations {
+        let status = state(id);
+        assert_eq!(status["state"], "failed", "{status}");
+        let error = status["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("stream `{id}`: ")),
+            "the error names the stream: {error}"
+        );
+        assert!(
+            error.contains(phrase),
+            "{id}: expected `{phrase}` in `{error}`"
+        );
+    }
+
+    // The good stream's results all reached Kafka.
+    let messages = consume(
+        &services.kafka_brokers,
+        &topic,
+        Duration::from_secs(30),
+        |got| got.len() >= 4,
+    );
+    assert_eq!(messages.iter().filter(|m| m.key == "good").count(), 4);
+
+    assert_eq!(argus.terminate(), 0, "a clean shutdown after SIGTERM");
+    let logs = argus.logs();
+    for (id, _) in expectations {
+        assert!(
+            logs.contains(&format!("stream `{id}`")),
+            "the log names `{id}`:\n{logs}"
+        );
+    }
+    // The RTSP password appears nowhere: not in the log, not in the API.
+    assert!(
+        !logs.contains("hunter2-secret"),
+        "password leaked into the log:\n{logs}"
+    );
+    assert!(
+        !serde_json::to_string(&streams)
+            .unwrap()
+            .contains("hunter2-secret"),
+        "password leaked into the API"
+    );
+    assert!(state("unreachable-rtsp")["source"]
+        .as_str()
+        .unwrap()
+        .contains("viewer:***@"));
+}

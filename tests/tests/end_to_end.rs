@@ -1,0 +1,147 @@
+//! A video with known on-screen words, served over RTSP and read from a file, goes through
+//! the real `argus` binary; the words must come back on the real Kafka topic and in Redis.
+
+use std::time::Duration;
+
+use argus_e2e::*;
+
+const RTSP_WORDS: &str = "GATE 3 OPEN";
+const FILE_WORDS: &str = "TRUCK 42";
+const SECONDS: u32 = 6;
+
+#[test]
+fn ocr_words_from_rtsp_and_file_reach_kafka_and_redis() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let rtsp_video = dir.path().join("gate.mp4");
+    let file_video = dir.path().join("truck.mp4");
+    make_text_video(&rtsp_video, RTSP_WORDS, SECONDS);
+    make_text_video(&file_video, FILE_WORDS, SECONDS);
+    let server = RtspServer::serve_file(&rtsp_video, "/gate");
+
+    let topic = unique("argus.test.frame-results");
+    let prefix = unique("argus-test");
+    let http_port = free_port();
+    let file_uri = format!("file://{}", file_video.display());
+    let config = write_config(
+        dir.path(),
+        &services,
+        &topic,
+        &prefix,
+        http_port,
+        &[
+            ("gate-rtsp", server.url.as_str()),
+            ("truck-file", file_uri.as_str()),
+        ],
+    );
+    let mut argus = Argus::start(
+        &config,
+        &["--exit-when-done"],
+        artifacts_dir().join("end_to_end.argus.log"),
+        format!("http://127.0.0.1:{http_port}"),
+    );
+    let code = argus.wait(Duration::from_secs(240));
+    let logs = argus.logs();
+    assert_eq!(code, 0, "argus failed; log:\n{logs}");
+
+    let messages = consume(
+        &services.kafka_brokers,
+        &topic,
+        Duration::from_secs(60),
+        |got| {
+            let count = |camera: &str| got.iter().filter(|m| m.key == camera).count();
+            count("truck-file") >= SECONDS as usize && count("gate-rtsp") >= 3
+        },
+    );
+    let schema = frame_result_schema();
+    for message in &messages {
+        if let Err(error) = schema.validate(&message.payload) {
+            panic!(
+                "message does not match schemas/frame-result.v1.json: {error}\n{}",
+                message.payload
+            );
+        }
+        assert_eq!(
+            message.payload["camera_id"],
+            message.key.as_str(),
+            "key = camera id"
+        );
+        assert_eq!(
+            message.headers.get("schema").map(String::as_str),
+            Some("argus.frame-result.v1")
+        );
+        assert_eq!(
+            message.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+        assert_eq!(
+            message.headers.get("message-id").map(String::as_str),
+            message.payload["message_id"].as_str()
+        );
+    }
+
+    // The file is read completely and nothing is dropped: one result per second of video, in order.
+    let file_sequences: Vec<u64> = messages
+        .iter()
+        .filter(|m| m.key == "truck-file")
+        .map(|m| m.payload["frame"]["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        file_sequences,
+        (0..SECONDS as u64).collect::<Vec<_>>(),
+        "log:\n{logs}"
+    );
+
+    let text_of = |camera: &str| -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m.key == camera)
+            .map(|m| m.payload["text"].as_str().unwrap().to_uppercase())
+            .collect()
+    };
+    let read_all = |texts: &[String], words: &str| {
+        texts
+            .iter()
+            .filter(|text| words.split(' ').all(|word| text.contains(word)))
+            .count()
+    };
+    let rtsp_texts = text_of("gate-rtsp");
+    let file_texts = text_of("truck-file");
+    assert!(
+        rtsp_texts.len() >= 3,
+        "too few RTSP results: {rtsp_texts:?}\n{logs}"
+    );
+    assert!(
+        read_all(&rtsp_texts, RTSP_WORDS) * 2 >= rtsp_texts.len(),
+        "the RTSP stream's words were not read: {rtsp_texts:?}"
+    );
+    assert!(
+        read_all(&file_texts, FILE_WORDS) * 2 >= file_texts.len(),
+        "the file's words were not read: {file_texts:?}"
+    );
+    assert!(
+        rtsp_texts.iter().all(|text| !text.contains("TRUCK")),
+        "streams must not mix: {rtsp_texts:?}"
+    );
+
+    // Redis holds each camera's latest result.
+    let client = redis::Client::open(services.redis_url.as_str()).unwrap();
+    let mut redis = client.get_connection().unwrap();
+    let latest: String = redis::cmd("GET")
+        .arg(format!("{prefix}:camera:truck-file:latest"))
+        .query(&mut redis)
+        .unwrap();
+    let latest: serde_json::Value = serde_json::from_str(&latest).unwrap();
+    assert_eq!(latest["camera_id"], "truck-file");
+    assert_eq!(
+        latest["frame"]["sequence"],
+        SECONDS as u64 - 1,
+        "the last frame is the latest"
+    );
+    assert!(latest["text"]
+        .as_str()
+        .unwrap()
+        .to_uppercase()
+        .contains("TRUCK"));
+    drop(server);
+}
