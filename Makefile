@@ -12,13 +12,15 @@ export CARGO_TERM_COLOR ?= auto
 setup:
 	@deploy/setup.sh
 
+# The dev profile (dependencies optimised, see Cargo.toml) is the one `make test` builds, so
+# `make run` after `make test` starts at once instead of compiling everything again.
 build: setup
-	@$(ENV) && cargo build --release -p argus-pipeline
+	@$(ENV) && cargo build -p argus-pipeline --bin argus
 
 run: build
 	@deploy/services.sh start local
 	@deploy/print-where-results-go.sh
-	@$(ENV) && exec ./target/release/argus run $(ARGS)
+	@$(ENV) && exec ./target/debug/argus run $(ARGS)
 
 test: setup
 	@deploy/run-tests.sh

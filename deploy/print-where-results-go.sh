@@ -6,7 +6,7 @@ cat <<TXT
 
   Results
     Kafka   topic argus.frame-results.v1 on 127.0.0.1:9092, one JSON message per analysed frame
-            watch:  source deploy/env.sh && ./target/release/argus tail argus.frame-results.v1
+            watch:  source deploy/env.sh && ./target/debug/argus tail argus.frame-results.v1
     Redis   latest result per camera on 127.0.0.1:6379
             read:   redis-cli get argus:camera:sample-street:latest
             live:   redis-cli subscribe argus:camera:sample-street

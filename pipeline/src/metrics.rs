@@ -120,3 +120,44 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `argus_*` series a dashboard queries must be one Argus exports.
+    #[test]
+    fn dashboards_only_use_exported_metrics() {
+        let metrics = Metrics::new();
+        for vec in [&metrics.frames_decoded, &metrics.frames_analysed, &metrics.frames_dropped, &metrics.messages_published] {
+            vec.with_label_values(&["x"]).inc();
+        }
+        metrics.operator_latency.with_label_values(&["x"]).observe(0.1);
+        metrics.publish_latency.with_label_values(&["x"]).observe(0.1);
+        metrics.stream_state.with_label_values(&["x", "running"]).set(1);
+        let exported = metrics.render();
+
+        let dashboards = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dashboards).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (start, _) in text.match_indices("argus_") {
+                let name: String = text[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    exported.lines().any(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))),
+                    "{} uses {name}, which Argus does not export",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 5, "the dashboards should query Argus metrics");
+    }
+}

@@ -158,11 +158,20 @@ pub struct Argus {
 
 impl Argus {
     pub fn start(config: &Path, args: &[&str], log: PathBuf, http: String) -> Self {
-        let child = Command::new(argus_binary())
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .args(args)
+        let mut command = Command::new(argus_binary());
+        command.arg("--config").arg(config).arg("run").args(args);
+        Self::spawn(command, log, http)
+    }
+
+    /// Runs `argus run ARGS` on its built-in defaults, with `env` overriding them.
+    pub fn start_with_defaults(args: &[&str], env: &[(&str, &str)], log: PathBuf, http: String) -> Self {
+        let mut command = Command::new(argus_binary());
+        command.arg("run").args(args).envs(env.iter().copied()).env_remove("ARGUS_CONFIG");
+        Self::spawn(command, log, http)
+    }
+
+    fn spawn(mut command: Command, log: PathBuf, http: String) -> Self {
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .env("RUST_LOG", "info")

@@ -145,3 +145,42 @@ fn ocr_words_from_rtsp_and_file_reach_kafka_and_redis() {
         .contains("TRUCK"));
     drop(server);
 }
+
+/// What `make run` does: the built-in defaults analyse the sample video (Debian's vtest.avi,
+/// 79.5 s at 10 fps) at 1 fps; here Kafka, Redis and the HTTP port are moved by environment
+/// variables, which also checks that overrides reach the configuration.
+#[test]
+fn the_built_in_defaults_analyse_the_sample_video() {
+    let services = services();
+    let topic = unique("argus.test.sample");
+    let prefix = unique("argus-test");
+    let http_port = free_port();
+    let listen = format!("127.0.0.1:{http_port}");
+    let mut argus = Argus::start_with_defaults(
+        &["--exit-when-done"],
+        &[
+            ("ARGUS_KAFKA__BROKERS", services.kafka_brokers.as_str()),
+            ("ARGUS_KAFKA__TOPICS__FRAME_RESULTS", topic.as_str()),
+            ("ARGUS_REDIS__URL", services.redis_url.as_str()),
+            ("ARGUS_REDIS__KEY_PREFIX", prefix.as_str()),
+            ("ARGUS_HTTP__LISTEN", listen.as_str()),
+        ],
+        artifacts_dir().join("sample_video.argus.log"),
+        format!("http://{listen}"),
+    );
+    let code = argus.wait(Duration::from_secs(300));
+    assert_eq!(code, 0, "log:\n{}", argus.logs());
+
+    let messages = consume(&services.kafka_brokers, &topic, Duration::from_secs(60), |got| got.len() >= 80);
+    assert_eq!(messages.len(), 80, "one result per second of the 79.5 s video");
+    assert!(messages.iter().all(|m| m.key == "sample-street"));
+    let client = redis::Client::open(services.redis_url.as_str()).unwrap();
+    let mut redis = client.get_connection().unwrap();
+    let latest: String = redis::cmd("GET")
+        .arg(format!("{prefix}:camera:sample-street:latest"))
+        .query(&mut redis)
+        .unwrap();
+    let latest: serde_json::Value = serde_json::from_str(&latest).unwrap();
+    assert_eq!(latest["frame"]["sequence"], 79);
+    assert_eq!(latest["frame"]["width"], 768, "vtest.avi is 768x576: under max_width, not scaled");
+}
