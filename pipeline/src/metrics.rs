@@ -129,12 +129,26 @@ mod tests {
     #[test]
     fn dashboards_only_use_exported_metrics() {
         let metrics = Metrics::new();
-        for vec in [&metrics.frames_decoded, &metrics.frames_analysed, &metrics.frames_dropped, &metrics.messages_published] {
+        for vec in [
+            &metrics.frames_decoded,
+            &metrics.frames_analysed,
+            &metrics.frames_dropped,
+            &metrics.messages_published,
+        ] {
             vec.with_label_values(&["x"]).inc();
         }
-        metrics.operator_latency.with_label_values(&["x"]).observe(0.1);
-        metrics.publish_latency.with_label_values(&["x"]).observe(0.1);
-        metrics.stream_state.with_label_values(&["x", "running"]).set(1);
+        metrics
+            .operator_latency
+            .with_label_values(&["x"])
+            .observe(0.1);
+        metrics
+            .publish_latency
+            .with_label_values(&["x"])
+            .observe(0.1);
+        metrics
+            .stream_state
+            .with_label_values(&["x", "running"])
+            .set(1);
         let exported = metrics.render();
 
         let dashboards = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
@@ -151,7 +165,10 @@ mod tests {
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
                 assert!(
-                    exported.lines().any(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))),
+                    exported
+                        .lines()
+                        .any(|line| line.starts_with(&format!("{name}{{"))
+                            || line.starts_with(&format!("{name} "))),
                     "{} uses {name}, which Argus does not export",
                     path.display()
                 );

@@ -164,9 +164,18 @@ impl Argus {
     }
 
     /// Runs `argus run ARGS` on its built-in defaults, with `env` overriding them.
-    pub fn start_with_defaults(args: &[&str], env: &[(&str, &str)], log: PathBuf, http: String) -> Self {
+    pub fn start_with_defaults(
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: PathBuf,
+        http: String,
+    ) -> Self {
         let mut command = Command::new(argus_binary());
-        command.arg("run").args(args).envs(env.iter().copied()).env_remove("ARGUS_CONFIG");
+        command
+            .arg("run")
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("ARGUS_CONFIG");
         Self::spawn(command, log, http)
     }
 

@@ -171,8 +171,17 @@ fn the_built_in_defaults_analyse_the_sample_video() {
     let code = argus.wait(Duration::from_secs(300));
     assert_eq!(code, 0, "log:\n{}", argus.logs());
 
-    let messages = consume(&services.kafka_brokers, &topic, Duration::from_secs(60), |got| got.len() >= 80);
-    assert_eq!(messages.len(), 80, "one result per second of the 79.5 s video");
+    let messages = consume(
+        &services.kafka_brokers,
+        &topic,
+        Duration::from_secs(60),
+        |got| got.len() >= 80,
+    );
+    assert_eq!(
+        messages.len(),
+        80,
+        "one result per second of the 79.5 s video"
+    );
     assert!(messages.iter().all(|m| m.key == "sample-street"));
     let client = redis::Client::open(services.redis_url.as_str()).unwrap();
     let mut redis = client.get_connection().unwrap();
@@ -182,5 +191,8 @@ fn the_built_in_defaults_analyse_the_sample_video() {
         .unwrap();
     let latest: serde_json::Value = serde_json::from_str(&latest).unwrap();
     assert_eq!(latest["frame"]["sequence"], 79);
-    assert_eq!(latest["frame"]["width"], 768, "vtest.avi is 768x576: under max_width, not scaled");
+    assert_eq!(
+        latest["frame"]["width"], 768,
+        "vtest.avi is 768x576: under max_width, not scaled"
+    );
 }
