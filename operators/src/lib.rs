@@ -5,17 +5,28 @@
 //! runtime and knows nothing about streams, Kafka or Redis: the `pipeline` crate schedules
 //! these operators and publishes what they return.
 //!
+//! * [`ccam`]: the Video-CCAM projector (causal cross-attention from learnable queries to
+//!   the frames' visual tokens; batch or streaming) with `tch`.
+//! * [`checkpoint`]: loading Hugging Face checkpoint folders (config, safetensors weights,
+//!   device) for the `tch` operators.
 //! * [`image`]: the frame type every vision operator takes (packed BGR, as OpenCV and the
 //!   PaddleOCR models expect).
+//! * [`llm`]: text generation with Llama-family decoders (SmolLM2, any HF Llama checkpoint) with `tch`.
 //! * [`onnx`]: the process-wide ONNX Runtime environment (`ort`, loaded dynamically).
 //! * [`ocr`]: PP-OCRv4 text detection (DB) and recognition (CTC) through `ort` + `opencv`.
 //! * [`text_embedding`]: sentence embeddings (all-MiniLM-L6-v2, any HF BERT checkpoint) with `tch`.
+//! * [`vision`]: SigLIP and CLIP ViT encoders (HF checkpoints) with `tch`, and token merging
+//!   inside the tower (ToMe) and across a fixed camera's frames.
 
+pub mod ccam;
+pub mod checkpoint;
 pub mod error;
 pub mod image;
+pub mod llm;
 pub mod ocr;
 pub mod onnx;
 pub mod text_embedding;
+pub mod vision;
 
 pub use error::OperatorError;
 pub use image::BgrImage;

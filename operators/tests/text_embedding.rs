@@ -4,7 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use argus_operators::text_embedding::{device_from_name, TextEmbedder};
+use argus_operators::checkpoint::device_from_name;
+use argus_operators::text_embedding::TextEmbedder;
 use argus_operators::OperatorError;
 use serde::Deserialize;
 use tch::{Device, Tensor};

@@ -3,12 +3,12 @@
 //! is inference only; the pooler head is not loaded because sentence embeddings pool the
 //! token states themselves.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use tch::{Device, Kind, TchError, Tensor};
 
+use crate::checkpoint::{read_json, Checkpoint};
 use crate::OperatorError;
 
 /// The fields of `config.json` the encoder needs; everything else there is ignored.
@@ -36,7 +36,7 @@ fn absolute() -> String {
 
 impl BertConfig {
     pub(super) fn load(path: &Path) -> Result<Self, OperatorError> {
-        let config: Self = super::read_json(path)?;
+        let config: Self = read_json(path)?;
         config.check(path)?;
         Ok(config)
     }
@@ -90,67 +90,29 @@ fn gelu_approximation(hidden_act: &str) -> Option<&'static str> {
     }
 }
 
-/// Hands out the checkpoint's tensors by their `BertModel` names, checking each shape.
-struct Checkpoint {
-    path: PathBuf,
+/// The checkpoint's tensors by their `BertModel` names.
+struct Weights {
+    checkpoint: Checkpoint,
     /// `"bert."` when the file was saved from a task model (`BertForMaskedLM`, ...), which
     /// nests the encoder under that name; empty for a bare `BertModel`.
     prefix: &'static str,
-    tensors: HashMap<String, Tensor>,
-    device: Device,
 }
 
-impl Checkpoint {
+impl Weights {
     fn open(path: &Path, device: Device) -> Result<Self, OperatorError> {
-        let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-            .map_err(|e| OperatorError::ModelLoad {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?
-            .into_iter()
-            .collect();
-        let prefix = if tensors
-            .keys()
-            .any(|name| name.starts_with("bert.embeddings."))
-        {
+        let checkpoint = Checkpoint::open(path, device)?;
+        let prefix = if checkpoint.has("bert.embeddings.word_embeddings.weight") {
             "bert."
         } else {
             ""
         };
-        Ok(Self {
-            path: path.to_owned(),
-            prefix,
-            tensors,
-            device,
-        })
+        Ok(Self { checkpoint, prefix })
     }
 
     /// The tensor `name` (without prefix) as float32 on the device, if it has shape `expected`.
     fn take(&mut self, name: &str, expected: &[i64]) -> Result<Tensor, OperatorError> {
-        let name = format!("{}{name}", self.prefix);
-        let tensor = self
-            .tensors
-            .remove(&name)
-            .ok_or_else(|| OperatorError::MissingTensor {
-                path: self.path.clone(),
-                name: name.clone(),
-            })?;
-        if tensor.size() != expected {
-            return Err(OperatorError::TensorShape {
-                path: self.path.clone(),
-                name,
-                expected: expected.to_vec(),
-                actual: tensor.size(),
-            });
-        }
-        // Half-precision checkpoints are widened: the parity tests hold float32 to 1e-4.
-        tensor
-            .f_to_kind(Kind::Float)
-            .and_then(|t| t.f_to_device(self.device))
-            .map_err(|e| OperatorError::ModelLoad {
-                path: self.path.clone(),
-                message: format!("cannot move tensor {name} to {:?}: {e}", self.device),
-            })
+        self.checkpoint
+            .take(&format!("{}{name}", self.prefix), expected)
     }
 
     fn linear(&mut self, name: &str, inputs: i64, outputs: i64) -> Result<Linear, OperatorError> {
@@ -225,7 +187,7 @@ impl Bert {
         weights: &Path,
         device: Device,
     ) -> Result<Self, OperatorError> {
-        let mut checkpoint = Checkpoint::open(weights, device)?;
+        let mut checkpoint = Weights::open(weights, device)?;
         let (hidden, eps) = (config.hidden_size, config.layer_norm_eps);
         let inner = config.intermediate_size;
         let word_embeddings = checkpoint.take(

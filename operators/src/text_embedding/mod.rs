@@ -9,19 +9,18 @@
 
 mod bert;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use tch::{Device, Kind, TchError, Tensor};
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationParams};
 
+use crate::checkpoint::{read_json, required_file};
 use crate::OperatorError;
 use bert::{Bert, BertConfig};
 
 /// File names inside the checkpoint folder, as the Hugging Face Hub lays them out.
-pub const CONFIG_FILE: &str = "config.json";
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub use crate::checkpoint::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 /// sentence-transformers' own files; both optional.
 pub const POOLING_CONFIG_FILE: &str = "1_Pooling/config.json";
 pub const SENTENCE_CONFIG_FILE: &str = "sentence_bert_config.json";
@@ -36,32 +35,6 @@ const BATCH_SIZE: usize = 32;
 
 const MISSING_HINT: &str = "a BERT checkpoint folder needs config.json, model.safetensors and \
                             tokenizer.json; deploy/setup.sh installs all-MiniLM-L6-v2";
-
-/// Parses a device name from configuration: `cpu`, `cuda` (= `cuda:0`), `cuda:N`, or `auto`
-/// (the first GPU when libtorch sees one, else the CPU). Asking for a GPU that libtorch
-/// cannot see is an error here rather than a crash at the first tensor moved there.
-pub fn device_from_name(name: &str) -> Result<Device, OperatorError> {
-    let index = match name.trim().to_ascii_lowercase().as_str() {
-        "cpu" => return Ok(Device::Cpu),
-        "auto" => return Ok(Device::cuda_if_available()),
-        "cuda" => 0,
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|index| index.parse::<usize>().ok())
-            .ok_or_else(|| {
-                OperatorError::InvalidInput(format!(
-                    "unknown device {name:?}; expected cpu, cuda, cuda:N or auto"
-                ))
-            })?,
-    };
-    let visible = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
-    if index >= visible {
-        return Err(OperatorError::InvalidInput(format!(
-            "device {name:?} requested but libtorch sees {visible} CUDA device(s)"
-        )));
-    }
-    Ok(Device::Cuda(index))
-}
 
 /// A loaded sentence-embedding model. It is `Send` but not `Sync`, because `tch` tensors are
 /// not: move it into the worker that runs it, or put it behind a `Mutex`.
@@ -78,9 +51,9 @@ pub struct TextEmbedder {
 impl TextEmbedder {
     /// Loads the checkpoint in `dir` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self, OperatorError> {
-        let config_path = required_file(dir, CONFIG_FILE)?;
-        let weights_path = required_file(dir, WEIGHTS_FILE)?;
-        let tokenizer_path = required_file(dir, TOKENIZER_FILE)?;
+        let config_path = required_file(dir, CONFIG_FILE, MISSING_HINT)?;
+        let weights_path = required_file(dir, WEIGHTS_FILE, MISSING_HINT)?;
+        let tokenizer_path = required_file(dir, TOKENIZER_FILE, MISSING_HINT)?;
 
         let config = BertConfig::load(&config_path)?;
         check_pooling(&dir.join(POOLING_CONFIG_FILE))?;
@@ -184,27 +157,6 @@ fn mean_pool_normalized(states: &Tensor, mask: &Tensor) -> Result<Tensor, TchErr
     let mean = summed.f_div(&counts)?;
     let norm = mean.f_norm_scalaropt_dim(2, 1, true)?.f_clamp_min(1e-12)?;
     mean.f_div(&norm)
-}
-
-fn required_file(dir: &Path, name: &str) -> Result<PathBuf, OperatorError> {
-    let path = dir.join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(OperatorError::MissingModel {
-            path,
-            hint: MISSING_HINT.into(),
-        })
-    }
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, OperatorError> {
-    let load_error = |message: String| OperatorError::ModelLoad {
-        path: path.to_owned(),
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| load_error(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| load_error(e.to_string()))
 }
 
 /// Refuses checkpoints that sentence-transformers would pool other than by the mean (CLS,
