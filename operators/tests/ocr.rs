@@ -107,3 +107,33 @@ fn a_model_that_is_not_onnx_is_a_clear_error() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_batch_reads_the_same_as_frames_one_by_one() {
+    let mut ocr = PpOcr::load(&model_dir(), OcrConfig::default()).unwrap();
+    let frames = [
+        frame_with_text(&[("CAMERA ONE", 40, 100)]),
+        frame_with_text(&[]),
+        frame_with_text(&[("LANE 7", 200, 200), ("EXIT", 60, 300)]),
+    ];
+    let one_by_one: Vec<_> = frames.iter().map(|f| ocr.recognize(f).unwrap()).collect();
+    let batch = ocr
+        .recognize_batch(&frames.iter().collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(batch.len(), 3);
+    for (single, batched) in one_by_one.iter().zip(&batch) {
+        let texts = |lines: &[argus_operators::ocr::TextLine]| {
+            lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(texts(single), texts(batched));
+        for (a, b) in single.iter().zip(batched) {
+            assert_eq!(a.quad, b.quad);
+            // Recognition pads each line to the widest line of its batch, which moves the
+            // character probabilities a little; the text and boxes must not change.
+            assert!((a.score - b.score).abs() < 0.02, "{a:?} vs {b:?}");
+        }
+    }
+    assert!(batch[0][0].text.contains("CAMERA"));
+    assert!(batch[1].is_empty());
+    assert_eq!(batch[2].len(), 2);
+}

@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub ocr: OcrConfig,
     #[serde(default)]
+    pub analysis: AnalysisConfig,
+    #[serde(default)]
     pub streams: Vec<StreamConfig>,
 }
 
@@ -58,6 +60,8 @@ pub struct KafkaConfig {
 #[serde(deny_unknown_fields)]
 pub struct TopicsConfig {
     pub frame_results: String,
+    /// Stream state changes and gaps (outages) in the video.
+    pub stream_events: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +69,25 @@ pub struct TopicsConfig {
 pub struct RedisConfig {
     pub url: String,
     pub key_prefix: String,
+}
+
+/// Batching of frames across streams for the operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// At most this many frames (from any streams) per model call.
+    pub max_batch: usize,
+    /// How long the first frame of a batch may wait for others (ms).
+    pub max_wait_ms: u64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 8,
+            max_wait_ms: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -90,12 +113,13 @@ impl ModelsConfig {
 }
 
 /// One camera or recording.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// Camera id: the Kafka message key and the Redis key part. Letters, digits, `-`, `_`, `.`.
     pub id: String,
-    /// `file:///path`, a plain path, `rtsp://[user:pass@]host[:port]/path`, `http(s)://...`.
+    /// `file:///path`, a plain path, `rtsp://[user:pass@]host[:port]/path`, `http(s)://...`,
+    /// `v4l2:///dev/video0`, or a synthetic `test:PATTERN?width=W&height=H&fps=F`.
     pub uri: String,
     /// Frames per second handed to the operators (the rest are dropped inside GStreamer).
     #[serde(default = "default_sample_fps")]
@@ -106,6 +130,67 @@ pub struct StreamConfig {
     /// Wall-clock time of media time 0 for recorded files (RFC 3339); default: when the stream starts.
     #[serde(default)]
     pub start_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// RTSP transport: `tcp` (interleaved; passes NAT and firewalls) or `udp`.
+    #[serde(default)]
+    pub rtsp_transport: RtspTransport,
+    /// Live sources: sampled frames that may wait for analysis before `drop_policy` applies.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Live sources: which frame is dropped when analysis is behind.
+    #[serde(default)]
+    pub drop_policy: DropPolicy,
+    #[serde(default)]
+    pub reconnect: ReconnectConfig,
+    /// A live stream that delivers no frame for this many seconds is treated as down.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPolicy {
+    /// Keep the newest frames: what an operator watching live wants.
+    #[default]
+    DropOldest,
+    /// Keep the frames already queued.
+    DropNewest,
+}
+
+/// Reconnection of network sources: exponential backoff with jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconnectConfig {
+    pub initial_delay_ms: u64,
+    /// The backoff never waits longer than this.
+    pub max_delay_ms: u64,
+    /// Give up (state `failed`) after this many attempts in a row; unset: never give up.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            initial_delay_ms: 500,
+            max_delay_ms: 10_000,
+            max_attempts: None,
+        }
+    }
+}
+
+fn default_queue_size() -> usize {
+    4
+}
+
+fn default_stall_timeout() -> f64 {
+    10.0
 }
 
 fn default_sample_fps() -> f64 {
@@ -161,6 +246,22 @@ impl Config {
 }
 
 impl StreamConfig {
+    /// A stream with every setting at its default.
+    pub fn new(id: impl Into<String>, uri: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            uri: uri.into(),
+            sample_fps: default_sample_fps(),
+            max_width: default_max_width(),
+            start_time: None,
+            rtsp_transport: RtspTransport::default(),
+            queue_size: default_queue_size(),
+            drop_policy: DropPolicy::default(),
+            reconnect: ReconnectConfig::default(),
+            stall_timeout_s: default_stall_timeout(),
+        }
+    }
+
     /// Problems with this stream alone; they fail the stream, not the service.
     pub fn problems(&self) -> Option<String> {
         let id_ok = !self.id.is_empty()
@@ -183,6 +284,23 @@ impl StreamConfig {
         }
         if self.max_width < 32 {
             return Some(format!("max_width {} must be at least 32", self.max_width));
+        }
+        if self.queue_size == 0 || self.queue_size > 1024 {
+            return Some(format!(
+                "queue_size {} must be in 1..=1024",
+                self.queue_size
+            ));
+        }
+        if self.stall_timeout_s.is_nan() || self.stall_timeout_s < 1.0 {
+            return Some(format!(
+                "stall_timeout_s {} must be at least 1",
+                self.stall_timeout_s
+            ));
+        }
+        if self.reconnect.initial_delay_ms == 0
+            || self.reconnect.max_delay_ms < self.reconnect.initial_delay_ms
+        {
+            return Some("reconnect needs 0 < initial_delay_ms <= max_delay_ms".into());
         }
         None
     }
@@ -240,13 +358,7 @@ mod tests {
 
     #[test]
     fn bad_stream_ids_are_reported() {
-        let stream = StreamConfig {
-            id: "gate 3!".into(),
-            uri: "file:///x".into(),
-            sample_fps: 1.0,
-            max_width: 1280,
-            start_time: None,
-        };
+        let stream = StreamConfig::new("gate 3!", "file:///x");
         assert!(stream.problems().unwrap().contains("gate 3!"));
     }
 }

@@ -92,13 +92,7 @@ fn parse_stream(value: &str) -> Result<StreamConfig, String> {
     let (id, uri) = value
         .split_once('=')
         .ok_or_else(|| "expected ID=URI, e.g. gate3=rtsp://camera/stream1".to_string())?;
-    Ok(StreamConfig {
-        id: id.trim().to_owned(),
-        uri: uri.trim().to_owned(),
-        sample_fps: 1.0,
-        max_width: 1280,
-        start_time: None,
-    })
+    Ok(StreamConfig::new(id.trim(), uri.trim()))
 }
 
 fn init_logging(format: LogFormat) {
@@ -127,9 +121,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<Outcome> {
+fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
     let mut config = Config::load(cli.config.as_deref())?;
-    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+    match cli
+        .command
+        .take()
+        .unwrap_or(Command::Run(RunArgs::default()))
+    {
         Command::Config => {
             print!(
                 "{}",
@@ -166,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 config,
                 RunOptions {
                     exit_when_done: args.exit_when_done,
+                    config_file: cli.config.clone(),
                 },
             ))
         }

@@ -16,13 +16,18 @@ pub struct Metrics {
     pub frames_analysed: IntCounterVec,
     /// Sampled frames dropped because analysis was behind (live sources only).
     pub frames_dropped: IntCounterVec,
+    /// Time per model call (a call may serve a batch of frames).
     pub operator_latency: HistogramVec,
+    /// Frames per model call.
+    pub operator_batch_size: HistogramVec,
     pub publish_latency: HistogramVec,
     pub messages_published: IntCounterVec,
     /// Errors by kind: `stream`, `operator`, `kafka`, `redis`.
     pub errors: IntCounterVec,
     /// 1 for the state each stream is in, 0 for the others.
     pub stream_state: IntGaugeVec,
+    /// Reconnection attempts of network sources.
+    pub reconnects: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +70,15 @@ impl Metrics {
             "Time an operator takes per frame.",
             "operator",
         );
+        let operator_batch_size = HistogramVec::new(
+            HistogramOpts::new("argus_operator_batch_size", "Frames per operator call.")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            &["operator"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(operator_batch_size.clone()))
+            .expect("unique metric");
         let publish_latency = histogram(
             "argus_publish_latency_seconds",
             "Time from publishing a result to its acknowledgement.",
@@ -76,6 +90,11 @@ impl Metrics {
             &["topic"],
         );
         let errors = counter("argus_errors_total", "Errors by kind.", &["kind"]);
+        let reconnects = counter(
+            "argus_stream_reconnects_total",
+            "Reconnection attempts of network sources.",
+            &["stream"],
+        );
         let stream_state = IntGaugeVec::new(
             Opts::new("argus_stream_state", "1 for the state a stream is in."),
             &["stream", "state"],
@@ -98,10 +117,12 @@ impl Metrics {
             frames_analysed,
             frames_dropped,
             operator_latency,
+            operator_batch_size,
             publish_latency,
             messages_published,
             errors,
             stream_state,
+            reconnects,
         }
     }
 
@@ -134,6 +155,7 @@ mod tests {
             &metrics.frames_analysed,
             &metrics.frames_dropped,
             &metrics.messages_published,
+            &metrics.reconnects,
         ] {
             vec.with_label_values(&["x"]).inc();
         }
@@ -141,6 +163,10 @@ mod tests {
             .operator_latency
             .with_label_values(&["x"])
             .observe(0.1);
+        metrics
+            .operator_batch_size
+            .with_label_values(&["x"])
+            .observe(2.0);
         metrics
             .publish_latency
             .with_label_values(&["x"])

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::watch;
 
 use crate::analysis::Analyzer;
 use crate::api::{self, ApiState};
@@ -13,7 +12,7 @@ use crate::config::Config;
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::publish::{KafkaPublisher, RedisState};
-use crate::streams::{self, StreamContext, StreamRegistry, StreamState};
+use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
 
 /// How a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +26,8 @@ pub enum Outcome {
 pub struct RunOptions {
     /// Exit once every stream is finished or failed, instead of serving until stopped.
     pub exit_when_done: bool,
+    /// The configuration file, re-read on SIGHUP to add, change and remove streams.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome> {
@@ -35,12 +36,20 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     ingest::init()?;
 
     let model_dir = config.models.resolve_dir();
-    let analyzer = Analyzer::start(&model_dir, config.ocr.clone(), metrics.clone())
-        .with_context(|| format!("loading the OCR models from {}", model_dir.display()))?;
+    let analyzer = Analyzer::start(
+        &model_dir,
+        config.ocr.clone(),
+        config.analysis.clone(),
+        metrics.clone(),
+    )
+    .with_context(|| format!("loading the OCR models from {}", model_dir.display()))?;
     tracing::info!(models = %model_dir.display(), "operators ready");
 
     let kafka = KafkaPublisher::new(&config.kafka, metrics.clone())?;
-    let topics = [config.kafka.topics.frame_results.as_str()];
+    let topics = [
+        config.kafka.topics.frame_results.as_str(),
+        config.kafka.topics.stream_events.as_str(),
+    ];
     match KafkaPublisher::ensure_topics(&config.kafka, &topics, Duration::from_secs(10)).await {
         Ok(()) => tracing::info!(brokers = %config.kafka.brokers, ?topics, "Kafka topics ready"),
         // The producer keeps retrying on its own; results wait in its queue meanwhile.
@@ -64,13 +73,22 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     }
 
     let registry = StreamRegistry::new(metrics.clone());
+    let manager = StreamManager::new(StreamContext {
+        config: config.clone(),
+        registry: registry.clone(),
+        analyzer,
+        kafka: kafka.clone(),
+        redis,
+        metrics: metrics.clone(),
+    });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     let address = listener.local_addr()?;
     let app = api::router(ApiState {
         registry: registry.clone(),
-        metrics: metrics.clone(),
+        manager: manager.clone(),
+        metrics,
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -79,38 +97,21 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     });
     tracing::info!("HTTP API on http://{address} (metrics: http://{address}/metrics, streams: http://{address}/api/v1/streams)");
 
-    let (stop, shutdown) = watch::channel(false);
-    let context = StreamContext {
-        config: config.clone(),
-        registry: registry.clone(),
-        analyzer,
-        kafka: kafka.clone(),
-        redis,
-        metrics,
-        shutdown,
-    };
-    let mut tasks = Vec::new();
     for stream in config.streams.clone() {
-        registry.insert(&stream.id, ingest::redact_text(&stream.uri));
-        tasks.push(tokio::spawn(streams::run_stream(context.clone(), stream)));
+        manager.start(stream).await?;
     }
     if config.streams.is_empty() {
-        tracing::warn!(
-            "no streams configured: add [[streams]] to the config or pass --stream ID=URI"
-        );
+        tracing::warn!("no streams configured: add [[streams]] to the config, pass --stream ID=URI, or POST /api/v1/streams");
+    }
+    if let Some(file) = options.config_file.clone() {
+        tokio::spawn(reload_on_hangup(file, manager.clone()));
     }
 
-    let all_done = registry.all_done();
     tokio::select! {
-        _ = all_done, if options.exit_when_done => tracing::info!("every stream has ended"),
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        }
+        _ = registry.all_done(), if options.exit_when_done => tracing::info!("every stream has ended"),
+        _ = shutdown_signal() => tracing::info!("shutting down"),
     }
-    for task in tasks {
-        let _ = task.await;
-    }
+    manager.stop_all().await;
     tracing::info!("delivering queued messages to Kafka");
     let kafka_flushed =
         tokio::task::spawn_blocking(move || kafka.flush(Duration::from_secs(30))).await?;
@@ -131,6 +132,23 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     } else {
         Outcome::Completed
     })
+}
+
+/// SIGHUP: re-read the configuration file and apply its streams; other settings need a restart.
+async fn reload_on_hangup(file: std::path::PathBuf, manager: StreamManager) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match Config::load(Some(&file)) {
+            Ok(config) => {
+                tracing::info!(file = %file.display(), streams = config.streams.len(), "reloading streams");
+                manager.reload(config.streams).await;
+            }
+            Err(error) => tracing::error!(%error, "configuration not reloaded"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -73,6 +73,25 @@ pub fn make_text_video(path: &Path, text: &str, seconds: u32) {
     run_to_end(&description);
 }
 
+/// A Matroska file whose video track claims a codec no GStreamer plugin decodes: a real VP8
+/// file with its codec id rewritten (same length, so the file stays well-formed).
+pub fn make_unsupported_codec_video(path: &Path) {
+    gst::init().unwrap();
+    let vp8 = path.with_extension("vp8.mkv");
+    run_to_end(&format!(
+        "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240 ! vp8enc ! matroskamux ! filesink location=\"{}\"",
+        vp8.display()
+    ));
+    let mut bytes = std::fs::read(&vp8).unwrap();
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"V_VP8")
+        .expect("a VP8 track");
+    bytes[at..at + 5].copy_from_slice(b"V_QQ9");
+    std::fs::write(path, bytes).unwrap();
+    std::fs::remove_file(vp8).unwrap();
+}
+
 fn run_to_end(description: &str) {
     let pipeline = gst::parse::launch(description).expect("valid test pipeline");
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -89,46 +108,80 @@ fn run_to_end(description: &str) {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
-/// An RTSP server on 127.0.0.1 (port chosen by the OS) that plays an MP4 file in real time.
+/// An RTSP server on 127.0.0.1 (port chosen by the OS unless given), run on its own thread.
 pub struct RtspServer {
-    pub url: String,
+    pub port: u16,
+    server: rtsp::RTSPServer,
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RtspServer {
+    /// Plays an MP4 file (H.264) in real time at `mount`.
     pub fn serve_file(path: &Path, mount: &str) -> Self {
+        let launch = format!(
+            "( filesrc location=\"{}\" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+            path.display()
+        );
+        Self::serve(&[(mount, launch)], 0)
+    }
+
+    /// A live 320x240 5 fps H.264 camera at each mount, showing a moving ball.
+    pub fn serve_live(mounts: &[&str], port: u16) -> Self {
+        let launch = "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=5/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=5 ! rtph264pay name=pay0 pt=96 config-interval=1 )";
+        let factories: Vec<(&str, String)> = mounts
+            .iter()
+            .map(|mount| (*mount, launch.to_string()))
+            .collect();
+        Self::serve(&factories, port)
+    }
+
+    fn serve(factories: &[(&str, String)], port: u16) -> Self {
         gst::init().unwrap();
         let context = glib::MainContext::new();
         let server = rtsp::RTSPServer::new();
         server.set_address("127.0.0.1");
-        server.set_service("0");
-        let factory = rtsp::RTSPMediaFactory::new();
-        factory.set_launch(&format!(
-            "( filesrc location=\"{}\" ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
-            path.display()
-        ));
-        factory.set_shared(true);
-        server.mount_points().unwrap().add_factory(mount, factory);
+        server.set_service(&port.to_string());
+        let mounts = server.mount_points().unwrap();
+        for (mount, launch) in factories {
+            let factory = rtsp::RTSPMediaFactory::new();
+            factory.set_launch(launch);
+            factory.set_shared(true);
+            mounts.add_factory(mount, factory);
+        }
         let source = server.attach(Some(&context)).expect("RTSP server attaches");
-        let port = server.bound_port();
+        let port = server.bound_port() as u16;
         let main_loop = glib::MainLoop::new(Some(&context), false);
         let running = main_loop.clone();
         let thread = std::thread::spawn(move || {
-            let _server = server;
+            // The server's source lives as long as the loop runs; the listening socket closes
+            // when both are gone.
             let _source = source;
             running.run();
         });
         Self {
-            url: format!("rtsp://127.0.0.1:{port}{mount}"),
+            port,
+            server,
             main_loop,
             thread: Some(thread),
         }
     }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!("rtsp://127.0.0.1:{}{mount}", self.port)
+    }
 }
 
 impl Drop for RtspServer {
+    /// Disconnects every client and closes the listening socket, like a camera that goes away.
     fn drop(&mut self) {
+        self.server.client_filter(Some(
+            &mut |_: &rtsp::RTSPServer, client: &rtsp::RTSPClient| {
+                client.close();
+                rtsp::RTSPFilterResult::Remove
+            },
+        ));
         self.main_loop.quit();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -296,7 +349,8 @@ pub fn consume(
     received
 }
 
-/// Writes an Argus config for the test services.
+/// Writes an Argus config for the test services; frame results go to `topic`, stream events
+/// to `{topic}.events`.
 pub fn write_config(
     dir: &Path,
     services: &Services,
@@ -305,25 +359,65 @@ pub fn write_config(
     http_port: u16,
     streams: &[(&str, &str)],
 ) -> PathBuf {
-    let mut text = format!(
+    let streams_toml: String = streams
+        .iter()
+        .map(|(id, uri)| format!("[[streams]]\nid = \"{id}\"\nuri = \"{uri}\"\nsample_fps = 1.0\n"))
+        .collect();
+    write_config_toml(dir, services, topic, key_prefix, http_port, &streams_toml)
+}
+
+/// Like [`write_config`], with the `[[streams]]` tables given as TOML.
+pub fn write_config_toml(
+    dir: &Path,
+    services: &Services,
+    topic: &str,
+    key_prefix: &str,
+    http_port: u16,
+    streams_toml: &str,
+) -> PathBuf {
+    let text = format!(
         "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
-         [kafka]\nbrokers = \"{}\"\n[kafka.topics]\nframe_results = \"{topic}\"\n\
-         [redis]\nurl = \"{}\"\nkey_prefix = \"{key_prefix}\"\n",
+         [kafka]\nbrokers = \"{}\"\n[kafka.topics]\nframe_results = \"{topic}\"\nstream_events = \"{topic}.events\"\n\
+         [redis]\nurl = \"{}\"\nkey_prefix = \"{key_prefix}\"\n{streams_toml}",
         services.kafka_brokers, services.redis_url
     );
-    for (id, uri) in streams {
-        text.push_str(&format!(
-            "[[streams]]\nid = \"{id}\"\nuri = \"{uri}\"\nsample_fps = 1.0\n"
-        ));
-    }
     let path = dir.join("argus.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
-/// The JSON Schema of frame results, compiled.
-pub fn frame_result_schema() -> jsonschema::Validator {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/frame-result.v1.json");
+/// Polls the API until `ready` accepts the stream list, or panics with the log after `timeout`.
+pub fn wait_for_streams(
+    argus: &Argus,
+    timeout: Duration,
+    what: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(answer) = argus.get_json("/api/v1/streams") {
+            let streams = answer["streams"].as_array().cloned().unwrap_or_default();
+            if ready(&streams) {
+                return streams;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            argus.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One stream's status out of a stream list.
+pub fn stream<'a>(streams: &'a [serde_json::Value], id: &str) -> Option<&'a serde_json::Value> {
+    streams.iter().find(|s| s["id"] == id)
+}
+
+/// The JSON Schema of a message kind (`frame-result`, `stream-event`), compiled.
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/{name}.v1.json"));
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     jsonschema::options()

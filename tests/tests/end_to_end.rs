@@ -18,6 +18,7 @@ fn ocr_words_from_rtsp_and_file_reach_kafka_and_redis() {
     make_text_video(&rtsp_video, RTSP_WORDS, SECONDS);
     make_text_video(&file_video, FILE_WORDS, SECONDS);
     let server = RtspServer::serve_file(&rtsp_video, "/gate");
+    let gate_url = server.url("/gate");
 
     let topic = unique("argus.test.frame-results");
     let prefix = unique("argus-test");
@@ -30,17 +31,29 @@ fn ocr_words_from_rtsp_and_file_reach_kafka_and_redis() {
         &prefix,
         http_port,
         &[
-            ("gate-rtsp", server.url.as_str()),
+            ("gate-rtsp", gate_url.as_str()),
             ("truck-file", file_uri.as_str()),
         ],
     );
     let mut argus = Argus::start(
         &config,
-        &["--exit-when-done"],
+        &[],
         artifacts_dir().join("end_to_end.argus.log"),
         format!("http://127.0.0.1:{http_port}"),
     );
-    let code = argus.wait(Duration::from_secs(240));
+    // A camera is never "finished" (when its stream ends, Argus reconnects), so the test
+    // stops Argus once the file is done and the camera has been read a few times.
+    wait_for_streams(
+        &argus,
+        Duration::from_secs(240),
+        "both streams' results",
+        |streams| {
+            let field = |id: &str, key: &str| stream(streams, id).map(|s| s[key].clone());
+            field("truck-file", "state") == Some("finished".into())
+                && field("gate-rtsp", "frames_analysed").and_then(|n| n.as_u64()) >= Some(3)
+        },
+    );
+    let code = argus.terminate();
     let logs = argus.logs();
     assert_eq!(code, 0, "argus failed; log:\n{logs}");
 
@@ -53,7 +66,7 @@ fn ocr_words_from_rtsp_and_file_reach_kafka_and_redis() {
             count("truck-file") >= SECONDS as usize && count("gate-rtsp") >= 3
         },
     );
-    let schema = frame_result_schema();
+    let schema = schema("frame-result");
     for message in &messages {
         if let Err(error) = schema.validate(&message.payload) {
             panic!(

@@ -41,41 +41,66 @@ impl TextDetector {
 
     /// Text regions of a frame in frame pixels, in reading order.
     pub fn detect(&mut self, image: &BgrImage) -> Result<Vec<Quad>, OperatorError> {
-        let (width, height) = (image.width(), image.height());
-        let Some((input_w, input_h)) = self.input_size(width, height) else {
-            return Ok(Vec::new());
-        };
-        let input = normalized_input(image, input_w, input_h)?;
-        let probability = {
-            let outputs = self
-                .session
-                .run(ort::inputs![
-                    TensorRef::from_array_view(&input).map_err(inference_error)?
-                ])
-                .map_err(inference_error)?;
-            let (shape, data) = outputs[0]
-                .try_extract_tensor::<f32>()
-                .map_err(inference_error)?;
-            if shape.len() != 4 || shape[2] as u32 != input_h || shape[3] as u32 != input_w {
-                return Err(OperatorError::UnexpectedOutput {
-                    model: MODEL.into(),
-                    message: format!("expected a 1x1x{input_h}x{input_w} map, got {shape:?}"),
-                });
+        Ok(self.detect_batch(&[image])?.pop().unwrap_or_default())
+    }
+
+    /// Text regions of several frames. Frames that share a network input size (the usual case:
+    /// cameras of one model) go through the network in a single call.
+    pub fn detect_batch(&mut self, images: &[&BgrImage]) -> Result<Vec<Vec<Quad>>, OperatorError> {
+        let mut results = vec![Vec::new(); images.len()];
+        let mut groups: Vec<((u32, u32), Vec<usize>)> = Vec::new();
+        for (index, image) in images.iter().enumerate() {
+            let Some(size) = self.input_size(image.width(), image.height()) else {
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|(group_size, _)| *group_size == size)
+            {
+                Some((_, members)) => members.push(index),
+                None => groups.push((size, vec![index])),
             }
-            data.to_vec()
-        };
-        let mut quads =
-            self.boxes_from_map(&probability, input_w as i32, input_h as i32, width, height)?;
-        quads = quads
-            .into_iter()
-            .map(|quad| clip_to_frame(geometry::order_clockwise(&quad), width, height))
-            .filter(|quad| {
-                let (w, h) = geometry::crop_size(quad);
-                w > 3 && h > 3
-            })
-            .collect();
-        geometry::reading_order(&mut quads);
-        Ok(quads)
+        }
+        for ((input_w, input_h), members) in groups {
+            let batch: Vec<&BgrImage> = members.iter().map(|&i| images[i]).collect();
+            let input = normalized_input(&batch, input_w, input_h)?;
+            let probabilities = {
+                let outputs = self
+                    .session
+                    .run(ort::inputs![
+                        TensorRef::from_array_view(&input).map_err(inference_error)?
+                    ])
+                    .map_err(inference_error)?;
+                let (shape, data) = outputs[0]
+                    .try_extract_tensor::<f32>()
+                    .map_err(inference_error)?;
+                let expected = [batch.len() as i64, 1, input_h as i64, input_w as i64];
+                if **shape != expected {
+                    return Err(OperatorError::UnexpectedOutput {
+                        model: MODEL.into(),
+                        message: format!("expected a {expected:?} map, got {shape:?}"),
+                    });
+                }
+                data.to_vec()
+            };
+            let map_len = (input_w * input_h) as usize;
+            for (slot, &index) in members.iter().enumerate() {
+                let map = &probabilities[slot * map_len..(slot + 1) * map_len];
+                let (width, height) = (images[index].width(), images[index].height());
+                let mut quads = self
+                    .boxes_from_map(map, input_w as i32, input_h as i32, width, height)?
+                    .into_iter()
+                    .map(|quad| clip_to_frame(geometry::order_clockwise(&quad), width, height))
+                    .filter(|quad| {
+                        let (w, h) = geometry::crop_size(quad);
+                        w > 3 && h > 3
+                    })
+                    .collect::<Vec<_>>();
+                geometry::reading_order(&mut quads);
+                results[index] = quads;
+            }
+        }
+        Ok(results)
     }
 
     /// The network input size: shorter side raised to `limit_side_len`, both sides a
@@ -159,29 +184,31 @@ fn inference_error(error: impl std::fmt::Display) -> OperatorError {
     }
 }
 
-/// Resizes the frame to the network size and normalises to NCHW in [-1, 1].
+/// Resizes frames to the network size and normalises them to NCHW in [-1, 1].
 fn normalized_input(
-    image: &BgrImage,
+    images: &[&BgrImage],
     width: u32,
     height: u32,
 ) -> Result<Array4<f32>, OperatorError> {
-    let frame = image.as_mat()?;
-    let mut resized = Mat::default();
-    imgproc::resize(
-        &frame,
-        &mut resized,
-        Size::new(width as i32, height as i32),
-        0.0,
-        0.0,
-        imgproc::INTER_LINEAR,
-    )?;
-    let pixels = resized.data_bytes()?;
     let (w, h) = (width as usize, height as usize);
-    let mut input = Array4::<f32>::zeros((1, 3, h, w));
-    for (index, bgr) in pixels.chunks_exact(3).enumerate() {
-        let (y, x) = (index / w, index % w);
-        for channel in 0..3 {
-            input[[0, channel, y, x]] = bgr[channel] as f32 / 127.5 - 1.0;
+    let mut input = Array4::<f32>::zeros((images.len(), 3, h, w));
+    for (slot, image) in images.iter().enumerate() {
+        let frame = image.as_mat()?;
+        let mut resized = Mat::default();
+        imgproc::resize(
+            &frame,
+            &mut resized,
+            Size::new(width as i32, height as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_LINEAR,
+        )?;
+        let pixels = resized.data_bytes()?;
+        for (index, bgr) in pixels.chunks_exact(3).enumerate() {
+            let (y, x) = (index / w, index % w);
+            for channel in 0..3 {
+                input[[slot, channel, y, x]] = bgr[channel] as f32 / 127.5 - 1.0;
+            }
         }
     }
     Ok(input)

@@ -95,22 +95,40 @@ impl PpOcr {
 
     /// Reads all text in a frame, top-to-bottom then left-to-right.
     pub fn recognize(&mut self, image: &BgrImage) -> Result<Vec<TextLine>, OperatorError> {
-        let quads = self.detector.detect(image)?;
-        if quads.is_empty() {
-            return Ok(Vec::new());
+        Ok(self.recognize_batch(&[image])?.pop().unwrap_or_default())
+    }
+
+    /// Reads several frames (from many cameras) at once: detection runs once per group of
+    /// same-sized frames, recognition once per batch of lines from all frames together.
+    pub fn recognize_batch(
+        &mut self,
+        images: &[&BgrImage],
+    ) -> Result<Vec<Vec<TextLine>>, OperatorError> {
+        let detections = self.detector.detect_batch(images)?;
+        let mut crops = Vec::new();
+        for (image, quads) in images.iter().zip(&detections) {
+            for quad in quads {
+                crops.push(geometry::crop_quad(image, quad)?);
+            }
         }
-        let crops = quads
-            .iter()
-            .map(|quad| geometry::crop_quad(image, quad))
-            .collect::<Result<Vec<_>, _>>()?;
-        let readings = self.recognizer.recognize(&crops)?;
-        Ok(quads
+        let mut readings = if crops.is_empty() {
+            Vec::new()
+        } else {
+            self.recognizer.recognize(&crops)?
+        }
+        .into_iter();
+        Ok(detections
             .into_iter()
-            .zip(readings)
-            .filter(|(_, (text, score))| {
-                *score >= self.config.text_score && !text.trim().is_empty()
+            .map(|quads| {
+                quads
+                    .into_iter()
+                    .zip(readings.by_ref())
+                    .filter(|(_, (text, score))| {
+                        *score >= self.config.text_score && !text.trim().is_empty()
+                    })
+                    .map(|(quad, (text, score))| TextLine { text, score, quad })
+                    .collect()
             })
-            .map(|(quad, (text, score))| TextLine { text, score, quad })
             .collect())
     }
 }

@@ -1,14 +1,17 @@
 //! One stream's GStreamer pipeline: decode, sample, convert and scale, hand frames to Rust.
 //!
 //! ```text
-//! uridecodebin ─video─▶ videorate(drop-only) ▶ videoconvert ▶ videoscale ▶ capsfilter(BGR, fps, size) ▶ appsink
-//!              └other─▶ fakesink
+//! uridecodebin | v4l2src ! decodebin | videotestsrc
+//!     ─video─▶ videorate(drop-only) ▶ videoconvert ▶ videoscale ▶ capsfilter(BGR, fps, size) ▶ appsink
+//!     └other─▶ fakesink
 //! ```
 //! Sampling happens first so conversion and scaling only touch the frames we keep; all pixel
-//! work is GStreamer's, Rust only copies the final BGR rows out of the buffer.
+//! work is GStreamer's, Rust only copies the final BGR rows out of the buffer. Decoders are
+//! chosen by `decodebin`'s ranking, so hardware decoders win where their plugins are installed;
+//! the one chosen is reported by [`Decoder::decoder_name`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use argus_operators::BgrImage;
@@ -19,19 +22,33 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use prometheus::IntCounter;
-use tokio::sync::mpsc;
+use serde::Serialize;
 
+use super::queue::FrameQueue;
 use super::source::Source;
+use crate::config::RtspTransport;
+
+/// Where a frame's wall-clock time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameClock {
+    /// The camera's own clock, from RTCP sender reports (NTP).
+    Rtcp,
+    /// The recording's media time from the configured start time.
+    Media,
+    /// When Argus received the frame.
+    Arrival,
+}
 
 /// A sampled frame on its way to the operators.
 pub struct Frame {
     pub stream_id: Arc<str>,
-    /// Position among this stream's sampled frames, from 0.
+    /// Position among this stream's sampled frames, from 0; continues across reconnects.
     pub sequence: u64,
     /// Media timestamp from GStreamer, when the source has one.
     pub pts: Option<Duration>,
-    /// When the frame was seen: media time from the configured start for files, arrival for live.
     pub wall_time: DateTime<Utc>,
+    pub clock: FrameClock,
     pub image: BgrImage,
 }
 
@@ -43,13 +60,9 @@ pub struct DecoderSettings {
     pub max_width: u32,
     /// Wall-clock time of media time 0 (recorded files).
     pub start_time: DateTime<Utc>,
-}
-
-/// Counters the decoder feeds.
-#[derive(Clone)]
-pub struct DecoderCounters {
-    pub decoded: IntCounter,
-    pub dropped: IntCounter,
+    pub rtsp_transport: RtspTransport,
+    /// Shared across reconnects so sequence numbers keep counting.
+    pub sequence: Arc<AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,26 +78,22 @@ pub enum DecoderError {
 /// A running pipeline; dropping it stops it.
 pub struct Decoder {
     pipeline: gst::Pipeline,
+    decoder_name: Arc<Mutex<Option<String>>>,
 }
 
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
+
 impl Decoder {
-    /// Builds and starts the pipeline. Frames go to `frames`: live sources never wait for a
-    /// slow consumer (a frame that finds the queue full is dropped and counted); recorded
-    /// sources wait, so nothing is lost and the file is read as fast as analysis allows.
+    /// Builds and starts the pipeline; frames go to `queue`, pushed without waiting for live
+    /// sources and with backpressure for recorded ones (see [`FrameQueue`]).
     pub fn start(
         source: &Source,
         settings: DecoderSettings,
-        frames: mpsc::Sender<Frame>,
-        counters: DecoderCounters,
+        queue: Arc<FrameQueue>,
+        decoded: IntCounter,
     ) -> Result<Self, DecoderError> {
         let pipeline = gst::Pipeline::with_name(&format!("stream-{}", settings.stream_id));
-        let make = |factory: &'static str| {
-            gst::ElementFactory::make(factory)
-                .build()
-                .map_err(|_| DecoderError::MissingElement(factory))
-        };
-        let decode = make("uridecodebin")?;
-        decode.set_property("uri", source.gstreamer_uri());
         let rate = make("videorate")?;
         rate.set_property("drop-only", true);
         let convert = make("videoconvert")?;
@@ -94,7 +103,6 @@ impl Decoder {
             .sync(false)
             .enable_last_sample(false)
             .build();
-
         let framerate = gst::Fraction::approximate_f64(settings.sample_fps).ok_or_else(|| {
             DecoderError::Build(format!(
                 "sample_fps {} is not a usable rate",
@@ -102,90 +110,51 @@ impl Decoder {
             ))
         })?;
         filter.set_property("caps", output_caps(framerate, None));
-
         pipeline
-            .add_many([&decode, &rate, &convert, &scale, &filter, sink.upcast_ref()])
+            .add_many([&rate, &convert, &scale, &filter, sink.upcast_ref()])
             .map_err(|e| DecoderError::Build(e.to_string()))?;
         gst::Element::link_many([&rate, &convert, &scale, &filter, sink.upcast_ref()])
             .map_err(|e| DecoderError::Build(e.to_string()))?;
 
-        if let Source::Rtsp(_) = source {
-            // Interleaved over the RTSP TCP connection: works through NAT and firewalls, which
-            // is what cameras in the field need more than UDP's lower latency.
-            decode.connect("source-setup", false, |values| {
-                let element = values[1].get::<gst::Element>().ok()?;
-                if element.find_property("protocols").is_some() {
-                    element.set_property_from_str("protocols", "tcp");
-                    element.set_property("latency", 200u32);
-                }
-                None
-            });
-        }
-
-        let decoded = counters.decoded.clone();
         let rate_sink = rate.static_pad("sink").expect("videorate has a sink pad");
         rate_sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             decoded.inc();
             gst::PadProbeReturn::Ok
         });
 
-        let max_width = settings.max_width;
-        let pipeline_weak = pipeline.downgrade();
-        decode.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = pipeline_weak.upgrade() else {
-                return;
-            };
-            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let is_video = caps
-                .structure(0)
-                .is_some_and(|s| s.name().starts_with("video/"));
-            if is_video && !rate_sink.is_linked() {
-                if let Some(size) = scaled_size(&caps, max_width) {
-                    filter.set_property("caps", output_caps(framerate, Some(size)));
-                }
-                if let Err(error) = pad.link(&rate_sink) {
-                    tracing::error!(?error, "could not link the decoded video");
-                }
-                return;
-            }
-            // Audio and further video tracks are decoded into nothing, so they never block the demuxer.
-            let Ok(discard) = gst::ElementFactory::make("fakesink")
-                .property("sync", false)
-                .property("async", false)
-                .build()
-            else {
-                return;
-            };
-            if pipeline.add(&discard).is_ok() {
-                let _ = discard.sync_state_with_parent();
-                if let Some(discard_sink) = discard.static_pad("sink") {
-                    let _ = pad.link(&discard_sink);
-                }
+        let decoder_name = Arc::new(Mutex::new(None));
+        let chosen = decoder_name.clone();
+        pipeline.connect_deep_element_added(move |_, _, element| {
+            let is_video_decoder = element.factory().is_some_and(|factory| {
+                let klass = factory.klass();
+                klass.contains("Decoder") && klass.contains("Video")
+            });
+            if is_video_decoder {
+                let name = element
+                    .factory()
+                    .map(|f| f.name().to_string())
+                    .unwrap_or_default();
+                *chosen.lock().expect("decoder name lock") = Some(name);
             }
         });
 
+        add_source(&pipeline, source, &settings, &rate_sink, &filter, framerate)?;
+
         let live = source.is_live();
-        let sequence = AtomicU64::new(0);
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let frame = match to_frame(&sample, &settings, &sequence, live) {
-                        Ok(frame) => frame,
-                        Err(error) => {
-                            tracing::error!(stream = %settings.stream_id, %error, "unreadable frame");
-                            return Err(gst::FlowError::Error);
-                        }
+                    let frame = to_frame(&sample, &settings, live).map_err(|error| {
+                        tracing::error!(stream = %settings.stream_id, %error, "unreadable frame");
+                        gst::FlowError::Error
+                    })?;
+                    let pushed = if live {
+                        queue.push_or_drop(frame)
+                    } else {
+                        queue.push_blocking(frame)
                     };
-                    if live {
-                        match frames.try_send(frame) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(_)) => counters.dropped.inc(),
-                            Err(mpsc::error::TrySendError::Closed(_)) => return Err(gst::FlowError::Flushing),
-                        }
-                    } else if frames.blocking_send(frame).is_err() {
-                        return Err(gst::FlowError::Flushing);
-                    }
+                    pushed.map_err(|_| gst::FlowError::Flushing)?;
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
@@ -194,12 +163,20 @@ impl Decoder {
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| DecoderError::Start(e.to_string()))?;
-        Ok(Self { pipeline })
+        Ok(Self {
+            pipeline,
+            decoder_name,
+        })
     }
 
     /// The pipeline's bus, for errors and end-of-stream.
     pub fn bus(&self) -> gst::Bus {
         self.pipeline.bus().expect("a pipeline always has a bus")
+    }
+
+    /// The video decoder `decodebin` chose (e.g. `avdec_h264`, or a hardware one), once known.
+    pub fn decoder_name(&self) -> Option<String> {
+        self.decoder_name.lock().expect("decoder name lock").clone()
     }
 }
 
@@ -207,6 +184,138 @@ impl Drop for Decoder {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+fn make(factory: &'static str) -> Result<gst::Element, DecoderError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| DecoderError::MissingElement(factory))
+}
+
+/// Adds the source part of the pipeline and links its video to `rate_sink`.
+fn add_source(
+    pipeline: &gst::Pipeline,
+    source: &Source,
+    settings: &DecoderSettings,
+    rate_sink: &gst::Pad,
+    filter: &gst::Element,
+    framerate: gst::Fraction,
+) -> Result<(), DecoderError> {
+    let build_error = |e: gst::glib::BoolError| DecoderError::Build(e.to_string());
+    let decodebin = match source {
+        Source::Test(test) => {
+            let generator = gst::ElementFactory::make("videotestsrc")
+                .property("is-live", true)
+                .build()
+                .map_err(|_| DecoderError::MissingElement("videotestsrc"))?;
+            generator.set_property_from_str("pattern", &test.pattern);
+            let caps = gst::ElementFactory::make("capsfilter")
+                .property(
+                    "caps",
+                    gst_video::VideoCapsBuilder::new()
+                        .width(test.width as i32)
+                        .height(test.height as i32)
+                        .framerate(gst::Fraction::new(test.fps as i32, 1))
+                        .build(),
+                )
+                .build()
+                .map_err(|_| DecoderError::MissingElement("capsfilter"))?;
+            pipeline
+                .add_many([&generator, &caps])
+                .map_err(build_error)?;
+            generator.link(&caps).map_err(build_error)?;
+            if let Some((width, height)) =
+                scaled_dimensions(test.width as i32, test.height as i32, settings.max_width)
+            {
+                filter.set_property("caps", output_caps(framerate, Some((width, height))));
+            }
+            caps.static_pad("src")
+                .expect("capsfilter has a src pad")
+                .link(rate_sink)
+                .map_err(|e| DecoderError::Build(e.to_string()))?;
+            return Ok(());
+        }
+        Source::V4l2(device) => {
+            let capture = gst::ElementFactory::make("v4l2src")
+                .property("device", device.display().to_string())
+                .build()
+                .map_err(|_| DecoderError::MissingElement("v4l2src"))?;
+            let decodebin = make("decodebin")?;
+            pipeline
+                .add_many([&capture, &decodebin])
+                .map_err(build_error)?;
+            capture.link(&decodebin).map_err(build_error)?;
+            decodebin
+        }
+        Source::File(_) | Source::Rtsp(_) | Source::Http(_) => {
+            let decodebin = make("uridecodebin")?;
+            decodebin.set_property(
+                "uri",
+                source.gstreamer_uri().expect("URI sources have a URI"),
+            );
+            if let Source::Rtsp(_) = source {
+                let transport = match settings.rtsp_transport {
+                    RtspTransport::Tcp => "tcp",
+                    RtspTransport::Udp => "udp",
+                };
+                decodebin.connect("source-setup", false, move |values| {
+                    let element = values[1].get::<gst::Element>().ok()?;
+                    if element.find_property("protocols").is_some() {
+                        element.set_property_from_str("protocols", transport);
+                        element.set_property("latency", 200u32);
+                        // Puts the camera's NTP time (from RTCP sender reports) on each buffer.
+                        if element
+                            .find_property("add-reference-timestamp-meta")
+                            .is_some()
+                        {
+                            element.set_property("add-reference-timestamp-meta", true);
+                        }
+                    }
+                    None
+                });
+            }
+            pipeline.add(&decodebin).map_err(build_error)?;
+            decodebin
+        }
+    };
+
+    let max_width = settings.max_width;
+    let pipeline_weak = pipeline.downgrade();
+    let rate_sink = rate_sink.clone();
+    let filter = filter.clone();
+    decodebin.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = pipeline_weak.upgrade() else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let is_video = caps
+            .structure(0)
+            .is_some_and(|s| s.name().starts_with("video/"));
+        if is_video && !rate_sink.is_linked() {
+            if let Some(size) = scaled_size(&caps, max_width) {
+                filter.set_property("caps", output_caps(framerate, Some(size)));
+            }
+            if let Err(error) = pad.link(&rate_sink) {
+                tracing::error!(?error, "could not link the decoded video");
+            }
+            return;
+        }
+        // Audio and further video tracks are decoded into nothing, so they never block the demuxer.
+        let Ok(discard) = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .build()
+        else {
+            return;
+        };
+        if pipeline.add(&discard).is_ok() {
+            let _ = discard.sync_state_with_parent();
+            if let Some(discard_sink) = discard.static_pad("sink") {
+                let _ = pad.link(&discard_sink);
+            }
+        }
+    });
+    Ok(())
 }
 
 fn output_caps(framerate: gst::Fraction, size: Option<(i32, i32)>) -> gst::Caps {
@@ -219,11 +328,15 @@ fn output_caps(framerate: gst::Fraction, size: Option<(i32, i32)>) -> gst::Caps 
     caps.build()
 }
 
-/// The output size for an input wider than `max_width`: aspect kept, even sides.
 fn scaled_size(caps: &gst::CapsRef, max_width: u32) -> Option<(i32, i32)> {
     let structure = caps.structure(0)?;
     let width = structure.get::<i32>("width").ok()?;
     let height = structure.get::<i32>("height").ok()?;
+    scaled_dimensions(width, height, max_width)
+}
+
+/// The output size for an input wider than `max_width`: aspect kept, even sides.
+fn scaled_dimensions(width: i32, height: i32, max_width: u32) -> Option<(i32, i32)> {
     if width <= max_width as i32 {
         return None;
     }
@@ -233,12 +346,7 @@ fn scaled_size(caps: &gst::CapsRef, max_width: u32) -> Option<(i32, i32)> {
 }
 
 /// Copies the BGR rows out of a sample (GStreamer pads rows to 4 bytes; we do not).
-fn to_frame(
-    sample: &gst::Sample,
-    settings: &DecoderSettings,
-    sequence: &AtomicU64,
-    live: bool,
-) -> Result<Frame, String> {
+fn to_frame(sample: &gst::Sample, settings: &DecoderSettings, live: bool) -> Result<Frame, String> {
     let buffer = sample.buffer().ok_or("sample without a buffer")?;
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
@@ -253,17 +361,38 @@ fn to_frame(
     }
     let image = BgrImage::new(width as u32, height as u32, pixels).map_err(|e| e.to_string())?;
     let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
-    let wall_time = match (live, pts) {
-        (false, Some(pts)) => {
-            settings.start_time + chrono::Duration::from_std(pts).unwrap_or_default()
-        }
-        _ => Utc::now(),
+    let (wall_time, clock) = match (live, pts) {
+        (false, Some(pts)) => (
+            settings.start_time + chrono::Duration::from_std(pts).unwrap_or_default(),
+            FrameClock::Media,
+        ),
+        _ => match camera_time(buffer) {
+            Some(time) => (time, FrameClock::Rtcp),
+            None => (Utc::now(), FrameClock::Arrival),
+        },
     };
     Ok(Frame {
         stream_id: settings.stream_id.clone(),
-        sequence: sequence.fetch_add(1, Ordering::Relaxed),
+        sequence: settings.sequence.fetch_add(1, Ordering::Relaxed),
         pts,
         wall_time,
+        clock,
         image,
     })
+}
+
+/// The camera's NTP capture time, when rtspsrc attached one from RTCP sender reports.
+fn camera_time(buffer: &gst::BufferRef) -> Option<DateTime<Utc>> {
+    buffer
+        .iter_meta::<gst::meta::ReferenceTimestampMeta>()
+        .find(|meta| {
+            meta.reference()
+                .structure(0)
+                .is_some_and(|s| s.name() == "timestamp/x-ntp")
+        })
+        .and_then(|meta| {
+            let since_1900 = meta.timestamp().nseconds();
+            let unix_ns = since_1900.checked_sub(NTP_UNIX_OFFSET_S * 1_000_000_000)?;
+            DateTime::from_timestamp_nanos(i64::try_from(unix_ns).ok()?).into()
+        })
 }

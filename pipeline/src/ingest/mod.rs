@@ -1,9 +1,12 @@
-//! Ingest: sources parsed and checked, decoded by GStreamer into sampled BGR frames.
+//! Ingest: sources parsed and checked, decoded by GStreamer into sampled BGR frames, queued
+//! for analysis under each stream's backpressure policy.
 
 pub mod decoder;
+pub mod queue;
 pub mod source;
 
-pub use decoder::{Decoder, DecoderCounters, DecoderError, DecoderSettings, Frame};
+pub use decoder::{Decoder, DecoderError, DecoderSettings, Frame, FrameClock};
+pub use queue::FrameQueue;
 pub use source::{redact_text, Source, SourceError};
 
 /// Initialises GStreamer once per process; a clear error when the library is unusable.

@@ -5,5 +5,5 @@ pub mod messages;
 pub mod redis;
 
 pub use self::kafka::{KafkaPublishError, KafkaPublisher, Outgoing};
-pub use self::messages::{FrameInfo, FrameResult};
+pub use self::messages::{FrameInfo, FrameResult, StreamEvent, StreamEventKind};
 pub use self::redis::RedisState;

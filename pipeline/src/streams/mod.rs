@@ -1,0 +1,64 @@
+//! Streams: each camera or recording runs as a small state machine, visible through the API,
+//! logs, metrics and the stream-events topic:
+//!
+//! ```text
+//! starting ──first frame──▶ running ──EOS (recording)──▶ finished
+//!    │                        │  ▲
+//!    │ error / stall          │  └──first frame again (a gap event is published)
+//!    ▼                        ▼
+//! reconnecting ◀──────── error, stall, live EOS        (network sources only;
+//!    │ backoff with jitter, then a new pipeline          others go to failed)
+//!    └──max_attempts reached──▶ failed                 stop / remove ──▶ stopped
+//! ```
+//! A stream failing never disturbs the others: each has its own pipeline and task.
+
+mod manager;
+mod registry;
+mod runner;
+
+pub use manager::{ManageError, StreamManager};
+pub use registry::{StreamRegistry, StreamStatus};
+pub use runner::StreamContext;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    Starting,
+    /// Frames are flowing.
+    Running,
+    /// The source went away; waiting to reconnect.
+    Reconnecting,
+    /// A recording was read to its end.
+    Finished,
+    Failed,
+    /// Stopped by a shutdown or removed through the API.
+    Stopped,
+}
+
+impl StreamState {
+    pub const ALL: [StreamState; 6] = [
+        Self::Starting,
+        Self::Running,
+        Self::Reconnecting,
+        Self::Finished,
+        Self::Failed,
+        Self::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Reconnecting => "reconnecting",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Finished | Self::Failed | Self::Stopped)
+    }
+}
