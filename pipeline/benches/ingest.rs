@@ -102,12 +102,11 @@ fn concurrent_cameras(video: &Path, runtime: &tokio::runtime::Runtime) {
 
     println!("| cameras | decoded fps per camera (min / expected 25) | all frames decoded | CPU per camera (cores) | memory per camera (MiB) |");
     println!("|---|---|---|---|---|");
-    for cameras in [1usize, 2, 4, 6, 8, 10] {
+    for cameras in [1usize, 4, 8, 16, 24, 32, 40] {
         let (cpu_before, rss_before) = process_usage();
         let started = Instant::now();
-        let counts = runtime.block_on(run_cameras(port, cameras));
+        let (counts, (cpu_after, rss_after)) = runtime.block_on(run_cameras(port, cameras));
         let elapsed = started.elapsed().as_secs_f64();
-        let (cpu_after, rss_after) = process_usage();
         let min_fps = counts
             .iter()
             .map(|&n| n as f64 / CAMERA_SECONDS as f64)
@@ -131,8 +130,8 @@ fn concurrent_cameras(video: &Path, runtime: &tokio::runtime::Runtime) {
 }
 
 /// Runs `cameras` RTSP streams through Argus's decoder at 1 fps sampling for
-/// `CAMERA_SECONDS`; the frames each decoded.
-async fn run_cameras(port: i32, cameras: usize) -> Vec<u64> {
+/// `CAMERA_SECONDS`; the frames each decoded, and the process's usage while they still run.
+async fn run_cameras(port: i32, cameras: usize) -> (Vec<u64>, (f64, u64)) {
     let mut running = Vec::new();
     for camera in 0..cameras {
         let source = Source::parse(&format!("rtsp://127.0.0.1:{port}/cam")).unwrap();
@@ -156,16 +155,17 @@ async fn run_cameras(port: i32, cameras: usize) -> Vec<u64> {
         running.push((decoder, queue, decoded, drainer));
     }
     tokio::time::sleep(Duration::from_secs(CAMERA_SECONDS)).await;
-    let counts = running
+    let counts: Vec<u64> = running
         .iter()
         .map(|(_, _, decoded, _)| decoded.get())
         .collect();
+    let usage = process_usage();
     for (decoder, queue, _, drainer) in running {
         drop(decoder);
         queue.close();
         let _ = drainer.await;
     }
-    counts
+    (counts, usage)
 }
 
 /// CPU seconds used by this process so far, and its resident memory in bytes.

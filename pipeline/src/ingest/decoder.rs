@@ -98,6 +98,13 @@ impl Decoder {
         rate.set_property("drop-only", true);
         let convert = make("videoconvert")?;
         let scale = make("videoscale")?;
+        // Conversion and scaling are single-threaded by default; at full frame rate they,
+        // not the decoder, would set the pace. 0 = one thread per core.
+        for element in [&convert, &scale] {
+            if element.find_property("n-threads").is_some() {
+                element.set_property("n-threads", 0u32);
+            }
+        }
         let filter = make("capsfilter")?;
         let sink = gst_app::AppSink::builder()
             .sync(false)
