@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! uridecodebin | v4l2src ! decodebin | videotestsrc
-//!     ─video─▶ videorate(drop-only) ▶ videoconvert ▶ videoscale ▶ capsfilter(BGR, fps, size) ▶ appsink
+//!     ─video─▶ identity(drop-allocation) ▶ videorate(drop-only) ▶ videoconvert ▶ videoscale
+//!              ▶ capsfilter(BGR, fps, size) ▶ appsink
 //!     └other─▶ fakesink
 //! ```
 //! Sampling happens first so conversion and scaling only touch the frames we keep; all pixel
@@ -94,6 +95,12 @@ impl Decoder {
         decoded: IntCounter,
     ) -> Result<Self, DecoderError> {
         let pipeline = gst::Pipeline::with_name(&format!("stream-{}", settings.stream_id));
+        // The converter's buffer-pool proposal would travel up to the decoder and make it copy
+        // every decoded frame into that pool, although sampling keeps only a few of them
+        // (measured: 0.75 of bare decoding speed with it, ~0.9 without). Dropping the
+        // allocation query lets the decoder keep its own buffers.
+        let allocation_barrier = make("identity")?;
+        allocation_barrier.set_property("drop-allocation", true);
         let rate = make("videorate")?;
         rate.set_property("drop-only", true);
         let convert = make("videoconvert")?;
@@ -118,12 +125,29 @@ impl Decoder {
         })?;
         filter.set_property("caps", output_caps(framerate, None));
         pipeline
-            .add_many([&rate, &convert, &scale, &filter, sink.upcast_ref()])
+            .add_many([
+                &allocation_barrier,
+                &rate,
+                &convert,
+                &scale,
+                &filter,
+                sink.upcast_ref(),
+            ])
             .map_err(|e| DecoderError::Build(e.to_string()))?;
-        gst::Element::link_many([&rate, &convert, &scale, &filter, sink.upcast_ref()])
-            .map_err(|e| DecoderError::Build(e.to_string()))?;
+        gst::Element::link_many([
+            &allocation_barrier,
+            &rate,
+            &convert,
+            &scale,
+            &filter,
+            sink.upcast_ref(),
+        ])
+        .map_err(|e| DecoderError::Build(e.to_string()))?;
 
-        let rate_sink = rate.static_pad("sink").expect("videorate has a sink pad");
+        // Where decoded video enters the sampling chain; every buffer here is a decoded frame.
+        let rate_sink = allocation_barrier
+            .static_pad("sink")
+            .expect("identity has a sink pad");
         rate_sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             decoded.inc();
             gst::PadProbeReturn::Ok
