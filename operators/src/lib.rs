@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod image;
 pub mod llm;
+mod nn;
 pub mod ocr;
 pub mod onnx;
 pub mod text_embedding;

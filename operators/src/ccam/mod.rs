@@ -40,7 +40,7 @@ use serde::Deserialize;
 use tch::{Device, Kind, TchError, Tensor};
 
 use crate::checkpoint::{read_json, required_file, Checkpoint};
-use crate::vision::{LayerNorm, Linear};
+use crate::nn::{LayerNorm, Linear};
 use crate::OperatorError;
 
 /// The projector's configuration file, beside `model.safetensors`.

@@ -7,35 +7,8 @@ use tch::{Kind, TchError, Tensor};
 
 use super::config::LlamaConfig;
 use crate::checkpoint::Checkpoint;
+use crate::nn::Linear;
 use crate::OperatorError;
-
-struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    fn load(
-        checkpoint: &mut Checkpoint,
-        name: &str,
-        inputs: i64,
-        outputs: i64,
-        bias: bool,
-    ) -> Result<Self, OperatorError> {
-        Ok(Self {
-            weight: checkpoint.take(&format!("{name}.weight"), &[outputs, inputs])?,
-            bias: if bias {
-                Some(checkpoint.take(&format!("{name}.bias"), &[outputs])?)
-            } else {
-                None
-            },
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        x.f_linear(&self.weight, self.bias.as_ref())
-    }
-}
 
 /// Llama's RMSNorm: scale by the reciprocal root mean square, then by a learned weight.
 struct RmsNorm {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tch::{Device, Kind, TchError, Tensor};
 
 use crate::checkpoint::{read_json, Checkpoint};
+use crate::nn::{LayerNorm, Linear};
 use crate::OperatorError;
 
 /// The fields of `config.json` the encoder needs; everything else there is ignored.
@@ -116,47 +117,18 @@ impl Weights {
     }
 
     fn linear(&mut self, name: &str, inputs: i64, outputs: i64) -> Result<Linear, OperatorError> {
-        Ok(Linear {
-            weight: self.take(&format!("{name}.weight"), &[outputs, inputs])?,
-            bias: self.take(&format!("{name}.bias"), &[outputs])?,
-        })
+        Ok(Linear::new(
+            self.take(&format!("{name}.weight"), &[outputs, inputs])?,
+            Some(self.take(&format!("{name}.bias"), &[outputs])?),
+        ))
     }
 
     fn layer_norm(&mut self, name: &str, size: i64, eps: f64) -> Result<LayerNorm, OperatorError> {
-        Ok(LayerNorm {
-            weight: self.take(&format!("{name}.weight"), &[size])?,
-            bias: self.take(&format!("{name}.bias"), &[size])?,
+        Ok(LayerNorm::new(
+            self.take(&format!("{name}.weight"), &[size])?,
+            self.take(&format!("{name}.bias"), &[size])?,
             eps,
-        })
-    }
-}
-
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        x.f_linear(&self.weight, Some(&self.bias))
-    }
-}
-
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        x.f_layer_norm(
-            self.weight.size(),
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-            true,
-        )
+        ))
     }
 }
 

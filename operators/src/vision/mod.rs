@@ -22,6 +22,7 @@ use serde::Deserialize;
 use tch::{Device, Kind, TchError, Tensor};
 
 use crate::checkpoint::{read_json, required_file, Checkpoint, CONFIG_FILE};
+use crate::nn::{LayerNorm, Linear};
 use crate::OperatorError;
 use tome::{bipartite_merge, MergeSchedule};
 
@@ -188,68 +189,6 @@ impl Activation {
             Self::GeluTanh => x.f_gelu("tanh"),
             Self::QuickGelu => x.f_mul(&x.f_mul_scalar(1.702)?.f_sigmoid()?),
         }
-    }
-}
-
-/// A dense layer `x Wᵀ + b`, shared with [`crate::ccam`].
-pub(crate) struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    /// `name.weight` `[outputs, inputs]` and, if `bias`, `name.bias` `[outputs]`.
-    pub(crate) fn load(
-        checkpoint: &mut Checkpoint,
-        name: &str,
-        inputs: i64,
-        outputs: i64,
-        bias: bool,
-    ) -> Result<Self, OperatorError> {
-        Ok(Self {
-            weight: checkpoint.take(&format!("{name}.weight"), &[outputs, inputs])?,
-            bias: if bias {
-                Some(checkpoint.take(&format!("{name}.bias"), &[outputs])?)
-            } else {
-                None
-            },
-        })
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        x.f_linear(&self.weight, self.bias.as_ref())
-    }
-}
-
-/// LayerNorm with weight and bias, shared with [`crate::ccam`].
-pub(crate) struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    pub(crate) fn load(
-        checkpoint: &mut Checkpoint,
-        name: &str,
-        size: i64,
-        eps: f64,
-    ) -> Result<Self, OperatorError> {
-        Ok(Self {
-            weight: checkpoint.take(&format!("{name}.weight"), &[size])?,
-            bias: checkpoint.take(&format!("{name}.bias"), &[size])?,
-            eps,
-        })
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        x.f_layer_norm(
-            self.weight.size(),
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-            true,
-        )
     }
 }
 

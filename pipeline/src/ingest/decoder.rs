@@ -124,25 +124,18 @@ impl Decoder {
             ))
         })?;
         filter.set_property("caps", output_caps(framerate, None));
-        pipeline
-            .add_many([
-                &allocation_barrier,
-                &rate,
-                &convert,
-                &scale,
-                &filter,
-                sink.upcast_ref(),
-            ])
-            .map_err(|e| DecoderError::Build(e.to_string()))?;
-        gst::Element::link_many([
+        let chain = [
             &allocation_barrier,
             &rate,
             &convert,
             &scale,
             &filter,
             sink.upcast_ref(),
-        ])
-        .map_err(|e| DecoderError::Build(e.to_string()))?;
+        ];
+        pipeline
+            .add_many(chain)
+            .map_err(|e| DecoderError::Build(e.to_string()))?;
+        gst::Element::link_many(chain).map_err(|e| DecoderError::Build(e.to_string()))?;
 
         // Where decoded video enters the sampling chain; every buffer here is a decoded frame.
         let rate_sink = allocation_barrier
