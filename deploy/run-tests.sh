@@ -26,6 +26,8 @@ echo "== tests"
 cargo build --quiet -p argus-pipeline --bin argus
 export ARGUS_BIN="$PWD/target/debug/argus"
 status=0
+echo "== deploy files, dashboards and alert rules (offline checks)"
+"$here/check-deploy.sh" || status=1
 cargo test --workspace --exclude argus-e2e --no-fail-fast || status=1
 # One at a time: they start real pipelines and time recoveries, which a 2-core machine running
 # several of them at once would distort.

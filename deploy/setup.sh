@@ -26,6 +26,10 @@ APT_PACKAGES=(
   gstreamer1.0-x fonts-dejavu-core
   # OpenCV (OCR geometry), Redis (live state), sample videos
   libopencv-dev redis-server redis-tools opencv-doc
+  # deploy/check-deploy.sh: promtool (alert rules and their tests), Compose file validation
+  # (the docker CLI here has no compose plugin; Debian 12 packages only Compose v1). Where
+  # systemd runs, the prometheus package also starts a Prometheus server: only promtool is used.
+  prometheus docker-compose
 )
 
 install_apt() {
