@@ -3,12 +3,17 @@
 //! | method | path | |
 //! |---|---|---|
 //! | GET | `/healthz` | alive |
+//! | GET | `/readyz` | ready: Kafka and Redis answer, models loaded (503 names what is not) |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/api/v1/streams` | every stream's status |
 //! | POST | `/api/v1/streams` | add a stream (body: a `[[streams]]` entry as JSON) |
 //! | GET | `/api/v1/streams/{id}` | one stream's status |
 //! | PUT | `/api/v1/streams/{id}` | change a stream (restarts only it) |
 //! | DELETE | `/api/v1/streams/{id}` | stop and remove a stream |
+//!
+//! In scale-out mode (`cluster.enabled`), POST, PUT and DELETE write the camera's definition to
+//! the control topic and answer `202 Accepted` with its partition: whichever worker owns that
+//! partition runs it. GET lists the streams this worker runs.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -18,9 +23,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::cluster::{CameraDirectory, ClusterError};
 use crate::config::StreamConfig;
 use crate::metrics::Metrics;
-use crate::streams::{ManageError, StreamManager, StreamRegistry};
+use crate::publish::{KafkaPublisher, RedisState};
+use crate::streams::{validate, ManageError, StreamManager, StreamRegistry};
 
 /// Stream definitions are small; anything larger is a mistake or an attack.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -30,11 +37,16 @@ pub struct ApiState {
     pub registry: StreamRegistry,
     pub manager: StreamManager,
     pub metrics: Metrics,
+    /// Set in scale-out mode: stream changes go to the control topic.
+    pub directory: Option<CameraDirectory>,
+    pub kafka: KafkaPublisher,
+    pub redis: RedisState,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
         .route("/api/v1/streams", get(list_streams).post(add_stream))
         .route(
@@ -56,6 +68,26 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()
     }
+}
+
+impl IntoResponse for ClusterError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ClusterError::Exists(_) => StatusCode::CONFLICT,
+            ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        error(status, self.to_string())
+    }
+}
+
+/// The answer to a change made through the control topic.
+fn accepted(id: &str, partition: i32) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "partition": partition, "placement": "control-topic" })),
+    )
+        .into_response()
 }
 
 impl IntoResponse for ManageError {
@@ -81,6 +113,41 @@ fn stream_body(body: Result<Json<StreamConfig>, JsonRejection>) -> Result<Stream
             format!("invalid stream definition: {}", rejection.body_text()),
         )
     })
+}
+
+/// Ready when the broker and Redis answer; the models are loaded before the API starts.
+/// Argus keeps analysing while either is away (results wait on disk or in the retry buffer),
+/// so this only tells a load balancer or Kubernetes where results are flowing now.
+async fn readiness(State(state): State<ApiState>) -> Response {
+    let timeout = std::time::Duration::from_secs(2);
+    let (kafka, redis) = tokio::join!(
+        state.kafka.broker_reachable(timeout),
+        tokio::time::timeout(timeout, state.redis.ping())
+    );
+    let redis = match redis {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 2 s".to_string()),
+    };
+    let ready = kafka.is_ok() && redis.is_ok();
+    let describe = |result: &Result<(), String>| match result {
+        Ok(()) => "ok".to_string(),
+        Err(error) => crate::ingest::redact_text(error),
+    };
+    let body = json!({
+        "ready": ready,
+        "kafka": describe(&kafka),
+        "redis": describe(&redis),
+        "models": "ok",
+        "kafka_spilled_messages": state.kafka.spilled(),
+        "redis_pending_writes": state.redis.pending(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
@@ -114,6 +181,15 @@ async fn add_stream(
         Err(error) => return error.into_response(),
     };
     let id = config.id.clone();
+    if let Some(directory) = &state.directory {
+        if let Err(error) = validate(&config) {
+            return error.into_response();
+        }
+        return match directory.add(config).await {
+            Ok(partition) => accepted(&id, partition),
+            Err(error) => error.into_response(),
+        };
+    }
     match state.manager.add(config).await {
         Ok(()) => (StatusCode::CREATED, Json(state.registry.get(&id))).into_response(),
         Err(error) => error.into_response(),
@@ -138,6 +214,15 @@ async fn replace_stream(
             ),
         );
     }
+    if let Some(directory) = &state.directory {
+        if let Err(error) = validate(&config) {
+            return error.into_response();
+        }
+        return match directory.replace(config).await {
+            Ok(partition) => accepted(&id, partition),
+            Err(error) => error.into_response(),
+        };
+    }
     match state.manager.replace(config).await {
         Ok(()) => Json(state.registry.get(&id)).into_response(),
         Err(error) => error.into_response(),
@@ -145,6 +230,12 @@ async fn replace_stream(
 }
 
 async fn remove_stream(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    if let Some(directory) = &state.directory {
+        return match directory.remove(&id).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(error) => error.into_response(),
+        };
+    }
     match state.manager.remove(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),

@@ -28,6 +28,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub redis: RedisConfig,
     #[serde(default)]
+    pub cluster: ClusterConfig,
+    #[serde(default)]
     pub models: ModelsConfig,
     #[serde(default)]
     pub ocr: OcrConfig,
@@ -47,10 +49,22 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub brokers: String,
+    /// Partitions of the topics Argus creates, unless `topic_partitions` names the topic.
     pub partitions: i32,
+    /// Per-topic partition counts, by topic name, for topics Argus creates.
+    #[serde(default)]
+    pub topic_partitions: BTreeMap<String, i32>,
     pub replication_factor: i32,
+    /// How long a message may wait for the broker before it goes to the spill queue (ms).
     pub message_timeout_ms: u64,
+    /// Messages held in memory by the producer at most (bytes); past it they spill to disk.
+    pub max_in_memory_bytes: u64,
+    /// Larger messages are refused with an error (librdkafka's `message.max.bytes`; the
+    /// broker's own limit must be at least this).
+    pub max_message_bytes: usize,
     pub topics: TopicsConfig,
+    #[serde(default)]
+    pub spill: SpillConfig,
     /// librdkafka properties passed through as they are (security, tuning).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -64,11 +78,109 @@ pub struct TopicsConfig {
     pub stream_events: String,
 }
 
+impl KafkaConfig {
+    pub fn partitions_of(&self, topic: &str) -> i32 {
+        self.topic_partitions
+            .get(topic)
+            .copied()
+            .unwrap_or(self.partitions)
+    }
+}
+
+/// The on-disk queue where messages wait while the broker is unreachable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpillConfig {
+    /// The spill file; unset: `$XDG_STATE_HOME/argus/kafka-spill-<http port>.redb`
+    /// (`~/.local/state/...`), one per HTTP port so several Argus processes on a host never share it.
+    pub path: Option<PathBuf>,
+    /// The spill file holds at most this many bytes of messages.
+    pub max_bytes: u64,
+    /// What happens when it is full.
+    pub when_full: SpillFullPolicy,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: 1 << 30,
+            when_full: SpillFullPolicy::DropOldest,
+        }
+    }
+}
+
+impl SpillConfig {
+    pub fn resolve_path(&self, http: &HttpConfig) -> PathBuf {
+        if let Some(path) = &self.path {
+            return path.clone();
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+                    .join(".local/state")
+            });
+        state.join(format!("argus/kafka-spill-{}.redb", http.listen.port()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpillFullPolicy {
+    /// Remove the oldest spilled messages (counted in `argus_kafka_spill_dropped_total` and
+    /// logged): the newest results matter most to live consumers.
+    #[default]
+    DropOldest,
+    /// Make analysis wait until there is room: nothing already produced is lost, but live
+    /// streams drop frames at their queues (per their `drop_policy`) meanwhile.
+    Block,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
     pub key_prefix: String,
+    /// Writes kept for retry while Redis is unreachable; the oldest go first past this.
+    #[serde(default = "default_redis_retry_buffer")]
+    pub retry_buffer: usize,
+}
+
+fn default_redis_retry_buffer() -> usize {
+    10_000
+}
+
+/// Scale-out: workers share cameras through a Kafka consumer group.
+///
+/// Camera definitions live on a compacted control topic (key = camera id). Each worker joins
+/// the group `group_id`; the group's partition assignment decides which worker runs which
+/// cameras, so a dead worker's cameras move to the others within the session timeout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub enabled: bool,
+    pub group_id: String,
+    pub control_topic: String,
+    /// Partitions of the control topic: the most workers that can share the cameras.
+    pub control_partitions: i32,
+    /// A worker silent for this long is declared dead and its cameras move (ms).
+    pub session_timeout_ms: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            group_id: "argus-workers".into(),
+            control_topic: "argus.cameras.v1".into(),
+            control_partitions: 12,
+            session_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Batching of frames across streams for the operators.
@@ -236,13 +348,47 @@ impl Config {
                 )));
             }
         }
-        if self.kafka.topics.frame_results.trim().is_empty() {
-            return Err(ConfigError::Invalid(
-                "kafka.topics.frame_results is empty".into(),
-            ));
+        let topics = [
+            (
+                "kafka.topics.frame_results",
+                &self.kafka.topics.frame_results,
+            ),
+            (
+                "kafka.topics.stream_events",
+                &self.kafka.topics.stream_events,
+            ),
+            ("cluster.control_topic", &self.cluster.control_topic),
+        ];
+        for (key, topic) in topics {
+            if let Some(problem) = topic_name_problem(topic) {
+                return Err(ConfigError::Invalid(format!("{key} `{topic}` {problem}")));
+            }
+        }
+        if !(1000..=100_000_000).contains(&self.kafka.max_message_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "kafka.max_message_bytes {} must be in 1000..=100000000",
+                self.kafka.max_message_bytes
+            )));
         }
         Ok(())
     }
+}
+
+/// Kafka's rule for topic names, checked before any broker is asked.
+fn topic_name_problem(topic: &str) -> Option<&'static str> {
+    if topic.is_empty() || topic.len() > 249 {
+        return Some("must have 1 to 249 characters");
+    }
+    if topic == "." || topic == ".." {
+        return Some("is not a valid topic name");
+    }
+    if !topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Some("may contain only letters, digits, `.`, `_` and `-`");
+    }
+    None
 }
 
 impl StreamConfig {
@@ -354,6 +500,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nope/argus.toml"), "{error}");
+    }
+
+    #[test]
+    fn topic_names_kafka_cannot_create_are_refused_before_start() {
+        let error = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(Toml::string(
+                "[kafka.topics]\nframe_results = \"bad topic!\"",
+            ))
+            .extract::<Config>()
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("kafka.topics.frame_results `bad topic!`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod ingest;
 pub mod metrics;

@@ -46,7 +46,8 @@ enum Command {
     Run(RunArgs),
     /// Print the effective configuration (defaults, file and environment merged) as TOML.
     Config,
-    /// Print a topic's messages as JSON lines, from the beginning (e.g. argus.frame-results.v1).
+    /// Print a topic's messages as JSON lines (or --pretty), from the beginning, filtered by
+    /// camera, text or field (e.g. `argus tail argus.stream-events.v1 --where event.kind=gap`).
     Tail(TailArgs),
 }
 
@@ -63,6 +64,15 @@ struct TailArgs {
     /// Exit after this many messages.
     #[arg(short = 'n', long)]
     limit: Option<u64>,
+    /// Only messages containing this text.
+    #[arg(long, value_name = "TEXT")]
+    grep: Option<String>,
+    /// Only messages where a field has a value, e.g. `event.kind=gap` (repeatable: all must hold).
+    #[arg(long = "where", value_name = "PATH=VALUE", value_parser = argus::tail::parse_condition)]
+    conditions: Vec<(String, String)>,
+    /// Indented JSON under a line naming partition, offset, key and schema.
+    #[arg(long)]
+    pretty: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -144,6 +154,9 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
                     camera: args.camera,
                     from_end: args.follow_new,
                     limit: args.limit,
+                    grep: args.grep,
+                    conditions: args.conditions,
+                    pretty: args.pretty,
                 },
             ))?;
             Ok(Outcome::Completed)

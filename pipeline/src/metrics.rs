@@ -2,8 +2,8 @@
 //! Stream labels are the configured stream ids, so their number is bounded by the config.
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All of Argus's metrics, registered in their own registry; cheap to clone.
@@ -28,6 +28,21 @@ pub struct Metrics {
     pub stream_state: IntGaugeVec,
     /// Reconnection attempts of network sources.
     pub reconnects: IntCounterVec,
+    /// Kafka delivery reports by topic and result (`delivered`, `failed`).
+    pub kafka_deliveries: IntCounterVec,
+    /// Messages waiting in the on-disk spill queue, and their bytes.
+    pub kafka_spill_messages: IntGauge,
+    pub kafka_spill_bytes: IntGauge,
+    /// Messages written to the spill queue since start.
+    pub kafka_spilled: IntCounter,
+    /// Spilled messages removed because the spill queue was full.
+    pub kafka_spill_dropped: IntCounter,
+    /// Redis writes waiting for Redis to come back.
+    pub redis_pending_writes: IntGauge,
+    /// Redis writes dropped because the retry buffer was full.
+    pub redis_writes_dropped: IntCounter,
+    /// Cameras this worker runs in scale-out mode.
+    pub cluster_cameras_assigned: IntGauge,
 }
 
 impl Metrics {
@@ -108,6 +123,53 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process metrics register once");
+        let kafka_deliveries = counter(
+            "argus_kafka_deliveries_total",
+            "Kafka delivery reports by result (delivered, failed).",
+            &["topic", "result"],
+        );
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let plain_counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let kafka_spill_messages = gauge(
+            "argus_kafka_spill_messages",
+            "Messages waiting in the on-disk spill queue for the Kafka broker.",
+        );
+        let kafka_spill_bytes = gauge(
+            "argus_kafka_spill_bytes",
+            "Bytes of messages waiting in the on-disk spill queue.",
+        );
+        let kafka_spilled = plain_counter(
+            "argus_kafka_spilled_total",
+            "Messages written to the spill queue because Kafka was unavailable.",
+        );
+        let kafka_spill_dropped = plain_counter(
+            "argus_kafka_spill_dropped_total",
+            "Spilled messages dropped because the spill queue was full.",
+        );
+        let redis_pending_writes = gauge(
+            "argus_redis_pending_writes",
+            "Redis writes waiting for Redis to come back.",
+        );
+        let redis_writes_dropped = plain_counter(
+            "argus_redis_writes_dropped_total",
+            "Redis writes dropped because the retry buffer was full.",
+        );
+        let cluster_cameras_assigned = gauge(
+            "argus_cluster_cameras_assigned",
+            "Cameras this worker runs (scale-out mode).",
+        );
         for kind in ["stream", "operator", "kafka", "redis"] {
             errors.with_label_values(&[kind]);
         }
@@ -123,6 +185,14 @@ impl Metrics {
             errors,
             stream_state,
             reconnects,
+            kafka_deliveries,
+            kafka_spill_messages,
+            kafka_spill_bytes,
+            kafka_spilled,
+            kafka_spill_dropped,
+            redis_pending_writes,
+            redis_writes_dropped,
+            cluster_cameras_assigned,
         }
     }
 
@@ -175,6 +245,10 @@ mod tests {
             .stream_state
             .with_label_values(&["x", "running"])
             .set(1);
+        metrics
+            .kafka_deliveries
+            .with_label_values(&["x", "delivered"])
+            .inc();
         let exported = metrics.render();
 
         let dashboards = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");

@@ -8,10 +8,11 @@ use anyhow::Context;
 
 use crate::analysis::Analyzer;
 use crate::api::{self, ApiState};
+use crate::cluster::{self, CameraDirectory};
 use crate::config::Config;
 use crate::ingest;
 use crate::metrics::Metrics;
-use crate::publish::{KafkaPublisher, RedisState};
+use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
 use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
 
 /// How a run ends.
@@ -45,26 +46,47 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     .with_context(|| format!("loading the OCR models from {}", model_dir.display()))?;
     tracing::info!(models = %model_dir.display(), "operators ready");
 
-    let kafka = KafkaPublisher::new(&config.kafka, metrics.clone())?;
-    let topics = [
-        config.kafka.topics.frame_results.as_str(),
-        config.kafka.topics.stream_events.as_str(),
+    let spill_path = config.kafka.spill.resolve_path(&config.http);
+    let kafka = KafkaPublisher::new(&config.kafka, &spill_path, metrics.clone())?;
+    let mut topics = vec![
+        TopicSpec {
+            name: &config.kafka.topics.frame_results,
+            partitions: config
+                .kafka
+                .partitions_of(&config.kafka.topics.frame_results),
+            compacted: false,
+        },
+        TopicSpec {
+            name: &config.kafka.topics.stream_events,
+            partitions: config
+                .kafka
+                .partitions_of(&config.kafka.topics.stream_events),
+            compacted: false,
+        },
     ];
+    if config.cluster.enabled {
+        topics.push(TopicSpec {
+            name: &config.cluster.control_topic,
+            partitions: config.cluster.control_partitions,
+            compacted: true,
+        });
+    }
+    let names: Vec<&str> = topics.iter().map(|topic| topic.name).collect();
     match KafkaPublisher::ensure_topics(&config.kafka, &topics, Duration::from_secs(10)).await {
-        Ok(()) => tracing::info!(brokers = %config.kafka.brokers, ?topics, "Kafka topics ready"),
-        // The producer keeps retrying on its own; results wait in its queue meanwhile.
+        Ok(()) => {
+            tracing::info!(brokers = %config.kafka.brokers, topics = ?names, "Kafka topics ready")
+        }
+        // Results wait in memory, then in the spill file, until the broker is reachable.
         Err(error) => {
-            tracing::error!(%error, "Kafka is not reachable yet; results are queued until it is")
+            tracing::error!(%error, "Kafka is not reachable yet; results are kept until it is")
         }
     }
-    let redis = Arc::new(
-        RedisState::new(&config.redis, metrics.clone()).with_context(|| {
-            format!(
-                "invalid redis.url `{}`",
-                ingest::redact_text(&config.redis.url)
-            )
-        })?,
-    );
+    let redis = RedisState::new(&config.redis, metrics.clone()).with_context(|| {
+        format!(
+            "invalid redis.url `{}`",
+            ingest::redact_text(&config.redis.url)
+        )
+    })?;
     match redis.ping().await {
         Ok(()) => tracing::info!(url = %ingest::redact_text(&config.redis.url), "Redis ready"),
         Err(error) => {
@@ -78,17 +100,25 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         registry: registry.clone(),
         analyzer,
         kafka: kafka.clone(),
-        redis,
+        redis: redis.clone(),
         metrics: metrics.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     let address = listener.local_addr()?;
+    let directory = if config.cluster.enabled {
+        Some(CameraDirectory::new(&config.kafka, &config.cluster)?)
+    } else {
+        None
+    };
     let app = api::router(ApiState {
         registry: registry.clone(),
         manager: manager.clone(),
-        metrics,
+        metrics: metrics.clone(),
+        directory: directory.clone(),
+        kafka: kafka.clone(),
+        redis: redis.clone(),
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -97,14 +127,33 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     });
     tracing::info!("HTTP API on http://{address} (metrics: http://{address}/metrics, streams: http://{address}/api/v1/streams)");
 
-    for stream in config.streams.clone() {
-        manager.start(stream).await?;
+    if let Some(directory) = &directory {
+        // Configured cameras join the shared set; the group decides who runs them.
+        directory
+            .declare(&config.streams)
+            .await
+            .context("publishing the configured streams to the control topic")?;
+        let (kafka_config, cluster, manager, metrics) = (
+            config.kafka.clone(),
+            config.cluster.clone(),
+            manager.clone(),
+            metrics.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = cluster::run_worker(kafka_config, cluster, manager, metrics).await {
+                tracing::error!(%error, "this worker left the group");
+            }
+        });
+    } else {
+        for stream in config.streams.clone() {
+            manager.start(stream).await?;
+        }
     }
-    if config.streams.is_empty() {
+    if config.streams.is_empty() && directory.is_none() {
         tracing::warn!("no streams configured: add [[streams]] to the config, pass --stream ID=URI, or POST /api/v1/streams");
     }
     if let Some(file) = options.config_file.clone() {
-        tokio::spawn(reload_on_hangup(file, manager.clone()));
+        tokio::spawn(reload_on_hangup(file, manager.clone(), directory.clone()));
     }
 
     tokio::select! {
@@ -113,10 +162,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     }
     manager.stop_all().await;
     tracing::info!("delivering queued messages to Kafka");
-    let kafka_flushed =
-        tokio::task::spawn_blocking(move || kafka.flush(Duration::from_secs(30))).await?;
-    if let Err(error) = kafka_flushed {
-        tracing::error!(%error, "some results could not be delivered to Kafka before exit");
+    let waiting = kafka.close(Duration::from_secs(30)).await;
+    if waiting > 0 {
+        tracing::error!(messages = waiting, file = %spill_path.display(),
+            "Kafka did not take every message before exit; the spill file keeps them for the next start");
     }
 
     let failed: Vec<_> = registry
@@ -135,7 +184,13 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
 }
 
 /// SIGHUP: re-read the configuration file and apply its streams; other settings need a restart.
-async fn reload_on_hangup(file: std::path::PathBuf, manager: StreamManager) {
+/// In scale-out mode the file's streams are declared on the control topic instead (added or
+/// changed, never removed: other workers' files may list other cameras).
+async fn reload_on_hangup(
+    file: std::path::PathBuf,
+    manager: StreamManager,
+    directory: Option<CameraDirectory>,
+) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
         return;
@@ -144,7 +199,14 @@ async fn reload_on_hangup(file: std::path::PathBuf, manager: StreamManager) {
         match Config::load(Some(&file)) {
             Ok(config) => {
                 tracing::info!(file = %file.display(), streams = config.streams.len(), "reloading streams");
-                manager.reload(config.streams).await;
+                match &directory {
+                    Some(directory) => {
+                        if let Err(error) = directory.declare(&config.streams).await {
+                            tracing::error!(%error, "streams not declared");
+                        }
+                    }
+                    None => manager.reload(config.streams).await,
+                }
             }
             Err(error) => tracing::error!(%error, "configuration not reloaded"),
         }

@@ -16,6 +16,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+pub mod outage;
+
 /// The services `make test` started.
 pub struct Services {
     pub kafka_brokers: String,
@@ -270,6 +272,79 @@ impl Argus {
         response.body_mut().read_json().ok()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no goodbye to the broker, as when a machine dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident memory of the process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// The sum of a metric's samples whose labels contain every `label="value"` given.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let mut response = ureq::get(&format!("{}/metrics", self.http)).call().ok()?;
+        let text = response.body_mut().read_to_string().ok()?;
+        Some(metric_sum(&text, name, labels))
+    }
+
+    /// POST a JSON body; the status code and the answer.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = ureq::post(&format!("{}{path}", self.http))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_json(body)
+            .expect("the API answers");
+        let status = response.status().as_u16();
+        let answer = response
+            .into_body()
+            .read_json()
+            .unwrap_or(serde_json::Value::Null);
+        (status, answer)
+    }
+
+    /// GET with any status; the status code and the JSON answer (Null if not JSON).
+    pub fn get_status(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = ureq::get(&format!("{}{path}", self.http))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("the API answers");
+        let status = response.status().as_u16();
+        let answer = response
+            .into_body()
+            .read_json()
+            .unwrap_or(serde_json::Value::Null);
+        (status, answer)
+    }
+
+    /// DELETE; the status code.
+    pub fn delete(&self, path: &str) -> u16 {
+        ureq::delete(&format!("{}{path}", self.http))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("the API answers")
+            .status()
+            .as_u16()
+    }
+
     pub fn terminate(&mut self) -> i32 {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
@@ -282,6 +357,32 @@ impl Drop for Argus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The sum of the samples of `name` in a Prometheus text exposition that carry every label
+/// given as `key="value"`.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `check` every 200 ms until it returns true; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -378,8 +479,11 @@ pub fn write_config_toml(
     let text = format!(
         "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
          [kafka]\nbrokers = \"{}\"\n[kafka.topics]\nframe_results = \"{topic}\"\nstream_events = \"{topic}.events\"\n\
+         [kafka.spill]\npath = \"{spill}\"\n\
          [redis]\nurl = \"{}\"\nkey_prefix = \"{key_prefix}\"\n{streams_toml}",
-        services.kafka_brokers, services.redis_url
+        services.kafka_brokers,
+        services.redis_url,
+        spill = dir.join("kafka-spill.redb").display(),
     );
     let path = dir.join("argus.toml");
     std::fs::write(&path, text).unwrap();

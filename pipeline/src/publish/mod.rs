@@ -3,7 +3,8 @@
 pub mod kafka;
 pub mod messages;
 pub mod redis;
+pub mod spill;
 
-pub use self::kafka::{KafkaPublishError, KafkaPublisher, Outgoing};
+pub use self::kafka::{new_trace_id, KafkaPublishError, KafkaPublisher, Outgoing, TopicSpec};
 pub use self::messages::{FrameInfo, FrameResult, StreamEvent, StreamEventKind};
 pub use self::redis::RedisState;

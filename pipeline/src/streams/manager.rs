@@ -103,6 +103,19 @@ impl StreamManager {
         self.start(config).await
     }
 
+    /// Runs `config`: starts it if absent, restarts it if changed, leaves it if the same.
+    pub async fn upsert(&self, config: StreamConfig) -> Result<(), ManageError> {
+        validate(&config)?;
+        match self.config(&config.id).await {
+            Some(current) if current == config => Ok(()),
+            Some(_) => {
+                self.remove(&config.id).await?;
+                self.start(config).await
+            }
+            None => self.start(config).await,
+        }
+    }
+
     /// Makes the running set equal `wanted`: removes, restarts and adds only what differs.
     pub async fn reload(&self, wanted: Vec<StreamConfig>) {
         let current: HashMap<String, StreamConfig> = self
@@ -157,7 +170,8 @@ impl StreamManager {
     }
 }
 
-fn validate(config: &StreamConfig) -> Result<(), ManageError> {
+/// Checks a stream definition the way the API does before anything is started or published.
+pub fn validate(config: &StreamConfig) -> Result<(), ManageError> {
     if let Some(problem) = config.problems() {
         return Err(ManageError::Invalid(problem));
     }

@@ -16,7 +16,7 @@ mod manager;
 mod registry;
 mod runner;
 
-pub use manager::{ManageError, StreamManager};
+pub use manager::{validate, ManageError, StreamManager};
 pub use registry::{StreamRegistry, StreamStatus};
 pub use runner::StreamContext;
 

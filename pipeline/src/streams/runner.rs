@@ -17,7 +17,8 @@ use crate::config::{Config, ReconnectConfig, StreamConfig};
 use crate::ingest::{redact_text, Decoder, DecoderSettings, Frame, FrameQueue, Source};
 use crate::metrics::Metrics;
 use crate::publish::{
-    FrameInfo, FrameResult, KafkaPublisher, Outgoing, RedisState, StreamEvent, StreamEventKind,
+    new_trace_id, FrameInfo, FrameResult, KafkaPublisher, Outgoing, RedisState, StreamEvent,
+    StreamEventKind,
 };
 
 /// What every stream task shares.
@@ -27,7 +28,7 @@ pub struct StreamContext {
     pub registry: StreamRegistry,
     pub analyzer: Analyzer,
     pub kafka: KafkaPublisher,
-    pub redis: Arc<RedisState>,
+    pub redis: RedisState,
     pub metrics: Metrics,
 }
 
@@ -323,9 +324,10 @@ async fn publish_event(context: &StreamContext, id: &str, source: &str, event: S
     let outgoing = Outgoing {
         topic: &context.config.kafka.topics.stream_events,
         key: id,
-        payload: serde_json::to_vec(&message).expect("stream events serialise"),
+        payload: serde_json::to_string(&message).expect("stream events serialise"),
         schema_id: StreamEvent::SCHEMA_ID,
         message_id: message.message_id.to_string(),
+        trace_id: new_trace_id(),
     };
     if let Err(error) = context.kafka.publish(outgoing).await {
         tracing::error!(stream = %id, %error, "could not queue a stream event for Kafka");
@@ -388,16 +390,15 @@ async fn analyse_and_publish(context: &StreamContext, source: &Source, frame: Fr
     let outgoing = Outgoing {
         topic: &context.config.kafka.topics.frame_results,
         key: &id,
-        payload: json.clone().into_bytes(),
+        payload: json.clone(),
         schema_id: FrameResult::SCHEMA_ID,
         message_id: result.message_id.to_string(),
+        trace_id: new_trace_id(),
     };
     if let Err(error) = context.kafka.publish(outgoing).await {
         tracing::error!(stream = %id, %error, "could not queue the result for Kafka");
     }
-    if let Err(error) = context.redis.put_latest(&id, &json).await {
-        tracing::warn!(stream = %id, %error, "could not write the latest state to Redis");
-    }
+    context.redis.put_latest(&id, &json).await;
 }
 
 /// Removes a source's password from text GStreamer produced (its errors quote URIs).

@@ -1,0 +1,202 @@
+//! Services a test owns and can take away: a TCP proxy that cuts and restores connections, a
+//! private Kafka-protocol broker behind it, and a private Redis that can be stopped and started.
+
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// Forwards `127.0.0.1:port` to a target. `cut()` closes every connection and stops listening
+/// (clients get "connection refused"), as when a broker's host drops off the network;
+/// `restore()` listens again on the same port.
+pub struct TcpProxy {
+    pub port: u16,
+    target: String,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    pub fn start(port: u16, target: &str) -> Self {
+        let mut proxy = Self {
+            port,
+            target: target.to_owned(),
+            open: Arc::new(AtomicBool::new(false)),
+            connections: Arc::default(),
+            acceptor: None,
+        };
+        proxy.restore();
+        proxy
+    }
+
+    pub fn cut(&mut self) {
+        self.open.store(false, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        for connection in self.connections.lock().unwrap().drain(..) {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&mut self) {
+        if self.open.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let listener = bind_retrying(self.port);
+        listener.set_nonblocking(true).unwrap();
+        let (open, connections, target) = (
+            self.open.clone(),
+            self.connections.clone(),
+            self.target.clone(),
+        );
+        self.acceptor = Some(std::thread::spawn(move || {
+            while open.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(&target) else {
+                            continue;
+                        };
+                        let mut list = connections.lock().unwrap();
+                        list.push(client.try_clone().unwrap());
+                        list.push(server.try_clone().unwrap());
+                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                        pipe(server, client);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            // The listener drops here: the port refuses connections until restore().
+        }));
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+fn bind_retrying(port: u16) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => return listener,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("cannot listen on port {port}: {error}"),
+        }
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not open port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A private tansu broker that tells clients to reach it at `advertised_port` (a proxy).
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+}
+
+impl Broker {
+    pub fn start(advertised_port: u16) -> Self {
+        let tansu = std::env::var("ARGUS_TANSU")
+            .expect("ARGUS_TANSU is not set: run the tests with `make test` (deploy/env.sh)");
+        let port = free_port();
+        let child = Command::new(tansu)
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{advertised_port}"))
+            .arg("--storage-engine")
+            .arg("memory://tansu/")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        wait_for_port(port, "tansu");
+        Self { child, port }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private redis-server; `stop()` and `start()` keep its port and settings.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    args: Vec<String>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// `args` are extra redis-server options, e.g. `["--requirepass", "secret"]`.
+    pub fn start(dir: PathBuf, args: &[&str]) -> Self {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            dir,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let child = Command::new("redis-server")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        wait_for_port(self.port, "redis-server");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
