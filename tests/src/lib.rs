@@ -218,6 +218,24 @@ impl Argus {
         Self::spawn(command, log, http)
     }
 
+    /// Like [`Argus::start`], with extra environment variables.
+    pub fn start_with_env(
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: PathBuf,
+        http: String,
+    ) -> Self {
+        let mut command = Command::new(argus_binary());
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .args(args)
+            .envs(env.iter().copied());
+        Self::spawn(command, log, http)
+    }
+
     /// Runs `argus run ARGS` on its built-in defaults, with `env` overriding them.
     pub fn start_with_defaults(
         args: &[&str],

@@ -154,6 +154,8 @@ pub struct RedisServer {
     pub port: u16,
     args: Vec<String>,
     dir: PathBuf,
+    /// Serves TLS only (on `port`) when set.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -164,9 +166,55 @@ impl RedisServer {
             port: free_port(),
             args: args.iter().map(|a| a.to_string()).collect(),
             dir,
+            tls: false,
         };
         server.restart();
         server
+    }
+
+    /// A TLS-only Redis with a fresh self-signed certificate for 127.0.0.1; returns it and the
+    /// certificate (PEM), which clients must trust.
+    pub fn start_tls(dir: PathBuf) -> (Self, PathBuf) {
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl made no certificate");
+        let path = |p: &PathBuf| p.display().to_string();
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            args: vec![
+                "--tls-cert-file".into(),
+                path(&cert),
+                "--tls-key-file".into(),
+                path(&key),
+                "--tls-ca-cert-file".into(),
+                path(&cert),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+            dir,
+            tls: true,
+        };
+        server.restart();
+        (server, cert)
     }
 
     pub fn stop(&mut self) {
@@ -179,8 +227,13 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         std::fs::create_dir_all(&self.dir).unwrap();
-        let child = Command::new("redis-server")
-            .arg("--port")
+        let mut command = Command::new("redis-server");
+        if self.tls {
+            command.args(["--port", "0", "--tls-port"]);
+        } else {
+            command.arg("--port");
+        }
+        let child = command
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")

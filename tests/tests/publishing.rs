@@ -312,6 +312,48 @@ fn redis_stopped_and_restarted_catches_up_with_a_password_that_is_never_shown() 
 }
 
 #[test]
+fn redis_over_tls_holds_the_live_state() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, certificate) = RedisServer::start_tls(dir.path().join("redis-tls"));
+    let topic = unique("argus.test.redis-tls");
+    let http_port = free_port();
+    let config = config(
+        dir.path(),
+        &services.kafka_brokers,
+        &format!("rediss://127.0.0.1:{}", redis.port),
+        &topic,
+        http_port,
+        "",
+        &live_camera("tls-cam"),
+    );
+    // The server's self-signed certificate is trusted through OpenSSL's usual variable.
+    let certificate = certificate.display().to_string();
+    let mut argus = Argus::start_with_env(
+        &config,
+        &[],
+        &[("SSL_CERT_FILE", certificate.as_str())],
+        artifacts_dir().join("redis_tls.argus.log"),
+        format!("http://127.0.0.1:{http_port}"),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "results written to Redis over TLS",
+        || {
+            argus
+                .metric("argus_publish_latency_seconds_count", &["sink=\"redis\""])
+                .unwrap_or(0.0)
+                >= 3.0
+        },
+    );
+    let (status, ready) = argus.get_status("/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["redis"], "ok", "{ready}");
+    assert_eq!(argus.metric("argus_redis_pending_writes", &[]), Some(0.0));
+    assert_eq!(argus.terminate(), 0);
+}
+
+#[test]
 fn oversized_messages_are_refused_with_a_clear_error_and_the_rest_flows() {
     let services = services();
     let dir = tempfile::tempdir().unwrap();
