@@ -11,6 +11,8 @@
 //! | PUT | `/api/v1/streams/{id}` | change a stream (restarts only it) |
 //! | DELETE | `/api/v1/streams/{id}` | stop and remove a stream |
 //!
+//! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
+//!
 //! In scale-out mode (`cluster.enabled`), POST, PUT and DELETE write the camera's definition to
 //! the control topic and answer `202 Accepted` with its partition: whichever worker owns that
 //! partition runs it. GET lists the streams this worker runs.
@@ -23,6 +25,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::access::{self, Access};
 use crate::cluster::{CameraDirectory, ClusterError};
 use crate::config::StreamConfig;
 use crate::metrics::Metrics;
@@ -41,10 +44,14 @@ pub struct ApiState {
     pub directory: Option<CameraDirectory>,
     pub kafka: KafkaPublisher,
     pub redis: RedisState,
+    pub access: Access,
+    pub cors_origins: Vec<String>,
 }
 
+/// The API; serve it with `into_make_service_with_connect_info::<SocketAddr>()` (the rate
+/// limit is per client address).
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
@@ -54,7 +61,15 @@ pub fn router(state: ApiState) -> Router {
             get(get_stream).put(replace_stream).delete(remove_stream),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access::guard,
+        ));
+    let router = match access::cors(&state.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

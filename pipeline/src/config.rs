@@ -43,6 +43,22 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Bearer token for calls that change something; unset: such calls are refused.
+    #[serde(default)]
+    pub api_token: Option<String>,
+    /// Bearer token for reading `/api/…`; unset: reading is open. The API token reads too.
+    #[serde(default)]
+    pub read_token: Option<String>,
+    /// Browser origins allowed to call the API (CORS), e.g. `https://ops.example.com`.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Requests to `/api/…` per second per client address (bursts of twice that).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_second: u32,
+}
+
+fn default_rate_limit() -> u32 {
+    50
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,6 +380,27 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{key} `{topic}` {problem}")));
             }
         }
+        for (key, value) in [
+            ("kafka.partitions", self.kafka.partitions),
+            ("kafka.replication_factor", self.kafka.replication_factor),
+            (
+                "cluster.control_partitions",
+                self.cluster.control_partitions,
+            ),
+        ]
+        .into_iter()
+        .chain(
+            self.kafka
+                .topic_partitions
+                .values()
+                .map(|count| ("kafka.topic_partitions", *count)),
+        ) {
+            if value < 1 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} {value} must be at least 1"
+                )));
+            }
+        }
         if !(1000..=100_000_000).contains(&self.kafka.max_message_bytes) {
             return Err(ConfigError::Invalid(format!(
                 "kafka.max_message_bytes {} must be in 1000..=100000000",
@@ -371,6 +408,33 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// This configuration with every secret replaced by `***`, for showing (`argus config`).
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        let hide = |value: &mut Option<String>| {
+            if value.as_deref().is_some_and(|v| !v.is_empty()) {
+                *value = Some("***".into());
+            }
+        };
+        hide(&mut shown.http.api_token);
+        hide(&mut shown.http.read_token);
+        shown.redis.url = crate::ingest::redact_text(&shown.redis.url);
+        for (key, value) in shown.kafka.properties.iter_mut() {
+            if ["password", "secret", "key", "token"]
+                .iter()
+                .any(|word| key.contains(word))
+            {
+                *value = "***".into();
+            }
+        }
+        for stream in &mut shown.streams {
+            stream.uri = crate::ingest::redact_text(&stream.uri);
+        }
+        shown
     }
 }
 
@@ -517,6 +581,24 @@ mod tests {
             error.contains("kafka.topics.frame_results `bad topic!`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn shown_configurations_hide_every_secret() {
+        let mut config: Config = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .extract()
+            .unwrap();
+        config.http.api_token = Some("tok-1".into());
+        config.redis.url = "redis://:pw-2@redis:6379".into();
+        config
+            .kafka
+            .properties
+            .insert("sasl.password".into(), "pw-3".into());
+        config.streams[0].uri = "rtsp://admin:pw-4@cam/live".into();
+        let shown = toml::to_string(&config.redacted()).unwrap();
+        for secret in ["tok-1", "pw-2", "pw-3", "pw-4"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Argus, the service: ingest, scheduling, publishing, HTTP API, metrics and config.
 //! The compute it schedules lives in the `argus-operators` crate.
 
+pub mod access;
 pub mod analysis;
 pub mod api;
 pub mod cluster;

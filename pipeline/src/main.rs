@@ -141,7 +141,7 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
         Command::Config => {
             print!(
                 "{}",
-                toml::to_string_pretty(&config).context("printing the configuration")?
+                toml::to_string_pretty(&config.redacted()).context("printing the configuration")?
             );
             Ok(Outcome::Completed)
         }

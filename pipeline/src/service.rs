@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::access::Access;
 use crate::analysis::Analyzer;
 use crate::api::{self, ApiState};
 use crate::cluster::{self, CameraDirectory};
@@ -76,6 +77,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         Ok(()) => {
             tracing::info!(brokers = %config.kafka.brokers, topics = ?names, "Kafka topics ready")
         }
+        Err(error @ crate::publish::KafkaPublishError::TopicRejected { .. }) => return Err(error)
+            .context(
+            "creating the Kafka topics (kafka.topics, kafka.partitions, kafka.replication_factor)",
+        ),
         // Results wait in memory, then in the spill file, until the broker is reachable.
         Err(error) => {
             tracing::error!(%error, "Kafka is not reachable yet; results are kept until it is")
@@ -119,12 +124,22 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         directory: directory.clone(),
         kafka: kafka.clone(),
         redis: redis.clone(),
+        access: Access::new(&config.http),
+        cors_origins: config.http.cors_origins.clone(),
     });
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
+        if let Err(error) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        {
             tracing::error!(%error, "HTTP server stopped");
         }
     });
+    if config.http.api_token.as_deref().unwrap_or("").is_empty() {
+        tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");
+    }
     tracing::info!("HTTP API on http://{address} (metrics: http://{address}/metrics, streams: http://{address}/api/v1/streams)");
 
     if let Some(directory) = &directory {

@@ -18,6 +18,14 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub mod outage;
 
+/// The API token every test config sets (`http.api_token`): changes through the API need it.
+pub const TEST_API_TOKEN: &str = "argus-test-token";
+
+/// The `Authorization` header value for [`TEST_API_TOKEN`].
+pub fn bearer() -> String {
+    format!("Bearer {TEST_API_TOKEN}")
+}
+
 /// The services `make test` started.
 pub struct Services {
     pub kafka_brokers: String,
@@ -322,6 +330,7 @@ impl Argus {
     /// POST a JSON body; the status code and the answer.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         let response = ureq::post(&format!("{}{path}", self.http))
+            .header("Authorization", &bearer())
             .config()
             .http_status_as_error(false)
             .build()
@@ -333,6 +342,11 @@ impl Argus {
             .read_json()
             .unwrap_or(serde_json::Value::Null);
         (status, answer)
+    }
+
+    /// Whether the HTTP server answers `/healthz`.
+    pub fn is_up(&self) -> bool {
+        ureq::get(&format!("{}/healthz", self.http)).call().is_ok()
     }
 
     /// GET with any status; the status code and the JSON answer (Null if not JSON).
@@ -354,6 +368,7 @@ impl Argus {
     /// DELETE; the status code.
     pub fn delete(&self, path: &str) -> u16 {
         ureq::delete(&format!("{}{path}", self.http))
+            .header("Authorization", &bearer())
             .config()
             .http_status_as_error(false)
             .build()
@@ -495,7 +510,7 @@ pub fn write_config_toml(
     streams_toml: &str,
 ) -> PathBuf {
     let text = format!(
-        "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+        "[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{TEST_API_TOKEN}\"\n\
          [kafka]\nbrokers = \"{}\"\n[kafka.topics]\nframe_results = \"{topic}\"\nstream_events = \"{topic}.events\"\n\
          [kafka.spill]\npath = \"{spill}\"\n\
          [redis]\nurl = \"{}\"\nkey_prefix = \"{key_prefix}\"\n{streams_toml}",

@@ -297,6 +297,7 @@ fn streams_are_added_changed_and_removed_at_run_time() {
 
     let post = |body: serde_json::Value| {
         ureq::post(&api)
+            .header("Authorization", &bearer())
             .config()
             .http_status_as_error(false)
             .build()
@@ -337,10 +338,12 @@ fn streams_are_added_changed_and_removed_at_run_time() {
     );
 
     let changed = ureq::put(&format!("{api}/added"))
+        .header("Authorization", &bearer())
         .send_json(serde_json::json!({"id": "added", "uri": "test:snow?width=320&height=240&fps=5", "sample_fps": 1.0}))
         .unwrap();
     assert_eq!(changed.status(), 200);
     let mismatched = ureq::put(&format!("{api}/added"))
+        .header("Authorization", &bearer())
         .config()
         .http_status_as_error(false)
         .build()
@@ -348,9 +351,13 @@ fn streams_are_added_changed_and_removed_at_run_time() {
         .unwrap();
     assert_eq!(mismatched.status(), 400);
 
-    let deleted = ureq::delete(&format!("{api}/added")).call().unwrap();
+    let deleted = ureq::delete(&format!("{api}/added"))
+        .header("Authorization", &bearer())
+        .call()
+        .unwrap();
     assert_eq!(deleted.status(), 204);
     let gone = ureq::delete(&format!("{api}/added"))
+        .header("Authorization", &bearer())
         .config()
         .http_status_as_error(false)
         .build()

@@ -19,7 +19,7 @@ fn config(
     streams_toml: &str,
 ) -> std::path::PathBuf {
     let text = format!(
-        "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+        "[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{TEST_API_TOKEN}\"\n\
          [kafka]\nbrokers = \"{brokers}\"\n{kafka_extra}\n\
          [kafka.topics]\nframe_results = \"{topic}\"\nstream_events = \"{topic}.events\"\n\
          [kafka.spill]\npath = \"{spill}\"\n\

@@ -15,7 +15,7 @@ fn worker_config(
 ) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let text = format!(
-        "streams = []\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+        "streams = []\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{TEST_API_TOKEN}\"\n\
          [kafka]\nbrokers = \"{brokers}\"\n\
          [kafka.topics]\nframe_results = \"{group}.results\"\nstream_events = \"{group}.events\"\n\
          [kafka.spill]\npath = \"{spill}\"\n\

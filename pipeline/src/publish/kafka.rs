@@ -38,6 +38,8 @@ pub enum KafkaPublishError {
         brokers: String,
         reason: String,
     },
+    #[error("the broker refused to create topic `{topic}`: {reason}")]
+    TopicRejected { topic: String, reason: String },
     #[error(transparent)]
     Spill(#[from] SpillError),
     #[error("a {bytes}-byte message for `{topic}` exceeds the {limit}-byte limit (kafka.max_message_bytes); it was not sent")]
@@ -234,10 +236,26 @@ impl KafkaPublisher {
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
+                // No answer in time: the broker may come back; the spill queue waits for it.
+                Err((
+                    topic,
+                    code @ (RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::NotController),
+                )) => {
                     return Err(KafkaPublishError::CreateTopic {
                         topic,
                         brokers: config.brokers.clone(),
+                        reason: code.to_string(),
+                    })
+                }
+                // An answer that says no (policy, authorisation, replication factor): waiting
+                // would not help.
+                Err((topic, code)) => {
+                    return Err(KafkaPublishError::TopicRejected {
+                        topic,
                         reason: code.to_string(),
                     })
                 }
