@@ -73,6 +73,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         });
     }
     let names: Vec<&str> = topics.iter().map(|topic| topic.name).collect();
+    for topic in &names {
+        metrics.messages_published.with_label_values(&[topic]);
+        for result in ["delivered", "failed"] {
+            metrics.kafka_deliveries.with_label_values(&[topic, result]);
+        }
+    }
     match KafkaPublisher::ensure_topics(&config.kafka, &topics, Duration::from_secs(10)).await {
         Ok(()) => {
             tracing::info!(brokers = %config.kafka.brokers, topics = ?names, "Kafka topics ready")

@@ -73,6 +73,10 @@ impl StreamRegistry {
             last_frame_time: None,
         };
         let (decoded, analysed) = self.counters(id);
+        // Every per-stream series exists from the start (at 0), so dashboards and alert rules
+        // see a stream before its first drop or reconnect.
+        self.metrics.frames_dropped.with_label_values(&[id]);
+        self.metrics.reconnects.with_label_values(&[id]);
         self.entries.write().expect("registry lock").insert(
             id.to_owned(),
             Entry {
