@@ -8,6 +8,8 @@ export ARGUS_CACHE="${ARGUS_CACHE:-$HOME/.cache/argus}"
 export ARGUS_VENV="$ARGUS_CACHE/venv"
 export ARGUS_MODEL_DIR="${ARGUS_MODEL_DIR:-$ARGUS_CACHE/models}"
 export ARGUS_TANSU="$ARGUS_CACHE/bin/tansu"
+# playwright-core for the console's browser test (deploy/setup.sh installs it)
+export ARGUS_NODE_MODULES="$ARGUS_CACHE/node/node_modules"
 export ARGUS_SAMPLE_DIR="${ARGUS_SAMPLE_DIR:-/usr/share/doc/opencv-doc/examples/data}"
 
 _argus_site="$ARGUS_VENV/lib/python3.11/site-packages"

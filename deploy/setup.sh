@@ -30,6 +30,8 @@ APT_PACKAGES=(
   # (the docker CLI here has no compose plugin; Debian 12 packages only Compose v1). Where
   # systemd runs, the prometheus package also starts a Prometheus server: only promtool is used.
   prometheus docker-compose
+  # the console's browser test (headless Chromium driven by playwright-core from npm)
+  chromium
 )
 
 install_apt() {
@@ -43,6 +45,25 @@ install_apt() {
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------- node (console browser test)
+PLAYWRIGHT_CORE_VERSION=1.65.1
+install_node_packages() {
+  local dir="$ARGUS_CACHE/node"
+  if [ -f "$dir/node_modules/playwright-core/package.json" ] &&
+    grep -q "\"version\": \"$PLAYWRIGHT_CORE_VERSION\"" "$dir/node_modules/playwright-core/package.json"; then
+    return
+  fi
+  if ! command -v npm >/dev/null; then
+    log "installing Node.js and npm (apt)"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  log "installing playwright-core $PLAYWRIGHT_CORE_VERSION (npm) in $dir"
+  mkdir -p "$dir"
+  (cd "$dir" && npm install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_CORE_VERSION")
 }
 
 # ---------------------------------------------------------------- python venv
@@ -138,6 +159,7 @@ main() {
   mkdir -p "$ARGUS_CACHE"
   install_apt
   install_venv
+  install_node_packages
   # the venv existed before env.sh was sourced on a first run: pick up ORT_DYLIB_PATH now
   source "$here/env.sh"
   install_models_and_broker

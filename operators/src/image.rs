@@ -58,6 +58,35 @@ impl BgrImage {
     }
 }
 
+impl BgrImage {
+    /// A JPEG of this image, scaled down to at most `max_width` pixels wide (aspect kept):
+    /// thumbnails for the operator console.
+    pub fn to_jpeg(&self, max_width: u32, quality: i32) -> Result<Vec<u8>, OperatorError> {
+        use opencv::core::{Size, Vector, VectorToVec};
+        let source = self.as_mat()?;
+        let mut encoded = Vector::<u8>::new();
+        let parameters = Vector::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, quality]);
+        if self.width > max_width {
+            let height = (self.height as f64 * max_width as f64 / self.width as f64)
+                .round()
+                .max(1.0);
+            let mut scaled = opencv::core::Mat::default();
+            opencv::imgproc::resize(
+                &source,
+                &mut scaled,
+                Size::new(max_width as i32, height as i32),
+                0.0,
+                0.0,
+                opencv::imgproc::INTER_AREA,
+            )?;
+            opencv::imgcodecs::imencode(".jpg", &scaled, &mut encoded, &parameters)?;
+        } else {
+            opencv::imgcodecs::imencode(".jpg", &source, &mut encoded, &parameters)?;
+        }
+        Ok(encoded.to_vec())
+    }
+}
+
 impl std::fmt::Debug for BgrImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BgrImage({}x{})", self.width, self.height)
@@ -68,4 +97,23 @@ fn bytes_as_pixels(bytes: &[u8]) -> &[opencv::core::Vec3b] {
     // SAFETY: Vec3b is `#[repr(C)] [u8; 3]` (alignment 1), and callers pass a length that
     // is a multiple of 3 (checked in `BgrImage::new`).
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / 3) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbnails_are_jpegs_no_wider_than_asked() {
+        let image = BgrImage::new(640, 360, vec![128; 640 * 360 * 3]).unwrap();
+        let jpeg = image.to_jpeg(160, 80).unwrap();
+        assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF], "JPEG magic");
+        let decoded = opencv::imgcodecs::imdecode(
+            &opencv::core::Vector::<u8>::from_slice(&jpeg),
+            opencv::imgcodecs::IMREAD_COLOR,
+        )
+        .unwrap();
+        use opencv::prelude::*;
+        assert_eq!((decoded.cols(), decoded.rows()), (160, 90));
+    }
 }

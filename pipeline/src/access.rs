@@ -4,7 +4,7 @@
 //!   <http.api_token>`; with no token configured they are refused, so a fresh install cannot be
 //!   reconfigured by whoever reaches its port.
 //! - Reading `/api/…` is open unless `http.read_token` is set; then it needs that token (or
-//!   the API token). `/healthz`, `/readyz` and `/metrics` stay open for probes and Prometheus.
+//!   the API token), in the header or as `?access_token=` (for the console's feed and images). `/healthz`, `/readyz` and `/metrics` stay open for probes and Prometheus.
 //! - Each client address gets `http.rate_limit_per_second` requests to `/api/…` (bursts of
 //!   twice that); more are answered `429` with `Retry-After`.
 //! - Cross-origin browser calls are allowed only from `http.cors_origins` (none by default).
@@ -62,13 +62,23 @@ impl Access {
         }
     }
 
-    fn presented(request: &Request) -> Option<&str> {
-        request
+    /// The bearer token of a request; reads may also pass it as `?access_token=` because
+    /// browsers' `EventSource` and `<img>` cannot set headers.
+    fn presented(request: &Request) -> Option<String> {
+        let header = request
             .headers()
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if let Some(token) = header {
+            return Some(token.to_owned());
+        }
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return None;
+        }
+        url::form_urlencoded::parse(request.uri().query()?.as_bytes())
+            .find(|(key, _)| key == "access_token")
+            .map(|(_, value)| value.into_owned())
     }
 
     fn matches(expected: &Option<String>, presented: Option<&str>) -> bool {
@@ -118,6 +128,7 @@ pub async fn guard(
         return response;
     }
     let presented = Access::presented(&request);
+    let presented = presented.as_deref();
     let reading = matches!(*request.method(), Method::GET | Method::HEAD);
     if reading {
         let open = access.read_token.is_none();

@@ -2,6 +2,7 @@
 //!
 //! | method | path | |
 //! |---|---|---|
+//! | GET | `/` | the operator console (stream grid, live results) |
 //! | GET | `/healthz` | alive |
 //! | GET | `/readyz` | ready: Kafka and Redis answer, models loaded (503 names what is not) |
 //! | GET | `/metrics` | Prometheus text format |
@@ -10,6 +11,8 @@
 //! | GET | `/api/v1/streams/{id}` | one stream's status |
 //! | PUT | `/api/v1/streams/{id}` | change a stream (restarts only it) |
 //! | DELETE | `/api/v1/streams/{id}` | stop and remove a stream |
+//! | GET | `/api/v1/streams/{id}/thumbnail.jpg` | the latest analysed frame, 320 px wide |
+//! | GET | `/api/v1/events` | server-sent events: every result as it is published (`result`) |
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
 //!
@@ -53,6 +56,11 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(console_page))
+        .route("/console.js", get(console_script))
+        .route("/console.css", get(console_style))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/streams/{id}/thumbnail.jpg", get(thumbnail))
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
         .route("/api/v1/streams", get(list_streams).post(add_stream))
@@ -128,6 +136,85 @@ fn stream_body(body: Result<Json<StreamConfig>, JsonRejection>) -> Result<Stream
             format!("invalid stream definition: {}", rejection.body_text()),
         )
     })
+}
+
+/// The console is three static files compiled into the binary; the page may load scripts,
+/// styles and images from Argus only.
+const CONSOLE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn console_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CONSOLE_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn console_page() -> Response {
+    console_file(
+        "text/html; charset=utf-8",
+        include_str!("../console/index.html"),
+    )
+}
+
+async fn console_script() -> Response {
+    console_file(
+        "text/javascript; charset=utf-8",
+        include_str!("../console/console.js"),
+    )
+}
+
+async fn console_style() -> Response {
+    console_file(
+        "text/css; charset=utf-8",
+        include_str!("../console/console.css"),
+    )
+}
+
+async fn thumbnail(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    match state.registry.thumbnail(&id) {
+        Some(jpeg) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            jpeg.as_ref().clone(),
+        )
+            .into_response(),
+        None if state.registry.get(&id).is_some() => error(
+            StatusCode::NOT_FOUND,
+            format!("stream `{id}` has no analysed frame yet"),
+        ),
+        None => ManageError::NotFound(id).into_response(),
+    }
+}
+
+/// Server-sent events from the Redis notification channels: one `result` event per published
+/// frame result, for the console's live feed (and any other browser client).
+async fn events(State(state): State<ApiState>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    match state.redis.subscribe_results().await {
+        Ok(results) => {
+            let events = results.map(|(_camera, json)| {
+                Ok::<_, std::convert::Infallible>(Event::default().event("result").data(json))
+            });
+            Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response()
+        }
+        Err(failure) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "live results need Redis, which is unavailable: {}",
+                crate::ingest::redact_text(&failure.to_string())
+            ),
+        ),
+    }
 }
 
 /// Ready when the broker and Redis answer; the models are loaded before the API starts.

@@ -88,6 +88,25 @@ impl RedisState {
         .await;
     }
 
+    /// Every result written from now on, as (camera id, JSON), from the Redis channels: the
+    /// console's live feed. Each subscriber holds its own Redis connection.
+    pub async fn subscribe_results(
+        &self,
+    ) -> redis::RedisResult<impl futures::Stream<Item = (String, String)>> {
+        use futures::StreamExt;
+        let mut pubsub = self.inner.client.get_async_pubsub().await?;
+        let prefix = format!("{}:camera:", self.inner.prefix);
+        pubsub.psubscribe(format!("{prefix}*")).await?;
+        Ok(pubsub.into_on_message().filter_map(move |message| {
+            let camera = message
+                .get_channel_name()
+                .strip_prefix(&prefix)
+                .map(str::to_owned);
+            let payload: Option<String> = message.get_payload().ok();
+            async move { camera.zip(payload) }
+        }))
+    }
+
     /// Writes buffered for retry.
     pub fn pending(&self) -> usize {
         self.inner.pending.lock().expect("redis buffer lock").len()

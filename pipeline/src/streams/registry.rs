@@ -37,6 +37,8 @@ struct Entry {
     status: StreamStatus,
     /// Counters and time at the last rate update.
     rate_base: (u64, u64, Instant),
+    /// The latest analysed frame as a small JPEG, for the console.
+    thumbnail: Option<Arc<Vec<u8>>>,
 }
 
 #[derive(Clone)]
@@ -82,12 +84,27 @@ impl StreamRegistry {
             Entry {
                 status,
                 rate_base: (decoded, analysed, Instant::now()),
+                thumbnail: None,
             },
         );
         self.export_state(id, Some(StreamState::Starting));
     }
 
     /// Forgets a removed stream, and its state series.
+    pub fn set_thumbnail(&self, id: &str, jpeg: Vec<u8>) {
+        if let Some(entry) = self.entries.write().expect("registry lock").get_mut(id) {
+            entry.thumbnail = Some(Arc::new(jpeg));
+        }
+    }
+
+    pub fn thumbnail(&self, id: &str) -> Option<Arc<Vec<u8>>> {
+        self.entries
+            .read()
+            .expect("registry lock")
+            .get(id)
+            .and_then(|entry| entry.thumbnail.clone())
+    }
+
     pub fn remove(&self, id: &str) {
         self.entries.write().expect("registry lock").remove(id);
         self.export_state(id, None);

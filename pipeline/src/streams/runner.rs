@@ -334,9 +334,16 @@ async fn publish_event(context: &StreamContext, id: &str, source: &str, event: S
     }
 }
 
+/// Width of the console's stream thumbnails (pixels).
+const THUMBNAIL_WIDTH: u32 = 320;
+
 async fn analyse_and_publish(context: &StreamContext, source: &Source, frame: Frame) {
     let id = frame.stream_id.to_string();
     let (width, height) = (frame.image.width(), frame.image.height());
+    match frame.image.to_jpeg(THUMBNAIL_WIDTH, 70) {
+        Ok(jpeg) => context.registry.set_thumbnail(&id, jpeg),
+        Err(error) => tracing::debug!(stream = %id, %error, "no thumbnail"),
+    }
     let analysis = match context.analyzer.analyse(Arc::new(frame.image)).await {
         Ok(analysis) => analysis,
         Err(error) => {
