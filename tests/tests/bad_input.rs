@@ -114,15 +114,25 @@ fn bad_sources_fail_clearly_and_the_good_stream_keeps_running() {
     );
     assert_eq!(messages.iter().filter(|m| m.key == "good").count(), 4);
 
+    let metrics = ureq::get(&format!("http://127.0.0.1:{http_port}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
     assert_eq!(argus.terminate(), 0, "a clean shutdown after SIGTERM");
     let logs = argus.logs();
+    assert!(
+        !metrics.contains("hunter2-secret"),
+        "password leaked into the metrics"
+    );
     for (id, _) in expectations {
         assert!(
             logs.contains(&format!("stream `{id}`")),
             "the log names `{id}`:\n{logs}"
         );
     }
-    // The RTSP password appears nowhere: not in the log, not in the API.
+    // The RTSP password appears nowhere: not in the log, the metrics or the API.
     assert!(
         !logs.contains("hunter2-secret"),
         "password leaked into the log:\n{logs}"
