@@ -221,9 +221,7 @@ pub struct Argus {
 
 impl Argus {
     pub fn start(config: &Path, args: &[&str], log: PathBuf, http: String) -> Self {
-        let mut command = Command::new(argus_binary());
-        command.arg("--config").arg(config).arg("run").args(args);
-        Self::spawn(command, log, http)
+        Self::start_with_env(config, args, &[], log, http)
     }
 
     /// Like [`Argus::start`], with extra environment variables.
