@@ -87,6 +87,37 @@ impl BgrImage {
     }
 }
 
+impl BgrImage {
+    /// Decodes an encoded image (JPEG, PNG, BMP, WebP, TIFF...): query images uploaded by
+    /// analysts. Anything else is [`OperatorError::InvalidInput`].
+    pub fn decode(encoded: &[u8]) -> Result<Self, OperatorError> {
+        use opencv::prelude::*;
+        let not_an_image = || {
+            OperatorError::InvalidInput(
+                "not a readable image (JPEG, PNG, BMP, WebP or TIFF expected)".into(),
+            )
+        };
+        if encoded.is_empty() {
+            return Err(not_an_image());
+        }
+        let decoded = opencv::imgcodecs::imdecode(
+            &opencv::core::Vector::<u8>::from_slice(encoded),
+            opencv::imgcodecs::IMREAD_COLOR,
+        )
+        .map_err(|_| not_an_image())?;
+        if decoded.empty() || decoded.typ() != opencv::core::CV_8UC3 {
+            return Err(not_an_image());
+        }
+        let (width, height) = (decoded.cols() as u32, decoded.rows() as u32);
+        let data = if decoded.is_continuous() {
+            decoded.data_bytes()?.to_vec()
+        } else {
+            decoded.try_clone()?.data_bytes()?.to_vec()
+        };
+        Self::new(width, height, data)
+    }
+}
+
 impl std::fmt::Debug for BgrImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BgrImage({}x{})", self.width, self.height)
@@ -115,5 +146,22 @@ mod tests {
         .unwrap();
         use opencv::prelude::*;
         assert_eq!((decoded.cols(), decoded.rows()), (160, 90));
+        let back = BgrImage::decode(&jpeg).unwrap();
+        assert_eq!((back.width(), back.height()), (160, 90));
+    }
+
+    #[test]
+    fn bytes_that_are_not_an_image_are_refused() {
+        for bytes in [
+            &b""[..],
+            b"GIF? no, just text",
+            &[0xFF, 0xD8, 0xFF, 0x00, 0x01],
+        ] {
+            let error = BgrImage::decode(bytes).unwrap_err();
+            assert!(
+                error.to_string().contains("not a readable image"),
+                "{error}"
+            );
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! runtime and knows nothing about streams, Kafka or Redis: the `pipeline` crate schedules
 //! these operators and publishes what they return.
 //!
+//! * [`appearance`]: the MPEG-7 colour layout descriptor of a frame, for image-conditioned
+//!   search without an image-text model.
 //! * [`ccam`]: the Video-CCAM projector (causal cross-attention from learnable queries to
 //!   the frames' visual tokens; batch or streaming) with `tch`.
 //! * [`checkpoint`]: loading Hugging Face checkpoint folders (config, safetensors weights,
@@ -18,6 +20,7 @@
 //! * [`vision`]: SigLIP and CLIP ViT encoders (HF checkpoints) with `tch`, and token merging
 //!   inside the tower (ToMe) and across a fixed camera's frames.
 
+pub mod appearance;
 pub mod ccam;
 pub mod checkpoint;
 pub mod error;

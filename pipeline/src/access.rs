@@ -101,6 +101,9 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
+/// The one POST that only reads: it needs the read token, not the API token.
+pub const SEARCH_BY_IMAGE_PATH: &str = "/api/v1/moments/by-image";
+
 /// Middleware: rate limit and tokens for `/api/…`.
 pub async fn guard(
     State(access): State<Access>,
@@ -129,7 +132,9 @@ pub async fn guard(
     }
     let presented = Access::presented(&request);
     let presented = presented.as_deref();
-    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    // A search by image sends the image in a POST body, but reads.
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD)
+        || (request.method() == Method::POST && request.uri().path() == SEARCH_BY_IMAGE_PATH);
     if reading {
         let open = access.read_token.is_none();
         if open

@@ -13,6 +13,10 @@
 //! | DELETE | `/api/v1/streams/{id}` | stop and remove a stream |
 //! | GET | `/api/v1/streams/{id}/thumbnail.jpg` | the latest analysed frame, 320 px wide |
 //! | GET | `/api/v1/events` | server-sent events: every result as it is published (`result`) |
+//! | GET | `/api/v1/moments?q=TEXT` | moments matching a text query (`camera`, `since`, `until`, `limit`) |
+//! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters) |
+//! | GET | `/api/v1/moments/cameras` | indexed cameras, their window counts and time spans |
+//! | GET | `/api/v1/moments/thumbnails/{camera}/{start_ms}.jpg` | a window's thumbnail |
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
 //!
@@ -20,8 +24,8 @@
 //! the control topic and answer `202 Accepted` with its partition: whichever worker owns that
 //! partition runs it. GET lists the streams this worker runs.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,11 +36,17 @@ use crate::access::{self, Access};
 use crate::cluster::{CameraDirectory, ClusterError};
 use crate::config::StreamConfig;
 use crate::metrics::Metrics;
+use crate::moments::query::{FilterRequest, QueryError};
+use crate::moments::search::{SearchAnswer, SearchError};
+use crate::moments::MomentSearch;
 use crate::publish::{KafkaPublisher, RedisState};
 use crate::streams::{validate, ManageError, StreamManager, StreamRegistry};
 
 /// Stream definitions are small; anything larger is a mistake or an attack.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Query images: a full-HD JPEG is well under this.
+const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -49,6 +59,8 @@ pub struct ApiState {
     pub redis: RedisState,
     pub access: Access,
     pub cors_origins: Vec<String>,
+    /// Unset when `moments.enabled` is false.
+    pub moments: Option<MomentSearch>,
 }
 
 /// The API; serve it with `into_make_service_with_connect_info::<SocketAddr>()` (the rate
@@ -61,6 +73,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/console.css", get(console_style))
         .route("/api/v1/events", get(events))
         .route("/api/v1/streams/{id}/thumbnail.jpg", get(thumbnail))
+        .route("/api/v1/moments", get(moments_by_text))
+        .route(
+            access::SEARCH_BY_IMAGE_PATH,
+            axum::routing::post(moments_by_image).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)),
+        )
+        .route("/api/v1/moments/cameras", get(moment_cameras))
+        .route(
+            "/api/v1/moments/thumbnails/{camera}/{file}",
+            get(moment_thumbnail),
+        )
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
         .route("/api/v1/streams", get(list_streams).post(add_stream))
@@ -341,5 +363,158 @@ async fn remove_stream(State(state): State<ApiState>, Path(id): Path<String>) ->
     match state.manager.remove(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+/// Filters and options of a moment query, from the query string.
+#[derive(serde::Deserialize)]
+struct MomentParams {
+    q: Option<String>,
+    /// One camera, or several separated by commas.
+    camera: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+impl MomentParams {
+    fn filters(&self) -> FilterRequest {
+        FilterRequest {
+            cameras: self
+                .camera
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
+}
+
+impl IntoResponse for SearchError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            SearchError::Query(QueryError::UnknownCamera(_)) => StatusCode::NOT_FOUND,
+            SearchError::Query(QueryError::TooLong(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            SearchError::Query(QueryError::BadImage(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            SearchError::Query(_) => StatusCode::BAD_REQUEST,
+            SearchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error(status, self.to_string())
+    }
+}
+
+fn moment_search(state: &ApiState) -> Result<&MomentSearch, ApiError> {
+    state.moments.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the moment index is disabled (moments.enabled = false)".into(),
+        )
+    })
+}
+
+fn moment_params(
+    params: Result<Query<MomentParams>, QueryRejection>,
+) -> Result<MomentParams, ApiError> {
+    params.map(|Query(params)| params).map_err(|rejection| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid moment query: {}", rejection.body_text()),
+        )
+    })
+}
+
+fn search_answer(answer: Result<SearchAnswer, SearchError>) -> Response {
+    match answer {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => {
+            if matches!(error, SearchError::Internal(_)) {
+                tracing::error!(%error, "moment query failed");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn moments_by_text(
+    State(state): State<ApiState>,
+    params: Result<Query<MomentParams>, QueryRejection>,
+) -> Response {
+    let (search, params) = match (moment_search(&state), moment_params(params)) {
+        (Ok(search), Ok(params)) => (search, params),
+        (Err(error), _) | (_, Err(error)) => return error.into_response(),
+    };
+    let text = params.q.as_deref().unwrap_or("");
+    search_answer(search.by_text(text, &params.filters(), params.limit).await)
+}
+
+async fn moments_by_image(
+    State(state): State<ApiState>,
+    params: Result<Query<MomentParams>, QueryRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let (search, params) = match (moment_search(&state), moment_params(params)) {
+        (Ok(search), Ok(params)) => (search, params),
+        (Err(error), _) | (_, Err(error)) => return error.into_response(),
+    };
+    let image = match body {
+        Ok(image) => image,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the image is larger than {} MiB", MAX_IMAGE_BYTES >> 20),
+            )
+        }
+    };
+    search_answer(
+        search
+            .by_image(&image, &params.filters(), params.limit)
+            .await,
+    )
+}
+
+async fn moment_cameras(State(state): State<ApiState>) -> Response {
+    match moment_search(&state) {
+        Ok(search) => Json(json!({ "cameras": search.coverage() })).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn moment_thumbnail(
+    State(state): State<ApiState>,
+    Path((camera, file)): Path<(String, String)>,
+) -> Response {
+    let search = match moment_search(&state) {
+        Ok(search) => search,
+        Err(error) => return error.into_response(),
+    };
+    let Some(start_ms) = file
+        .strip_suffix(".jpg")
+        .and_then(|start| start.parse::<i64>().ok())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {start_ms}.jpg, the window's start in milliseconds",
+        );
+    };
+    match search.store.thumbnail(&camera, start_ms).await {
+        Ok(Some(jpeg)) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "max-age=86400"),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no thumbnail for camera `{camera}` at {start_ms}"),
+        ),
+        Err(failure) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("thumbnails need Redis, which is unavailable: {failure}"),
+        ),
     }
 }

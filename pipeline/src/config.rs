@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub analysis: AnalysisConfig,
     #[serde(default)]
+    pub moments: MomentsConfig,
+    #[serde(default)]
     pub streams: Vec<StreamConfig>,
 }
 
@@ -92,6 +94,13 @@ pub struct TopicsConfig {
     pub frame_results: String,
     /// Stream state changes and gaps (outages) in the video.
     pub stream_events: String,
+    /// Every indexed moment window (text, tags, embeddings), for consumers' own indexes.
+    #[serde(default = "default_moments_topic")]
+    pub moments: String,
+}
+
+fn default_moments_topic() -> String {
+    "argus.moments.v1".into()
 }
 
 impl KafkaConfig {
@@ -218,6 +227,69 @@ impl Default for AnalysisConfig {
     }
 }
 
+/// The moment index: every stream is cut into windows that analysts search by text or image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MomentsConfig {
+    /// Index windows and answer moment queries.
+    pub enabled: bool,
+    /// Length of one indexed window (seconds of video).
+    pub window_s: f64,
+    /// The sentence-embedding model: a folder name under the model folder, or a path.
+    pub text_model: PathBuf,
+    /// Below this many windows in a query's camera and time range the search is exact (a scan);
+    /// above, it uses the approximate (HNSW) index.
+    pub exact_search_below: usize,
+    /// Most moments one query may ask for.
+    pub max_results: usize,
+    pub retention: RetentionConfig,
+}
+
+impl Default for MomentsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_s: 2.0,
+            text_model: PathBuf::from("all-minilm-l6-v2"),
+            exact_search_below: 20_000,
+            max_results: 100,
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+impl MomentsConfig {
+    pub fn text_model_dir(&self, models: &ModelsConfig) -> PathBuf {
+        if self.text_model.is_absolute() {
+            self.text_model.clone()
+        } else {
+            models.resolve_dir().join(&self.text_model)
+        }
+    }
+}
+
+/// How long each camera's windows are kept, in Redis and in the index. Unset: forever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Windows older than this (by their video time) are deleted (seconds).
+    pub max_age_s: Option<u64>,
+    /// Each camera keeps at most this many windows, the newest.
+    pub max_windows: Option<usize>,
+    /// How often retention runs (seconds).
+    pub interval_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            max_age_s: None,
+            max_windows: None,
+            interval_s: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
@@ -272,6 +344,10 @@ pub struct StreamConfig {
     /// A live stream that delivers no frame for this many seconds is treated as down.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout_s: f64,
+    /// Frames before this video time are decoded but not analysed: `argus index` resuming
+    /// an interrupted recording. Not part of the configuration file.
+    #[serde(skip)]
+    pub analyse_from: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +449,7 @@ impl Config {
                 "kafka.topics.stream_events",
                 &self.kafka.topics.stream_events,
             ),
+            ("kafka.topics.moments", &self.kafka.topics.moments),
             ("cluster.control_topic", &self.cluster.control_topic),
         ];
         for (key, topic) in topics {
@@ -400,6 +477,17 @@ impl Config {
                     "{key} {value} must be at least 1"
                 )));
             }
+        }
+        if !(self.moments.window_s >= 0.1 && self.moments.window_s <= 3600.0) {
+            return Err(ConfigError::Invalid(format!(
+                "moments.window_s {} must be between 0.1 and 3600 seconds",
+                self.moments.window_s
+            )));
+        }
+        if self.moments.retention.interval_s == 0 || self.moments.max_results == 0 {
+            return Err(ConfigError::Invalid(
+                "moments.retention.interval_s and moments.max_results must be at least 1".into(),
+            ));
         }
         if !(1000..=100_000_000).contains(&self.kafka.max_message_bytes) {
             return Err(ConfigError::Invalid(format!(
@@ -469,6 +557,7 @@ impl StreamConfig {
             drop_policy: DropPolicy::default(),
             reconnect: ReconnectConfig::default(),
             stall_timeout_s: default_stall_timeout(),
+            analyse_from: None,
         }
     }
 

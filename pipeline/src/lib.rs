@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod moments;
 pub mod publish;
 pub mod service;
 pub mod streams;

@@ -49,6 +49,76 @@ enum Command {
     /// Print a topic's messages as JSON lines (or --pretty), from the beginning, filtered by
     /// camera, text or field (e.g. `argus tail argus.stream-events.v1 --where event.kind=gap`).
     Tail(TailArgs),
+    /// Index a recording into the moment index, faster than real time, with progress and
+    /// ETA; run it again after an interruption and it resumes.
+    Index(IndexArgs),
+    /// Search the moment index of a running Argus (`argus run`) by text or by an image, e.g.
+    /// `argus moments "white van at the gate" --camera gate3 --since 2h`.
+    Moments(MomentsArgs),
+    /// Score moment retrieval on the benchmark that tests/moments/build_benchmark.py builds
+    /// (R1@0.5, R1@0.7, mAP, R@1, R@5); indexes its video first unless already done.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The benchmark folder (benchmark.mkv, queries.jsonl, image_queries.jsonl).
+    dir: PathBuf,
+    /// The camera name the benchmark video is indexed under.
+    #[arg(long, default_value = "benchmark")]
+    camera: String,
+    /// Frames per second to analyse.
+    #[arg(long, default_value_t = 2.0, value_name = "FPS")]
+    fps: f64,
+    /// Also write the full report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct IndexArgs {
+    /// The recording (any container and codec GStreamer can decode).
+    file: PathBuf,
+    /// The camera the recording comes from: its moments are found under this name.
+    #[arg(long)]
+    camera: String,
+    /// When the recording began (RFC 3339, e.g. 2026-11-28T14:00:00Z): moments carry this
+    /// time plus their offset in the file.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    start: chrono::DateTime<chrono::Utc>,
+    /// Frames per second to analyse.
+    #[arg(long, default_value_t = 2.0, value_name = "FPS")]
+    fps: f64,
+    /// Index from the beginning even if an earlier run finished or got part of the way.
+    #[arg(long)]
+    restart: bool,
+}
+
+#[derive(clap::Args)]
+struct MomentsArgs {
+    /// What to look for, in words ("truck at gate 3"). Omit with --image.
+    query: Option<String>,
+    /// Search by an example image (JPEG, PNG...) instead: moments that look like it.
+    #[arg(long, value_name = "FILE", conflicts_with = "query")]
+    image: Option<PathBuf>,
+    /// Only these cameras (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    camera: Vec<String>,
+    /// Only moments after this: RFC 3339, or an age such as 90m, 2h, 3d.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only moments before this (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// How many moments to show.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    limit: usize,
+    /// The Argus API; default: http.listen of the configuration.
+    #[arg(long, value_name = "URL")]
+    api: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -96,6 +166,12 @@ struct RunArgs {
 enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_time(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|time| time.to_utc())
+        .map_err(|e| format!("{e}: expected RFC 3339, e.g. 2026-11-28T14:00:00Z"))
 }
 
 fn parse_stream(value: &str) -> Result<StreamConfig, String> {
@@ -159,6 +235,68 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
                     pretty: args.pretty,
                 },
             ))?;
+            Ok(Outcome::Completed)
+        }
+        Command::Index(args) => {
+            use std::io::IsTerminal;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let summary = runtime.block_on(argus::moments::recording::index_recording(
+                config,
+                argus::moments::recording::RecordingJob {
+                    file: args.file,
+                    camera: args.camera,
+                    start: args.start,
+                    sample_fps: args.fps,
+                    restart: args.restart,
+                    progress_bar: std::io::stderr().is_terminal(),
+                },
+            ))?;
+            if summary.already_indexed {
+                println!(
+                    "{}: already indexed (use --restart to index it again)",
+                    summary.camera
+                );
+            } else {
+                println!(
+                    "{}: {} windows from {:.0} s of video in {:.1} s ({:.1}x real time)",
+                    summary.camera,
+                    summary.windows,
+                    summary.video_seconds,
+                    summary.wall_seconds,
+                    summary.speed
+                );
+            }
+            Ok(Outcome::Completed)
+        }
+        Command::Eval(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime.block_on(argus::moments::benchmark::run(
+                config,
+                &args.dir,
+                &args.camera,
+                args.fps,
+            ))?;
+            argus::moments::benchmark::print(&report);
+            if let Some(output) = args.output {
+                std::fs::write(&output, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
+            }
+            Ok(Outcome::Completed)
+        }
+        Command::Moments(args) => {
+            argus::moments::client::search(
+                &config,
+                argus::moments::client::SearchRequest {
+                    query: args.query,
+                    image: args.image,
+                    cameras: args.camera,
+                    since: args.since,
+                    until: args.until,
+                    limit: args.limit,
+                    api: args.api,
+                    json: args.json,
+                },
+            )?;
             Ok(Outcome::Completed)
         }
         Command::Run(args) => {

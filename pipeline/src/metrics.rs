@@ -43,6 +43,14 @@ pub struct Metrics {
     pub redis_writes_dropped: IntCounter,
     /// Cameras this worker runs in scale-out mode.
     pub cluster_cameras_assigned: IntGauge,
+    /// Moment windows indexed, per camera.
+    pub moment_windows_indexed: IntCounterVec,
+    /// Windows in the in-memory moment index.
+    pub moment_index_windows: IntGauge,
+    /// Windows deleted by retention.
+    pub moment_windows_expired: IntCounter,
+    /// Time to answer a moment query, by kind (`text`, `image`).
+    pub moment_query_latency: HistogramVec,
 }
 
 impl Metrics {
@@ -170,6 +178,27 @@ impl Metrics {
             "argus_cluster_cameras_assigned",
             "Cameras this worker runs (scale-out mode).",
         );
+        let moment_windows_indexed = counter(
+            "argus_moment_windows_indexed_total",
+            "Moment windows indexed (stored, published and searchable).",
+            &["stream"],
+        );
+        let moment_index_windows = gauge(
+            "argus_moment_index_windows",
+            "Windows in the in-memory moment index.",
+        );
+        let moment_windows_expired = plain_counter(
+            "argus_moment_windows_expired_total",
+            "Moment windows deleted by retention.",
+        );
+        let moment_query_latency = histogram(
+            "argus_moment_query_latency_seconds",
+            "Time to answer a moment query.",
+            "kind",
+        );
+        for kind in ["text", "image"] {
+            moment_query_latency.with_label_values(&[kind]);
+        }
         for kind in ["stream", "operator", "kafka", "redis"] {
             errors.with_label_values(&[kind]);
         }
@@ -193,6 +222,10 @@ impl Metrics {
             redis_pending_writes,
             redis_writes_dropped,
             cluster_cameras_assigned,
+            moment_windows_indexed,
+            moment_index_windows,
+            moment_windows_expired,
+            moment_query_latency,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::cluster::{self, CameraDirectory};
 use crate::config::Config;
 use crate::ingest;
 use crate::metrics::Metrics;
+use crate::moments::{Embedder, MomentIndex, MomentIndexer, MomentSearch, MomentStore};
 use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
 use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
 
@@ -48,62 +49,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     tracing::info!(models = %model_dir.display(), "operators ready");
 
     let spill_path = config.kafka.spill.resolve_path(&config.http);
-    let kafka = KafkaPublisher::new(&config.kafka, &spill_path, metrics.clone())?;
-    let mut topics = vec![
-        TopicSpec {
-            name: &config.kafka.topics.frame_results,
-            partitions: config
-                .kafka
-                .partitions_of(&config.kafka.topics.frame_results),
-            compacted: false,
-        },
-        TopicSpec {
-            name: &config.kafka.topics.stream_events,
-            partitions: config
-                .kafka
-                .partitions_of(&config.kafka.topics.stream_events),
-            compacted: false,
-        },
-    ];
-    if config.cluster.enabled {
-        topics.push(TopicSpec {
-            name: &config.cluster.control_topic,
-            partitions: config.cluster.control_partitions,
-            compacted: true,
-        });
-    }
-    let names: Vec<&str> = topics.iter().map(|topic| topic.name).collect();
-    for topic in &names {
-        metrics.messages_published.with_label_values(&[topic]);
-        for result in ["delivered", "failed"] {
-            metrics.kafka_deliveries.with_label_values(&[topic, result]);
-        }
-    }
-    match KafkaPublisher::ensure_topics(&config.kafka, &topics, Duration::from_secs(10)).await {
-        Ok(()) => {
-            tracing::info!(brokers = %config.kafka.brokers, topics = ?names, "Kafka topics ready")
-        }
-        Err(error @ crate::publish::KafkaPublishError::TopicRejected { .. }) => return Err(error)
-            .context(
-            "creating the Kafka topics (kafka.topics, kafka.partitions, kafka.replication_factor)",
-        ),
-        // Results wait in memory, then in the spill file, until the broker is reachable.
-        Err(error) => {
-            tracing::error!(%error, "Kafka is not reachable yet; results are kept until it is")
-        }
-    }
-    let redis = RedisState::new(&config.redis, metrics.clone()).with_context(|| {
-        format!(
-            "invalid redis.url `{}`",
-            ingest::redact_text(&config.redis.url)
-        )
-    })?;
-    match redis.ping().await {
-        Ok(()) => tracing::info!(url = %ingest::redact_text(&config.redis.url), "Redis ready"),
-        Err(error) => {
-            tracing::error!(%error, "Redis is not reachable yet; live state is written once it is")
-        }
-    }
+    let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
+    let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
@@ -113,6 +60,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         kafka: kafka.clone(),
         redis: redis.clone(),
         metrics: metrics.clone(),
+        moments: moments.as_ref().map(|(indexer, _)| indexer.clone()),
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -132,6 +80,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         redis: redis.clone(),
         access: Access::new(&config.http),
         cors_origins: config.http.cors_origins.clone(),
+        moments: moments.map(|(_, search)| search),
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(
@@ -202,6 +151,129 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     } else {
         Outcome::Completed
     })
+}
+
+/// The Kafka producer (with the topics Argus writes) and the Redis writer. Neither needs its
+/// service to be up: messages wait on disk and writes in the retry buffer until it is.
+pub(crate) async fn connect_publishers(
+    config: &Config,
+    spill_path: &std::path::Path,
+    metrics: &Metrics,
+) -> anyhow::Result<(KafkaPublisher, RedisState)> {
+    let kafka = KafkaPublisher::new(&config.kafka, spill_path, metrics.clone())?;
+    let mut topics = vec![
+        topic_of(config, &config.kafka.topics.frame_results),
+        topic_of(config, &config.kafka.topics.stream_events),
+    ];
+    if config.moments.enabled {
+        topics.push(topic_of(config, &config.kafka.topics.moments));
+    }
+    if config.cluster.enabled {
+        topics.push(TopicSpec {
+            name: &config.cluster.control_topic,
+            partitions: config.cluster.control_partitions,
+            compacted: true,
+        });
+    }
+    let names: Vec<&str> = topics.iter().map(|topic| topic.name).collect();
+    for topic in &names {
+        metrics.messages_published.with_label_values(&[topic]);
+        for result in ["delivered", "failed"] {
+            metrics.kafka_deliveries.with_label_values(&[topic, result]);
+        }
+    }
+    match KafkaPublisher::ensure_topics(&config.kafka, &topics, Duration::from_secs(10)).await {
+        Ok(()) => {
+            tracing::info!(brokers = %config.kafka.brokers, topics = ?names, "Kafka topics ready")
+        }
+        Err(error @ crate::publish::KafkaPublishError::TopicRejected { .. }) => return Err(error)
+            .context(
+            "creating the Kafka topics (kafka.topics, kafka.partitions, kafka.replication_factor)",
+        ),
+        // Results wait in memory, then in the spill file, until the broker is reachable.
+        Err(error) => {
+            tracing::error!(%error, "Kafka is not reachable yet; results are kept until it is")
+        }
+    }
+    let redis = RedisState::new(&config.redis, metrics.clone()).with_context(|| {
+        format!(
+            "invalid redis.url `{}`",
+            ingest::redact_text(&config.redis.url)
+        )
+    })?;
+    match redis.ping().await {
+        Ok(()) => tracing::info!(url = %ingest::redact_text(&config.redis.url), "Redis ready"),
+        Err(error) => {
+            tracing::error!(%error, "Redis is not reachable yet; live state is written once it is")
+        }
+    }
+    Ok((kafka, redis))
+}
+
+fn topic_of<'a>(config: &Config, name: &'a str) -> TopicSpec<'a> {
+    TopicSpec {
+        name,
+        partitions: config.kafka.partitions_of(name),
+        compacted: false,
+    }
+}
+
+/// The moment indexer and, when `searchable`, the search service over an index loaded from
+/// Redis (kept current by following the store and pruned by retention). `None` when
+/// `moments.enabled` is false.
+pub(crate) async fn start_moments(
+    config: &Config,
+    kafka: &KafkaPublisher,
+    redis: &RedisState,
+    metrics: &Metrics,
+    searchable: bool,
+) -> anyhow::Result<Option<(MomentIndexer, MomentSearch)>> {
+    if !config.moments.enabled {
+        tracing::info!("moment index disabled (moments.enabled = false)");
+        return Ok(None);
+    }
+    let model_dir = config.moments.text_model_dir(&config.models);
+    let embedder = Embedder::start(&model_dir).with_context(|| {
+        format!(
+            "loading the moment index's text model from {} (moments.text_model; \
+             set moments.enabled = false to run without the moment index)",
+            model_dir.display()
+        )
+    })?;
+    let store = MomentStore::new(redis.clone());
+    let index = Arc::new(MomentIndex::new(config.moments.exact_search_below));
+    let search = MomentSearch::new(
+        index.clone(),
+        store.clone(),
+        embedder.clone(),
+        config.moments.clone(),
+        metrics.clone(),
+    );
+    if searchable {
+        let started = std::time::Instant::now();
+        match store.load_into(&index).await {
+            Ok(count) => tracing::info!(
+                windows = count,
+                seconds = started.elapsed().as_secs_f64(),
+                "moment index loaded from Redis"
+            ),
+            Err(error) => tracing::error!(%error,
+                "the moment index could not be loaded from Redis: searches see only new windows"),
+        }
+        metrics.moment_index_windows.set(index.len() as i64);
+        tokio::spawn(search.clone().follow_store());
+        tokio::spawn(search.clone().run_retention());
+    }
+    let indexer = MomentIndexer::new(
+        Duration::from_secs_f64(config.moments.window_s),
+        embedder,
+        kafka.clone(),
+        config.kafka.topics.moments.clone(),
+        store,
+        searchable.then_some(index),
+        metrics.clone(),
+    );
+    Ok(Some((indexer, search)))
 }
 
 /// SIGHUP: re-read the configuration file and apply its streams; other settings need a restart.

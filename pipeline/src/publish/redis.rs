@@ -107,6 +107,31 @@ impl RedisState {
         }))
     }
 
+    /// Runs `pipeline` (atomic if built so) in order with every other write; while Redis is
+    /// unreachable it waits in the retry buffer like them.
+    pub async fn write_pipeline(&self, pipeline: redis::Pipeline) {
+        self.write(PendingWrite {
+            coalesce: None,
+            pipeline,
+        })
+        .await;
+    }
+
+    /// A connection for reads; fails within seconds while Redis is away.
+    pub async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        self.inner.connection().await
+    }
+
+    /// The client, for subscriptions (each holds a connection of its own).
+    pub fn client(&self) -> &redis::Client {
+        &self.inner.client
+    }
+
+    /// What every key Argus writes starts with (`redis.key_prefix`).
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
     /// Writes buffered for retry.
     pub fn pending(&self) -> usize {
         self.inner.pending.lock().expect("redis buffer lock").len()

@@ -16,6 +16,8 @@ use crate::analysis::{Analyzer, OCR_OPERATOR};
 use crate::config::{Config, ReconnectConfig, StreamConfig};
 use crate::ingest::{redact_text, Decoder, DecoderSettings, Frame, FrameQueue, Source};
 use crate::metrics::Metrics;
+use crate::moments::indexer::MomentIndexer;
+use crate::moments::window::FrameSummary;
 use crate::publish::{
     new_trace_id, FrameInfo, FrameResult, KafkaPublisher, Outgoing, RedisState, StreamEvent,
     StreamEventKind,
@@ -30,6 +32,8 @@ pub struct StreamContext {
     pub kafka: KafkaPublisher,
     pub redis: RedisState,
     pub metrics: Metrics,
+    /// Set when the moment index is enabled.
+    pub moments: Option<MomentIndexer>,
 }
 
 /// How one pipeline's run ended.
@@ -109,6 +113,9 @@ pub(super) async fn run_stream(
             Err(error) => Ended::Down(scrub(&error.to_string(), &source)),
         };
         queue.close();
+        if let Some(moments) = &context.moments {
+            moments.flush(&id).await;
+        }
 
         match ended {
             Ended::Finished => {
@@ -221,7 +228,7 @@ async fn drive(
                 }
                 continuity.failed_attempts = 0;
                 continuity.last_frame = Some(frame.wall_time);
-                analyse_and_publish(context, source, frame).await;
+                analyse_and_publish(context, stream, source, frame).await;
             }
             message = bus.next() => {
                 let Some(message) = message else { return Ended::Down("the pipeline's bus closed".into()) };
@@ -252,7 +259,7 @@ async fn drive(
                         // Every frame is queued before end-of-stream reaches the bus.
                         while let Some(frame) = queue.try_pop() {
                             continuity.last_frame = Some(frame.wall_time);
-                            analyse_and_publish(context, source, frame).await;
+                            analyse_and_publish(context, stream, source, frame).await;
                         }
                         return if source.is_live() {
                             Ended::Down("the source ended the stream".into())
@@ -337,13 +344,43 @@ async fn publish_event(context: &StreamContext, id: &str, source: &str, event: S
 /// Width of the console's stream thumbnails (pixels).
 const THUMBNAIL_WIDTH: u32 = 320;
 
-async fn analyse_and_publish(context: &StreamContext, source: &Source, frame: Frame) {
+async fn analyse_and_publish(
+    context: &StreamContext,
+    stream: &StreamConfig,
+    source: &Source,
+    frame: Frame,
+) {
     let id = frame.stream_id.to_string();
-    let (width, height) = (frame.image.width(), frame.image.height());
-    match frame.image.to_jpeg(THUMBNAIL_WIDTH, 70) {
-        Ok(jpeg) => context.registry.set_thumbnail(&id, jpeg),
-        Err(error) => tracing::debug!(stream = %id, %error, "no thumbnail"),
+    if stream
+        .analyse_from
+        .is_some_and(|from| frame.wall_time < from)
+    {
+        context
+            .registry
+            .update(&id, |status| status.last_frame_time = Some(frame.wall_time));
+        return;
     }
+    let (width, height) = (frame.image.width(), frame.image.height());
+    let thumbnail = match frame.image.to_jpeg(THUMBNAIL_WIDTH, 70) {
+        Ok(jpeg) => {
+            context.registry.set_thumbnail(&id, jpeg.clone());
+            Some(jpeg)
+        }
+        Err(error) => {
+            tracing::debug!(stream = %id, %error, "no thumbnail");
+            None
+        }
+    };
+    // Computed here, before the frame moves to the operator thread: an 8×8 reduction costs
+    // well under a millisecond.
+    let appearance = if context.moments.is_some() {
+        argus_operators::appearance::colour_layout(&frame.image).unwrap_or_else(|error| {
+            tracing::debug!(stream = %id, %error, "no colour layout");
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
     let analysis = match context.analyzer.analyse(Arc::new(frame.image)).await {
         Ok(analysis) => analysis,
         Err(error) => {
@@ -359,6 +396,15 @@ async fn analyse_and_publish(context: &StreamContext, source: &Source, frame: Fr
     context
         .registry
         .update(&id, |status| status.last_frame_time = Some(frame.wall_time));
+    if let Some(moments) = &context.moments {
+        let summary = FrameSummary {
+            wall_time: frame.wall_time,
+            ocr: &analysis.ocr,
+            appearance,
+            thumbnail,
+        };
+        moments.observe(&id, summary).await;
+    }
 
     let text = analysis
         .ocr

@@ -1,0 +1,234 @@
+//! `argus eval`: the moment-retrieval benchmark.
+//!
+//! `tests/moments/build_benchmark.py` builds a long video from real footage (Debian's
+//! `opencv-doc` samples) and generated scenes with known on-screen text, plus the queries
+//! and the spans that answer them. This indexes that video like any recording (resumably:
+//! a second run reuses the index in Redis), asks every query through the same search the API
+//! uses, and scores the answers with [`super::eval`]: R1@0.5, R1@0.7 and mAP as
+//! QVHighlights/Lighthouse compute them, R@1 and R@5 as MomentSeeker reports them.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::eval::{self, QueryOutcome, RetrievalScores, ScoredSpan, Span};
+use super::query::FilterRequest;
+use super::recording::{index_recording, RecordingJob, RecordingSummary};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::service::{connect_publishers, start_moments};
+
+/// Predictions scored per query: the evaluators keep the first 10.
+const PREDICTIONS: usize = 10;
+
+/// The benchmark video's recorded time starts here.
+pub const BENCHMARK_START: &str = "2026-01-01T00:00:00Z";
+
+#[derive(Deserialize)]
+struct TextQuery {
+    id: String,
+    query: String,
+    spans: Vec<[f64; 2]>,
+}
+
+#[derive(Deserialize)]
+struct ImageQuery {
+    id: String,
+    image: PathBuf,
+    spans: Vec<[f64; 2]>,
+}
+
+/// One query's answer, for the report.
+#[derive(Debug, Serialize)]
+pub struct QueryReport {
+    pub id: String,
+    pub query: String,
+    pub ground_truth: Vec<[f64; 2]>,
+    /// The top moment, in seconds from the start of the video, and its score.
+    pub top: Option<[f64; 3]>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchmarkReport {
+    pub indexing: RecordingSummary,
+    pub text: RetrievalScores,
+    pub image: RetrievalScores,
+    pub queries: Vec<QueryReport>,
+    pub query_latency_ms_p50: f64,
+}
+
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{} line {}: not a query", path.display(), n + 1))
+        })
+        .collect()
+}
+
+fn spans(spans: &[[f64; 2]]) -> Vec<Span> {
+    spans
+        .iter()
+        .map(|[start, end]| Span::new(*start, *end))
+        .collect()
+}
+
+pub async fn run(
+    config: Config,
+    dir: &Path,
+    camera: &str,
+    sample_fps: f64,
+) -> anyhow::Result<BenchmarkReport> {
+    let video = dir.join("benchmark.mkv");
+    anyhow::ensure!(
+        dir.join("manifest.json").is_file() && video.is_file(),
+        "{} holds no finished benchmark: build it with tests/moments/build_benchmark.py --out {}",
+        dir.display(),
+        dir.display()
+    );
+    let text_queries: Vec<TextQuery> = read_lines(&dir.join("queries.jsonl"))?;
+    let image_queries: Vec<ImageQuery> = read_lines(&dir.join("image_queries.jsonl"))?;
+    let start: DateTime<Utc> = BENCHMARK_START.parse().expect("a valid constant");
+
+    let indexing = index_recording(
+        config.clone(),
+        RecordingJob {
+            file: video,
+            camera: camera.to_owned(),
+            start,
+            sample_fps,
+            restart: false,
+            progress_bar: false,
+        },
+    )
+    .await?;
+    tracing::info!(?indexing, "benchmark video indexed");
+
+    let metrics = Metrics::new();
+    let mut config = config;
+    let spill = config.kafka.spill.resolve_path(&config.http);
+    config.kafka.spill.path = Some(spill.with_file_name("kafka-spill-eval.redb"));
+    let spill = config.kafka.spill.resolve_path(&config.http);
+    let (kafka, redis) = connect_publishers(&config, &spill, &metrics).await?;
+    let (_, search) = start_moments(&config, &kafka, &redis, &metrics, true)
+        .await?
+        .expect("moments are enabled");
+    let filters = FilterRequest {
+        cameras: vec![camera.to_owned()],
+        since: Some(start.to_rfc3339()),
+        until: None,
+    };
+    let seconds = |time: DateTime<Utc>| (time - start).num_milliseconds() as f64 / 1e3;
+
+    let mut reports = Vec::new();
+    let mut latencies = Vec::new();
+    let mut text_outcomes = Vec::new();
+    for query in &text_queries {
+        let started = Instant::now();
+        let answer = search
+            .by_text(&query.query, &filters, Some(PREDICTIONS))
+            .await
+            .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
+        latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        let predictions: Vec<ScoredSpan> = answer
+            .moments
+            .iter()
+            .map(|m| ScoredSpan::new(seconds(m.start), seconds(m.end), f64::from(m.score)))
+            .collect();
+        reports.push(QueryReport {
+            id: query.id.clone(),
+            query: query.query.clone(),
+            ground_truth: query.spans.clone(),
+            top: predictions.first().map(|p| [p.start, p.end, p.score]),
+            took_ms: answer.took_ms,
+        });
+        text_outcomes.push(QueryOutcome {
+            ground_truth: spans(&query.spans),
+            predictions,
+        });
+    }
+    let mut image_outcomes = Vec::new();
+    for query in &image_queries {
+        let bytes = std::fs::read(dir.join(&query.image)).with_context(|| {
+            format!("query {}: cannot read {}", query.id, query.image.display())
+        })?;
+        let answer = search
+            .by_image(&bytes, &filters, Some(PREDICTIONS))
+            .await
+            .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
+        let predictions: Vec<ScoredSpan> = answer
+            .moments
+            .iter()
+            .map(|m| ScoredSpan::new(seconds(m.start), seconds(m.end), f64::from(m.score)))
+            .collect();
+        reports.push(QueryReport {
+            id: query.id.clone(),
+            query: format!("image {}", query.image.display()),
+            ground_truth: query.spans.clone(),
+            top: predictions.first().map(|p| [p.start, p.end, p.score]),
+            took_ms: answer.took_ms,
+        });
+        image_outcomes.push(QueryOutcome {
+            ground_truth: spans(&query.spans),
+            predictions,
+        });
+    }
+    latencies.sort_by(f64::total_cmp);
+    let _ = kafka.close(std::time::Duration::from_secs(10)).await;
+    Ok(BenchmarkReport {
+        indexing,
+        text: eval::score(&text_outcomes),
+        image: eval::score(&image_outcomes),
+        queries: reports,
+        query_latency_ms_p50: latencies.get(latencies.len() / 2).copied().unwrap_or(0.0),
+    })
+}
+
+/// The report as the table BENCHMARKS.md shows.
+pub fn print(report: &BenchmarkReport) {
+    println!("query            top moment (s)           ground truth");
+    for query in &report.queries {
+        let top = query.top.map_or("none".to_string(), |[s, e, score]| {
+            format!("{s:6.1}–{e:6.1} ({score:.2})")
+        });
+        let truth: Vec<String> = query
+            .ground_truth
+            .iter()
+            .map(|[s, e]| format!("{s:.1}–{e:.1}"))
+            .collect();
+        println!(
+            "{:<16} {:<24} {}  {}",
+            query.id,
+            top,
+            truth.join(", "),
+            query.query
+        );
+    }
+    println!();
+    println!("             queries  R1@0.5  R1@0.7  mAP@0.5  mAP@0.75  mAP@[.5:.95]  R@1    R@5");
+    for (name, scores) in [("text", &report.text), ("image", &report.image)] {
+        println!(
+            "{name:<12} {:>7}  {:>6.1}  {:>6.1}  {:>7.1}  {:>8.1}  {:>12.1}  {:>5.1}  {:>5.1}",
+            scores.queries,
+            scores.r1_at_0_5,
+            scores.r1_at_0_7,
+            scores.map_0_5,
+            scores.map_0_75,
+            scores.map_avg,
+            scores.recall_at_1,
+            scores.recall_at_5
+        );
+    }
+    println!(
+        "indexing: {:.0} s of video at {:.1}x real time; text query latency p50 {:.1} ms",
+        report.indexing.video_seconds, report.indexing.speed, report.query_latency_ms_p50
+    );
+}

@@ -1,0 +1,523 @@
+//! The in-memory moment index: every window of every camera, searchable by embedding.
+//!
+//! Two searches answer a query, chosen per query: an exact scan over the windows the query's
+//! cameras and time range select, when they are few (`moments.exact_search_below`), and the
+//! approximate HNSW index (`usearch`) with the same filter when they are many. Windows are
+//! keyed by (camera, start) so re-indexing a span replaces it instead of duplicating it.
+//! Redis is the durable copy; this index is rebuilt from it at start ([`super::store`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use super::window::MomentWindow;
+
+/// What the index keeps of a window: enough to filter, score and explain a hit. Thumbnails
+/// stay in Redis.
+#[derive(Debug)]
+pub struct IndexedWindow {
+    pub camera_id: Arc<str>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub ocr_text: Vec<String>,
+    pub tags: Vec<String>,
+    pub caption: Option<String>,
+    pub text_embedding: Option<Box<[f32]>>,
+    pub appearance: Box<[f32]>,
+}
+
+/// Which embedding a search compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// Text embeddings, cosine similarity (unit vectors: the inner product).
+    Text,
+    /// Colour layout descriptors, L2 distance turned into a similarity in (0, 1].
+    Appearance,
+}
+
+/// Which windows a query may return.
+#[derive(Debug, Clone, Default)]
+pub struct WindowFilter {
+    /// Only these cameras; `None`: all.
+    pub cameras: Option<HashSet<String>>,
+    /// Only windows overlapping `[since_ms, until_ms)`.
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+impl WindowFilter {
+    fn accepts(&self, window: &IndexedWindow) -> bool {
+        self.cameras
+            .as_ref()
+            .is_none_or(|cameras| cameras.contains(window.camera_id.as_ref()))
+            && self.since_ms.is_none_or(|since| window.end_ms > since)
+            && self.until_ms.is_none_or(|until| window.start_ms < until)
+    }
+
+    fn is_everything(&self) -> bool {
+        self.cameras.is_none() && self.since_ms.is_none() && self.until_ms.is_none()
+    }
+}
+
+/// A window and its similarity to the query (higher is better).
+pub type Hit = (Arc<IndexedWindow>, f32);
+
+/// How a search was answered, for logs and the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMethod {
+    Exact,
+    Approximate,
+}
+
+/// A camera's extent in the index.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CameraCoverage {
+    pub camera_id: String,
+    pub windows: usize,
+    pub first_ms: i64,
+    pub last_end_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("moment index: {0}")]
+pub struct IndexError(String);
+
+/// usearch reports C++ exceptions; their text is all there is to say.
+fn hnsw_error(error: impl std::fmt::Display) -> IndexError {
+    IndexError(error.to_string())
+}
+
+/// The index; share it behind an `Arc`.
+pub struct MomentIndex {
+    state: RwLock<State>,
+    exact_below: usize,
+}
+
+struct State {
+    windows: HashMap<u64, Arc<IndexedWindow>>,
+    /// camera → start (ms) → key.
+    cameras: HashMap<Arc<str>, BTreeMap<i64, u64>>,
+    /// Created with the first text embedding (its length fixes the dimension).
+    text: Option<Index>,
+    appearance: Option<Index>,
+    /// Longest window seen: a time filter must look this far before `since` for overlaps.
+    longest_ms: i64,
+    next_key: u64,
+}
+
+/// HNSW parameters: usearch's defaults for connectivity, a wider beam for search so that
+/// filtered queries keep their recall.
+const CONNECTIVITY: usize = 16;
+const EXPANSION_ADD: usize = 128;
+const EXPANSION_SEARCH: usize = 128;
+
+fn new_hnsw(dimensions: usize, metric: MetricKind) -> Result<Index, IndexError> {
+    let index = Index::new(&IndexOptions {
+        dimensions,
+        metric,
+        quantization: ScalarKind::F32,
+        connectivity: CONNECTIVITY,
+        expansion_add: EXPANSION_ADD,
+        expansion_search: EXPANSION_SEARCH,
+        multi: false,
+    })
+    .map_err(hnsw_error)?;
+    index.reserve(1024).map_err(hnsw_error)?;
+    Ok(index)
+}
+
+fn add(index: &Index, key: u64, vector: &[f32]) -> Result<(), IndexError> {
+    if vector.len() != index.dimensions() {
+        return Err(IndexError(format!(
+            "a vector of {} values does not fit an index of {}",
+            vector.len(),
+            index.dimensions()
+        )));
+    }
+    if index.size() >= index.capacity() {
+        index
+            .reserve((index.capacity() * 2).max(1024))
+            .map_err(hnsw_error)?;
+    }
+    index.add(key, vector).map_err(hnsw_error)?;
+    Ok(())
+}
+
+impl MomentIndex {
+    pub fn new(exact_below: usize) -> Self {
+        Self {
+            state: RwLock::new(State {
+                windows: HashMap::new(),
+                cameras: HashMap::new(),
+                text: None,
+                appearance: None,
+                longest_ms: 0,
+                next_key: 0,
+            }),
+            exact_below,
+        }
+    }
+
+    /// Adds a window, replacing the camera's window with the same start if there is one.
+    pub fn insert(&self, window: &MomentWindow) -> Result<(), IndexError> {
+        let camera: Arc<str> = Arc::from(window.camera_id.as_str());
+        let indexed = Arc::new(IndexedWindow {
+            camera_id: camera.clone(),
+            start_ms: window.start_ms(),
+            end_ms: window.end.timestamp_millis(),
+            ocr_text: window.ocr_text.clone(),
+            tags: window.tags.clone(),
+            caption: window.caption.clone(),
+            text_embedding: window.text_embedding.clone().map(Vec::into_boxed_slice),
+            appearance: window.appearance.clone().into_boxed_slice(),
+        });
+        let mut state = self.state.write().expect("moment index lock");
+        let existing = state
+            .cameras
+            .get(&camera)
+            .and_then(|starts| starts.get(&indexed.start_ms))
+            .copied();
+        if let Some(key) = existing {
+            state.remove_key(key);
+        }
+        let key = state.next_key;
+        state.next_key += 1;
+        if let Some(embedding) = &indexed.text_embedding {
+            if state.text.is_none() {
+                state.text = Some(new_hnsw(embedding.len(), MetricKind::IP)?);
+            }
+            add(state.text.as_ref().expect("created above"), key, embedding)?;
+        }
+        if !indexed.appearance.is_empty() {
+            if state.appearance.is_none() {
+                state.appearance = Some(new_hnsw(indexed.appearance.len(), MetricKind::L2sq)?);
+            }
+            add(
+                state.appearance.as_ref().expect("created above"),
+                key,
+                &indexed.appearance,
+            )?;
+        }
+        state.longest_ms = state.longest_ms.max(indexed.end_ms - indexed.start_ms);
+        state
+            .cameras
+            .entry(camera)
+            .or_default()
+            .insert(indexed.start_ms, key);
+        state.windows.insert(key, indexed);
+        Ok(())
+    }
+
+    /// Removes a camera's windows that start before `cutoff_ms`; returns how many.
+    pub fn remove_before(&self, camera: &str, cutoff_ms: i64) -> usize {
+        let mut state = self.state.write().expect("moment index lock");
+        let keys: Vec<u64> = state
+            .cameras
+            .get(camera)
+            .map(|starts| starts.range(..cutoff_ms).map(|(_, &key)| key).collect())
+            .unwrap_or_default();
+        for &key in &keys {
+            state.remove_key(key);
+        }
+        keys.len()
+    }
+
+    /// The start (ms) of a camera's `n`-th newest window, when it has more than `n`: the
+    /// cut-off that keeps only its newest `n`.
+    pub fn cutoff_keeping_newest(&self, camera: &str, n: usize) -> Option<i64> {
+        let state = self.state.read().expect("moment index lock");
+        let starts = state.cameras.get(camera)?;
+        if starts.len() <= n {
+            return None;
+        }
+        starts.keys().rev().nth(n.saturating_sub(1)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.read().expect("moment index lock").windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, camera: &str, start_ms: i64) -> bool {
+        let state = self.state.read().expect("moment index lock");
+        state
+            .cameras
+            .get(camera)
+            .is_some_and(|starts| starts.contains_key(&start_ms))
+    }
+
+    /// Every camera with windows, by name.
+    pub fn coverage(&self) -> Vec<CameraCoverage> {
+        let state = self.state.read().expect("moment index lock");
+        let mut cameras: Vec<CameraCoverage> = state
+            .cameras
+            .iter()
+            .filter_map(|(camera, starts)| {
+                let first = *starts.keys().next()?;
+                let last_key = *starts.values().next_back()?;
+                Some(CameraCoverage {
+                    camera_id: camera.to_string(),
+                    windows: starts.len(),
+                    first_ms: first,
+                    last_end_ms: state.windows[&last_key].end_ms,
+                })
+            })
+            .collect();
+        cameras.sort_by(|a, b| a.camera_id.cmp(&b.camera_id));
+        cameras
+    }
+
+    pub fn has_camera(&self, camera: &str) -> bool {
+        let state = self.state.read().expect("moment index lock");
+        state.cameras.get(camera).is_some_and(|s| !s.is_empty())
+    }
+
+    /// The `count` windows most similar to `query` among those `filter` accepts, best first,
+    /// with their similarity (higher is better).
+    pub fn search(
+        &self,
+        space: Space,
+        query: &[f32],
+        filter: &WindowFilter,
+        count: usize,
+    ) -> Result<(Vec<Hit>, SearchMethod), IndexError> {
+        let state = self.state.read().expect("moment index lock");
+        let index = match space {
+            Space::Text => state.text.as_ref(),
+            Space::Appearance => state.appearance.as_ref(),
+        };
+        let Some(index) = index else {
+            return Ok((Vec::new(), SearchMethod::Exact));
+        };
+        if query.len() != index.dimensions() {
+            return Err(IndexError(format!(
+                "the query has {} values, the index {}",
+                query.len(),
+                index.dimensions()
+            )));
+        }
+        if state.selected_at_least(filter, self.exact_below) {
+            let matches = if filter.is_everything() {
+                index.search(query, count).map_err(hnsw_error)?
+            } else {
+                index
+                    .filtered_search(query, count, |key| {
+                        state
+                            .windows
+                            .get(&key)
+                            .is_some_and(|window| filter.accepts(window))
+                    })
+                    .map_err(hnsw_error)?
+            };
+            let hits = matches
+                .keys
+                .iter()
+                .zip(&matches.distances)
+                .filter_map(|(key, &distance)| {
+                    let window = state.windows.get(key)?;
+                    Some((window.clone(), similarity(space, distance)))
+                })
+                .collect();
+            return Ok((hits, SearchMethod::Approximate));
+        }
+        let mut hits: Vec<Hit> = state
+            .selected(filter)
+            .filter_map(|window| {
+                let vector = match space {
+                    Space::Text => window.text_embedding.as_deref()?,
+                    Space::Appearance => Some(&*window.appearance).filter(|v| !v.is_empty())?,
+                };
+                let distance = match space {
+                    Space::Text => 1.0 - dot(query, vector),
+                    Space::Appearance => {
+                        argus_operators::appearance::distance_squared(query, vector)
+                    }
+                };
+                Some((window.clone(), similarity(space, distance)))
+            })
+            .collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1));
+        hits.truncate(count);
+        Ok((hits, SearchMethod::Exact))
+    }
+}
+
+impl State {
+    fn remove_key(&mut self, key: u64) {
+        let Some(window) = self.windows.remove(&key) else {
+            return;
+        };
+        if let Some(starts) = self.cameras.get_mut(&window.camera_id) {
+            starts.remove(&window.start_ms);
+            if starts.is_empty() {
+                self.cameras.remove(&window.camera_id);
+            }
+        }
+        for index in [&self.text, &self.appearance].into_iter().flatten() {
+            if index.contains(key) {
+                // Removal only fails for a key that is absent, which was just checked.
+                let _ = index.remove(key);
+            }
+        }
+    }
+
+    /// The windows `filter` accepts.
+    fn selected<'a>(
+        &'a self,
+        filter: &'a WindowFilter,
+    ) -> Box<dyn Iterator<Item = &'a Arc<IndexedWindow>> + 'a> {
+        if filter.is_everything() {
+            return Box::new(self.windows.values());
+        }
+        let from = filter
+            .since_ms
+            .map_or(i64::MIN, |since| since.saturating_sub(self.longest_ms));
+        let to = filter.until_ms.unwrap_or(i64::MAX);
+        Box::new(
+            self.cameras
+                .iter()
+                .filter(|(camera, _)| {
+                    filter
+                        .cameras
+                        .as_ref()
+                        .is_none_or(|cameras| cameras.contains(camera.as_ref()))
+                })
+                .flat_map(move |(_, starts)| starts.range(from..to).map(|(_, key)| key))
+                .filter_map(|key| self.windows.get(key))
+                .filter(|window| filter.accepts(window)),
+        )
+    }
+
+    /// Whether `filter` selects at least `threshold` windows (counting stops there).
+    fn selected_at_least(&self, filter: &WindowFilter, threshold: usize) -> bool {
+        if filter.is_everything() {
+            return self.windows.len() >= threshold;
+        }
+        self.selected(filter).take(threshold).count() >= threshold
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Turns an index distance into a similarity where higher is better: cosine for text; for
+/// colour layouts a decreasing function of the L2 distance (one unit is a colour step of the
+/// 0–255 scale, so frames of one scene score above ~0.8 and different scenes below ~0.4).
+fn similarity(space: Space, distance: f32) -> f32 {
+    match space {
+        Space::Text => 1.0 - distance,
+        Space::Appearance => 1.0 / (1.0 + distance.max(0.0).sqrt() / 32.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn window(camera: &str, start_s: i64, embedding: Option<Vec<f32>>) -> MomentWindow {
+        let start = DateTime::<Utc>::from_timestamp(1_700_000_000 + start_s, 0).unwrap();
+        MomentWindow {
+            schema_version: 1,
+            message_id: uuid::Uuid::now_v7(),
+            camera_id: camera.into(),
+            start,
+            end: start + chrono::Duration::seconds(2),
+            frames: 2,
+            ocr_text: vec![],
+            tags: vec![],
+            caption: None,
+            embedding_model: "test".into(),
+            text_embedding: embedding,
+            appearance: vec![start_s as f32, 0.0, 0.0],
+            produced_at: Utc::now(),
+        }
+    }
+
+    fn unit(angle: f32) -> Vec<f32> {
+        vec![angle.cos(), angle.sin()]
+    }
+
+    fn ms(start_s: i64) -> i64 {
+        (1_700_000_000 + start_s) * 1000
+    }
+
+    #[test]
+    fn exact_and_approximate_searches_agree_and_honour_filters() {
+        for exact_below in [usize::MAX, 0] {
+            let index = MomentIndex::new(exact_below);
+            for n in 0..50 {
+                let camera = if n % 2 == 0 { "a" } else { "b" };
+                index
+                    .insert(&window(camera, n * 2, Some(unit(n as f32 * 0.03))))
+                    .unwrap();
+            }
+            let filter = WindowFilter {
+                cameras: Some(HashSet::from(["a".to_string()])),
+                since_ms: Some(ms(20)),
+                until_ms: Some(ms(60)),
+            };
+            let (hits, method) = index.search(Space::Text, &unit(0.0), &filter, 3).unwrap();
+            let expected = if exact_below == 0 {
+                SearchMethod::Approximate
+            } else {
+                SearchMethod::Exact
+            };
+            assert_eq!(method, expected);
+            let starts: Vec<i64> = hits.iter().map(|(w, _)| w.start_ms).collect();
+            assert_eq!(starts, vec![ms(20), ms(24), ms(28)], "{method:?}");
+            assert!(hits.iter().all(|(w, _)| &*w.camera_id == "a"));
+            assert!(hits[0].1 > hits[1].1);
+        }
+    }
+
+    #[test]
+    fn windows_without_text_never_match_text_and_reinsertion_replaces() {
+        let index = MomentIndex::new(usize::MAX);
+        index.insert(&window("a", 0, None)).unwrap();
+        index.insert(&window("a", 2, Some(unit(0.0)))).unwrap();
+        index.insert(&window("a", 2, Some(unit(1.0)))).unwrap();
+        assert_eq!(index.len(), 2);
+        let (hits, _) = index
+            .search(Space::Text, &unit(0.0), &WindowFilter::default(), 10)
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert!(
+            (hits[0].1 - 1.0_f32.cos()).abs() < 1e-5,
+            "the newer version"
+        );
+        let (hits, _) = index
+            .search(
+                Space::Appearance,
+                &[0.0, 0.0, 0.0],
+                &WindowFilter::default(),
+                10,
+            )
+            .unwrap();
+        assert_eq!(hits[0].0.start_ms, ms(0), "appearance covers every window");
+    }
+
+    #[test]
+    fn retention_removes_from_the_maps_and_from_hnsw() {
+        let index = MomentIndex::new(0);
+        for n in 0..10 {
+            index.insert(&window("a", n * 2, Some(unit(0.0)))).unwrap();
+        }
+        assert_eq!(index.cutoff_keeping_newest("a", 4), Some(ms(12)));
+        assert_eq!(index.remove_before("a", ms(12)), 6);
+        assert_eq!(index.len(), 4);
+        let (hits, method) = index
+            .search(Space::Text, &unit(0.0), &WindowFilter::default(), 10)
+            .unwrap();
+        assert_eq!(method, SearchMethod::Approximate);
+        assert_eq!(hits.len(), 4, "removed keys are gone from HNSW too");
+        assert!(hits.iter().all(|(w, _)| w.start_ms >= ms(12)));
+        assert_eq!(index.cutoff_keeping_newest("a", 4), None);
+        assert_eq!(index.coverage()[0].windows, 4);
+    }
+}

@@ -1,0 +1,167 @@
+//! Turns analysed frames into indexed windows: gather a camera's frames per window, embed the
+//! window's text, publish it on the moments topic, store it in Redis and add it to the
+//! in-memory index.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::embedder::Embedder;
+use super::index::MomentIndex;
+use super::store::MomentStore;
+use super::window::{ClosedWindow, FrameSummary, MomentWindow, WindowBuilder};
+use crate::metrics::Metrics;
+use crate::publish::{new_trace_id, KafkaPublisher, Outgoing};
+
+/// Cheap to clone; one per process.
+#[derive(Clone)]
+pub struct MomentIndexer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    window_length: Duration,
+    builders: Mutex<HashMap<String, WindowBuilder>>,
+    /// Per camera, the end (ms) of the newest window stored: everything before it is indexed.
+    indexed_until: Mutex<HashMap<String, i64>>,
+    embedder: Embedder,
+    kafka: KafkaPublisher,
+    topic: String,
+    store: MomentStore,
+    /// The service's searchable index; `argus index` only stores and publishes.
+    index: Option<Arc<MomentIndex>>,
+    metrics: Metrics,
+}
+
+impl MomentIndexer {
+    pub fn new(
+        window_length: Duration,
+        embedder: Embedder,
+        kafka: KafkaPublisher,
+        topic: String,
+        store: MomentStore,
+        index: Option<Arc<MomentIndex>>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                window_length,
+                builders: Mutex::new(HashMap::new()),
+                indexed_until: Mutex::new(HashMap::new()),
+                embedder,
+                kafka,
+                topic,
+                store,
+                index,
+                metrics,
+            }),
+        }
+    }
+
+    /// Adds an analysed frame to its camera's open window, indexing the previous window when
+    /// this frame starts a new one.
+    pub async fn observe(&self, camera: &str, frame: FrameSummary<'_>) {
+        let closed = {
+            let mut builders = self.inner.builders.lock().expect("window builders lock");
+            builders
+                .entry(camera.to_owned())
+                .or_insert_with(|| WindowBuilder::new(camera, self.inner.window_length))
+                .push(frame)
+        };
+        if let Some(window) = closed {
+            self.index_window(window).await;
+        }
+    }
+
+    /// Indexes the camera's open window: its stream ended or went away.
+    pub async fn flush(&self, camera: &str) {
+        let closed = {
+            let mut builders = self.inner.builders.lock().expect("window builders lock");
+            builders
+                .remove(camera)
+                .and_then(|mut builder| builder.close())
+        };
+        if let Some(window) = closed {
+            self.index_window(window).await;
+        }
+    }
+
+    /// The end (ms) of the camera's newest stored window.
+    pub fn indexed_until(&self, camera: &str) -> Option<i64> {
+        self.inner
+            .indexed_until
+            .lock()
+            .expect("indexed_until lock")
+            .get(camera)
+            .copied()
+    }
+
+    async fn index_window(&self, closed: ClosedWindow) {
+        let inner = &self.inner;
+        let camera = closed.camera_id.clone();
+        let document = closed.ocr_text.join("\n");
+        let text_embedding = if document.trim().is_empty() {
+            None
+        } else {
+            match inner.embedder.embed(vec![document]).await {
+                Ok(mut embeddings) => embeddings.pop(),
+                Err(error) => {
+                    // Still indexed: searchable by image, and by text once re-indexed.
+                    tracing::error!(camera = %camera, %error, "window text not embedded");
+                    inner.metrics.errors.with_label_values(&["operator"]).inc();
+                    None
+                }
+            }
+        };
+        let window = MomentWindow {
+            schema_version: MomentWindow::SCHEMA_VERSION,
+            message_id: uuid::Uuid::now_v7(),
+            camera_id: camera.clone(),
+            start: closed.start,
+            end: closed.end,
+            frames: closed.frames,
+            ocr_text: closed.ocr_text,
+            tags: Vec::new(),
+            caption: None,
+            embedding_model: inner.embedder.model().to_owned(),
+            text_embedding,
+            appearance: closed.appearance,
+            produced_at: Utc::now(),
+        };
+        let json = serde_json::to_string(&window).expect("moment windows serialise");
+        if let Some(index) = &inner.index {
+            if let Err(error) = index.insert(&window) {
+                tracing::error!(camera = %camera, %error, "window not added to the in-memory index");
+            }
+            inner.metrics.moment_index_windows.set(index.len() as i64);
+        }
+        inner
+            .store
+            .put(&window, &json, closed.thumbnail.as_deref())
+            .await;
+        let outgoing = Outgoing {
+            topic: &inner.topic,
+            key: &camera,
+            payload: json,
+            schema_id: MomentWindow::SCHEMA_ID,
+            message_id: window.message_id.to_string(),
+            trace_id: new_trace_id(),
+        };
+        if let Err(error) = inner.kafka.publish(outgoing).await {
+            tracing::error!(camera = %camera, %error, "could not queue a moment window for Kafka");
+        }
+        inner
+            .metrics
+            .moment_windows_indexed
+            .with_label_values(&[&camera])
+            .inc();
+        inner
+            .indexed_until
+            .lock()
+            .expect("indexed_until lock")
+            .insert(camera.clone(), window.end.timestamp_millis());
+        tracing::debug!(camera = %camera, start = %window.start, text = window.ocr_text.len(), "window indexed");
+    }
+}

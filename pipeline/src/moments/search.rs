@@ -1,0 +1,229 @@
+//! The moment search service: what the HTTP API and the retention task use.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argus_operators::BgrImage;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::embedder::Embedder;
+use super::index::{CameraCoverage, MomentIndex, SearchMethod, Space};
+use super::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
+use super::store::MomentStore;
+use crate::config::MomentsConfig;
+use crate::metrics::Metrics;
+
+/// Why a search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The asker's mistake (HTTP 4xx).
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Ours (HTTP 5xx).
+    #[error("moment search failed: {0}")]
+    Internal(String),
+}
+
+/// A query's answer.
+#[derive(Debug, Serialize)]
+pub struct SearchAnswer {
+    pub moments: Vec<Moment>,
+    /// `exact` or `approximate`.
+    pub method: &'static str,
+    /// Windows scored to build the moments.
+    pub candidates: usize,
+    pub took_ms: f64,
+}
+
+#[derive(Clone)]
+pub struct MomentSearch {
+    pub index: Arc<MomentIndex>,
+    pub store: MomentStore,
+    embedder: Embedder,
+    config: MomentsConfig,
+    metrics: Metrics,
+}
+
+/// Thumbnails are served by the API under this path: `{camera}/{start_ms}.jpg`.
+pub const THUMBNAIL_PATH: &str = "/api/v1/moments/thumbnails";
+
+fn thumbnail_url(camera: &str, start_ms: i64) -> String {
+    format!("{THUMBNAIL_PATH}/{camera}/{start_ms}.jpg")
+}
+
+impl MomentSearch {
+    pub fn new(
+        index: Arc<MomentIndex>,
+        store: MomentStore,
+        embedder: Embedder,
+        config: MomentsConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            index,
+            store,
+            embedder,
+            config,
+            metrics,
+        }
+    }
+
+    fn check_limit(&self, limit: Option<usize>) -> Result<usize, QueryError> {
+        let limit = limit.unwrap_or(10);
+        if limit == 0 || limit > self.config.max_results {
+            return Err(QueryError::BadLimit(self.config.max_results));
+        }
+        Ok(limit)
+    }
+
+    /// Moments matching a text query.
+    pub async fn by_text(
+        &self,
+        text: &str,
+        filters: &FilterRequest,
+        limit: Option<usize>,
+    ) -> Result<SearchAnswer, SearchError> {
+        let started = Instant::now();
+        let text = query::check_text(text)?;
+        let limit = self.check_limit(limit)?;
+        let filter = query::check_filter(filters, Utc::now(), |c| self.index.has_camera(c))?;
+        let embedding = self
+            .embedder
+            .embed(vec![text.to_owned()])
+            .await
+            .map_err(|e| SearchError::Internal(e.to_string()))?
+            .pop()
+            .ok_or_else(|| SearchError::Internal("no embedding returned".into()))?;
+        let terms = query::query_terms(text);
+        let (hits, method) = self
+            .index
+            .search(Space::Text, &embedding, &filter, query::CANDIDATES)
+            .map_err(|e| SearchError::Internal(e.to_string()))?;
+        let scored: Vec<ScoredWindow> = hits
+            .into_iter()
+            .map(|(window, similarity)| ScoredWindow {
+                score: query::text_score(&terms, &window, similarity),
+                window,
+            })
+            .collect();
+        Ok(self.answer(scored, &terms, limit, method, started, "text"))
+    }
+
+    /// Moments that look like `image` (any encoded image format).
+    pub async fn by_image(
+        &self,
+        image: &[u8],
+        filters: &FilterRequest,
+        limit: Option<usize>,
+    ) -> Result<SearchAnswer, SearchError> {
+        let started = Instant::now();
+        let limit = self.check_limit(limit)?;
+        let filter = query::check_filter(filters, Utc::now(), |c| self.index.has_camera(c))?;
+        let image = BgrImage::decode(image).map_err(|e| QueryError::BadImage(e.to_string()))?;
+        let descriptor = argus_operators::appearance::colour_layout(&image)
+            .map_err(|e| QueryError::BadImage(e.to_string()))?;
+        let (hits, method) = self
+            .index
+            .search(Space::Appearance, &descriptor, &filter, query::CANDIDATES)
+            .map_err(|e| SearchError::Internal(e.to_string()))?;
+        let scored = hits
+            .into_iter()
+            .map(|(window, score)| ScoredWindow { window, score })
+            .collect();
+        Ok(self.answer(scored, &[], limit, method, started, "image"))
+    }
+
+    fn answer(
+        &self,
+        scored: Vec<ScoredWindow>,
+        terms: &[String],
+        limit: usize,
+        method: SearchMethod,
+        started: Instant,
+        kind: &str,
+    ) -> SearchAnswer {
+        let candidates = scored.len();
+        let moments = query::moments(scored, terms, limit, thumbnail_url);
+        let took = started.elapsed();
+        self.metrics
+            .moment_query_latency
+            .with_label_values(&[kind])
+            .observe(took.as_secs_f64());
+        SearchAnswer {
+            moments,
+            method: match method {
+                SearchMethod::Exact => "exact",
+                SearchMethod::Approximate => "approximate",
+            },
+            candidates,
+            took_ms: took.as_secs_f64() * 1e3,
+        }
+    }
+
+    pub fn coverage(&self) -> Vec<CameraCoverage> {
+        self.index.coverage()
+    }
+
+    /// Applies `moments.retention` once, to Redis and the index; returns windows deleted.
+    pub async fn apply_retention(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let retention = &self.config.retention;
+        if retention.max_age_s.is_none() && retention.max_windows.is_none() {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        // Redis may hold cameras this instance never loaded (another worker's).
+        let mut cameras = self.store.cameras().await?;
+        cameras.extend(self.index.coverage().into_iter().map(|c| c.camera_id));
+        cameras.sort();
+        cameras.dedup();
+        for camera in cameras {
+            let by_age = retention
+                .max_age_s
+                .map(|age| now.timestamp_millis() - (age as i64) * 1000);
+            let by_count = retention
+                .max_windows
+                .and_then(|n| self.index.cutoff_keeping_newest(&camera, n));
+            let Some(cutoff) = by_age.into_iter().chain(by_count).max() else {
+                continue;
+            };
+            let removed = self.store.delete_before(&camera, cutoff).await?;
+            self.index.remove_before(&camera, cutoff);
+            deleted += removed;
+        }
+        if deleted > 0 {
+            tracing::info!(windows = deleted, "moment retention deleted old windows");
+            self.metrics.moment_windows_expired.inc_by(deleted as u64);
+        }
+        self.metrics
+            .moment_index_windows
+            .set(self.index.len() as i64);
+        Ok(deleted)
+    }
+
+    /// Runs retention every `moments.retention.interval_s`.
+    pub async fn run_retention(self) {
+        let mut every =
+            tokio::time::interval(Duration::from_secs(self.config.retention.interval_s));
+        loop {
+            every.tick().await;
+            if let Err(error) = self.apply_retention(Utc::now()).await {
+                tracing::warn!(%error, "moment retention did not run; retrying next interval");
+            }
+        }
+    }
+
+    /// Adds windows that other processes (`argus index`, other workers) store, for as long as
+    /// the service runs, reconnecting to Redis as needed.
+    pub async fn follow_store(self) {
+        loop {
+            if let Err(error) = self.store.follow(&self.index).await {
+                tracing::debug!(%error, "moment feed interrupted; resubscribing");
+            }
+            self.metrics
+                .moment_index_windows
+                .set(self.index.len() as i64);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}

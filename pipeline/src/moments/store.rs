@@ -1,0 +1,199 @@
+//! The durable moment store in Redis, and its change feed.
+//!
+//! Keys (prefix `redis.key_prefix`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}:moments:cameras` | set | cameras with windows |
+//! | `{prefix}:moments:{camera}` | sorted set | window starts (ms), scored by start: time order |
+//! | `{prefix}:moments:{camera}:{start_ms}` | string | the window (`schemas/moment-window.v1.json`) |
+//! | `{prefix}:moments:{camera}:{start_ms}:jpg` | string | its thumbnail (JPEG) |
+//! | `{prefix}:moments:{camera}:recording:{id}` | string | how far `argus index` got in a recording |
+//!
+//! Each window is written atomically (MULTI) with a notice on channel `{prefix}:moments`
+//! (`{camera} {start_ms}`), so every Argus instance — and one running `argus index` beside
+//! the service — adds it to its in-memory index within milliseconds.
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+
+use super::index::MomentIndex;
+use super::window::MomentWindow;
+use crate::publish::RedisState;
+
+/// Windows fetched per round trip when loading.
+const LOAD_CHUNK: usize = 500;
+
+#[derive(Clone)]
+pub struct MomentStore {
+    redis: RedisState,
+}
+
+impl MomentStore {
+    pub fn new(redis: RedisState) -> Self {
+        Self { redis }
+    }
+
+    fn prefix(&self) -> &str {
+        self.redis.key_prefix()
+    }
+
+    fn cameras_key(&self) -> String {
+        format!("{}:moments:cameras", self.prefix())
+    }
+
+    fn timeline_key(&self, camera: &str) -> String {
+        format!("{}:moments:{camera}", self.prefix())
+    }
+
+    fn window_key(&self, camera: &str, start_ms: i64) -> String {
+        format!("{}:moments:{camera}:{start_ms}", self.prefix())
+    }
+
+    fn thumbnail_key(&self, camera: &str, start_ms: i64) -> String {
+        format!("{}:moments:{camera}:{start_ms}:jpg", self.prefix())
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:moments", self.prefix())
+    }
+
+    pub fn recording_key(&self, camera: &str, recording: &str) -> String {
+        format!("{}:moments:{camera}:recording:{recording}", self.prefix())
+    }
+
+    /// Stores a window and its thumbnail. While Redis is away the write waits in the retry
+    /// buffer and is replayed in order.
+    pub async fn put(&self, window: &MomentWindow, json: &str, thumbnail: Option<&[u8]>) {
+        let (camera, start_ms) = (window.camera_id.as_str(), window.start_ms());
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .sadd(self.cameras_key(), camera)
+            .ignore()
+            .zadd(self.timeline_key(camera), start_ms, start_ms)
+            .ignore()
+            .set(self.window_key(camera, start_ms), json)
+            .ignore();
+        if let Some(jpeg) = thumbnail {
+            pipeline
+                .set(self.thumbnail_key(camera, start_ms), jpeg)
+                .ignore();
+        }
+        pipeline
+            .publish(self.channel(), format!("{camera} {start_ms}"))
+            .ignore();
+        self.redis.write_pipeline(pipeline).await;
+    }
+
+    /// Loads every stored window into `index`; returns how many.
+    pub async fn load_into(&self, index: &MomentIndex) -> anyhow::Result<usize> {
+        let mut connection = self.redis.connection().await?;
+        let cameras: Vec<String> = connection.smembers(self.cameras_key()).await?;
+        let mut loaded = 0;
+        for camera in cameras {
+            let starts: Vec<i64> = connection.zrange(self.timeline_key(&camera), 0, -1).await?;
+            for chunk in starts.chunks(LOAD_CHUNK) {
+                let keys: Vec<String> = chunk
+                    .iter()
+                    .map(|&start| self.window_key(&camera, start))
+                    .collect();
+                let values: Vec<Option<String>> = connection.mget(&keys).await?;
+                for (key, value) in keys.iter().zip(values) {
+                    let Some(json) = value else { continue };
+                    match serde_json::from_str::<MomentWindow>(&json) {
+                        Ok(window) => {
+                            index.insert(&window)?;
+                            loaded += 1;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%key, %error, "skipping an unreadable stored window")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// One stored window.
+    pub async fn get(
+        &self,
+        camera: &str,
+        start_ms: i64,
+    ) -> redis::RedisResult<Option<MomentWindow>> {
+        let mut connection = self.redis.connection().await?;
+        let json: Option<String> = connection.get(self.window_key(camera, start_ms)).await?;
+        Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    pub async fn thumbnail(
+        &self,
+        camera: &str,
+        start_ms: i64,
+    ) -> redis::RedisResult<Option<Vec<u8>>> {
+        let mut connection = self.redis.connection().await?;
+        connection.get(self.thumbnail_key(camera, start_ms)).await
+    }
+
+    /// Deletes a camera's windows that start before `cutoff_ms`; returns how many.
+    pub async fn delete_before(&self, camera: &str, cutoff_ms: i64) -> redis::RedisResult<usize> {
+        let mut connection = self.redis.connection().await?;
+        let timeline = self.timeline_key(camera);
+        let starts: Vec<i64> = connection
+            .zrangebyscore(&timeline, "-inf", format!("({cutoff_ms}"))
+            .await?;
+        for chunk in starts.chunks(LOAD_CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .flat_map(|&start| {
+                    [
+                        self.window_key(camera, start),
+                        self.thumbnail_key(camera, start),
+                    ]
+                })
+                .collect();
+            let mut pipeline = redis::pipe();
+            pipeline
+                .atomic()
+                .del(keys)
+                .ignore()
+                .zrem(&timeline, chunk)
+                .ignore();
+            pipeline.query_async::<()>(&mut connection).await?;
+        }
+        Ok(starts.len())
+    }
+
+    /// Cameras with stored windows.
+    pub async fn cameras(&self) -> redis::RedisResult<Vec<String>> {
+        let mut connection = self.redis.connection().await?;
+        connection.smembers(self.cameras_key()).await
+    }
+
+    /// Follows windows other processes store and adds them to `index`, until the connection
+    /// drops (the caller reconnects).
+    pub async fn follow(&self, index: &MomentIndex) -> anyhow::Result<()> {
+        let mut pubsub = self.redis.client().get_async_pubsub().await?;
+        pubsub.subscribe(self.channel()).await?;
+        let mut notices = pubsub.into_on_message();
+        while let Some(message) = notices.next().await {
+            let Ok(payload) = message.get_payload::<String>() else {
+                continue;
+            };
+            let Some((camera, start)) = payload.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(start_ms) = start.parse::<i64>() else {
+                continue;
+            };
+            if index.contains(camera, start_ms) {
+                continue;
+            }
+            if let Some(window) = self.get(camera, start_ms).await? {
+                index.insert(&window)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,351 @@
+//! The moment index end to end: a generated long video with known on-screen text is indexed
+//! with `argus index` (OCR, windows, embeddings into Redis and Kafka), searched through the
+//! API and the CLI, survives a restart of Argus, and is pruned by retention. Bad queries get
+//! clear 4xx answers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use argus_e2e::*;
+
+/// The benchmark video's recorded start, as `argus index --start` is given it.
+const START: &str = "2026-01-01T00:00:00Z";
+const START_MS: i64 = 1_767_225_600_000;
+
+/// Builds the 1-minute benchmark (video, queries with their spans) with the repository's
+/// generator.
+fn build_benchmark(dir: &Path) -> PathBuf {
+    let out = dir.join("benchmark");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("moments/build_benchmark.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--minutes",
+            "1",
+            "--seed",
+            "11",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "the benchmark builder failed");
+    out
+}
+
+/// Runs an `argus` command to its end; (exit code, stdout, stderr).
+fn argus_command(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(argus_binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("argus runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The first text query whose phrase is on screen once, and its span in seconds.
+fn single_span_query(benchmark: &Path) -> (String, f64, f64) {
+    let text = std::fs::read_to_string(benchmark.join("queries.jsonl")).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|query| query["spans"].as_array().unwrap().len() == 1)
+        .map(|query| {
+            let span = &query["spans"][0];
+            (
+                query["query"].as_str().unwrap().to_owned(),
+                span[0].as_f64().unwrap(),
+                span[1].as_f64().unwrap(),
+            )
+        })
+        .expect("the benchmark has a single-span query")
+}
+
+fn seconds_of(moment: &serde_json::Value, field: &str) -> f64 {
+    let time = chrono::DateTime::parse_from_rfc3339(moment[field].as_str().unwrap()).unwrap();
+    (time.timestamp_millis() - START_MS) as f64 / 1e3
+}
+
+fn iou(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let intersection = (a.1.min(b.1) - a.0.max(b.0)).max(0.0);
+    intersection / (a.1.max(b.1) - a.0.min(b.0))
+}
+
+fn search(argus: &Argus, query: &str) -> serde_json::Value {
+    let (status, answer) = argus.get_status(&format!(
+        "/api/v1/moments?q={}&camera=bench&limit=5",
+        query.replace(' ', "+")
+    ));
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn redis_connection(services: &Services) -> redis::Connection {
+    redis::Client::open(services.redis_url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[test]
+fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let benchmark = build_benchmark(dir.path());
+    let video = benchmark.join("benchmark.mkv");
+    let (phrase, truth_start, truth_end) = single_span_query(&benchmark);
+    let topic = unique("argus.test.moments");
+    let moments_topic = format!("{topic}.moments");
+    let key_prefix = unique("argus-test-moments");
+    let http_port = free_port();
+    let config = write_config(dir.path(), &services, &topic, &key_prefix, http_port, &[]);
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[kafka.spill]",
+            &format!("moments = \"{moments_topic}\"\n[kafka.spill]"),
+        ),
+    )
+    .unwrap();
+
+    let index = [
+        "index",
+        video.to_str().unwrap(),
+        "--camera",
+        "bench",
+        "--start",
+        START,
+    ];
+    let (code, stdout, stderr) = argus_command(&config, &index);
+    assert_eq!(code, 0, "argus index failed:\n{stderr}");
+    assert!(stdout.contains("bench: 30 windows"), "{stdout}");
+    let (code, stdout, _) = argus_command(&config, &index);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("already indexed"),
+        "a finished run is not redone: {stdout}"
+    );
+
+    // Every window is published on the moments topic, valid against its schema.
+    let schema = schema("moment-window");
+    let published = consume(
+        &services.kafka_brokers,
+        &moments_topic,
+        Duration::from_secs(30),
+        |received| received.len() >= 30,
+    );
+    assert_eq!(published.len(), 30);
+    for message in &published {
+        assert_eq!(message.key, "bench");
+        assert_eq!(message.headers["schema"], "argus.moment-window.v1");
+        if let Err(error) = schema.validate(&message.payload) {
+            panic!("{error}: {}", message.payload);
+        }
+    }
+    assert!(published.iter().any(|m| m.payload["ocr_text"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty())));
+
+    let log = |n: u32| artifacts_dir().join(format!("moments.argus-{n}.log"));
+    let http = format!("http://127.0.0.1:{http_port}");
+    let mut argus = Argus::start(&config, &[], log(1), http.clone());
+    wait_until(Duration::from_secs(60), "the API", || argus.is_up());
+    let answer = search(&argus, &phrase);
+    let top = &answer["moments"][0];
+    let found = (seconds_of(top, "start"), seconds_of(top, "end"));
+    assert!(
+        iou(found, (truth_start, truth_end)) >= 0.5,
+        "`{phrase}` is on screen {truth_start}–{truth_end} s; the top moment is {found:?}: {answer}"
+    );
+    assert!(
+        !top["evidence"]["ocr"].as_array().unwrap().is_empty(),
+        "the matching on-screen text is quoted: {top}"
+    );
+    let thumbnail = ureq::get(&format!("{http}{}", top["thumbnail"].as_str().unwrap()))
+        .call()
+        .expect("the moment's thumbnail is served");
+    assert_eq!(
+        thumbnail.headers()["content-type"],
+        "image/jpeg",
+        "thumbnail"
+    );
+
+    // The CLI asks the same API.
+    let (code, stdout, stderr) = argus_command(
+        &config,
+        &["moments", &phrase, "--camera", "bench", "-k", "1"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(" 1. ") && stdout.contains("bench"),
+        "{stdout}"
+    );
+
+    // A restart rebuilds the index from Redis: the same answer.
+    argus.kill();
+    let argus = Argus::start(&config, &[], log(2), http);
+    wait_until(Duration::from_secs(60), "the API after a restart", || {
+        argus.is_up()
+    });
+    let again = search(&argus, &phrase);
+    assert_eq!(
+        again["moments"], answer["moments"],
+        "the same moments after a restart"
+    );
+    assert_eq!(argus.metric("argus_moment_index_windows", &[]), Some(30.0));
+}
+
+#[test]
+fn retention_deletes_old_windows_from_redis_and_the_index() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("text.mp4");
+    make_text_video(&video, "RETENTION", 12);
+    let topic = unique("argus.test.retention");
+    let key_prefix = unique("argus-test-retention");
+    let http_port = free_port();
+    let config = write_config(dir.path(), &services, &topic, &key_prefix, http_port, &[]);
+    let (code, _, stderr) = argus_command(
+        &config,
+        &[
+            "index",
+            video.to_str().unwrap(),
+            "--camera",
+            "old",
+            "--start",
+            START,
+            "--fps",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut redis = redis_connection(&services);
+    let timeline = format!("{key_prefix}:moments:old");
+    let stored: usize = redis::cmd("ZCARD")
+        .arg(&timeline)
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(stored, 6, "12 s in 2 s windows");
+
+    let argus = Argus::start_with_env(
+        &config,
+        &[],
+        &[
+            ("ARGUS_MOMENTS__RETENTION__MAX_WINDOWS", "4"),
+            ("ARGUS_MOMENTS__RETENTION__INTERVAL_S", "1"),
+        ],
+        artifacts_dir().join("moments.retention.log"),
+        format!("http://127.0.0.1:{http_port}"),
+    );
+    wait_until(Duration::from_secs(60), "retention to run", || {
+        argus.metric("argus_moment_windows_expired_total", &[]) == Some(2.0)
+    });
+    let stored: Vec<i64> = redis::cmd("ZRANGE")
+        .arg(&timeline)
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[0], START_MS + 4000, "the oldest two went");
+    let oldest: bool = redis::cmd("EXISTS")
+        .arg(format!("{timeline}:{START_MS}"))
+        .query(&mut redis)
+        .unwrap();
+    assert!(!oldest, "the window's own key is deleted too");
+    let cameras = argus.get_json("/api/v1/moments/cameras").unwrap();
+    assert_eq!(cameras["cameras"][0]["windows"], 4, "{cameras}");
+    assert_eq!(cameras["cameras"][0]["first_ms"], START_MS + 4000);
+    let answer = argus
+        .get_json("/api/v1/moments?q=retention&camera=old&limit=10")
+        .unwrap();
+    for moment in answer["moments"].as_array().unwrap() {
+        assert!(
+            seconds_of(moment, "start") >= 4.0,
+            "an expired window answered: {moment}"
+        );
+    }
+}
+
+#[test]
+fn bad_moment_queries_get_clear_4xx_errors() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = free_port();
+    let config = write_config(
+        dir.path(),
+        &services,
+        &unique("argus.test.bad-moments"),
+        &unique("argus-test-bad-moments"),
+        http_port,
+        &[],
+    );
+    let argus = Argus::start(
+        &config,
+        &[],
+        artifacts_dir().join("moments.bad-queries.log"),
+        format!("http://127.0.0.1:{http_port}"),
+    );
+    wait_until(Duration::from_secs(60), "the API", || argus.is_up());
+    let long = "x".repeat(10 * 1024);
+    for (path, status, says) in [
+        ("/api/v1/moments?q=", 400, "the query is empty"),
+        ("/api/v1/moments", 400, "the query is empty"),
+        (
+            &format!("/api/v1/moments?q={long}") as &str,
+            413,
+            "at most 500",
+        ),
+        (
+            "/api/v1/moments?q=van&camera=nowhere",
+            404,
+            "unknown camera `nowhere`",
+        ),
+        ("/api/v1/moments?q=van&since=1h&until=2h", 400, "reversed"),
+        (
+            "/api/v1/moments?q=van&since=last+tuesday",
+            400,
+            "is not a time",
+        ),
+        ("/api/v1/moments?q=van&limit=0", 400, "limit must be"),
+        (
+            "/api/v1/moments?q=van&limit=many",
+            400,
+            "invalid moment query",
+        ),
+    ] {
+        let (code, answer) = argus.get_status(path);
+        assert_eq!(code, status, "{path}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    let by_image = |body: &[u8]| {
+        let mut response = ureq::post(&format!(
+            "http://127.0.0.1:{http_port}/api/v1/moments/by-image"
+        ))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(body)
+        .unwrap();
+        let status = response.status().as_u16();
+        let answer: serde_json::Value = response.body_mut().read_json().unwrap();
+        (status, answer)
+    };
+    let (code, answer) = by_image(b"GIF89a-but-not-really");
+    assert_eq!(code, 415, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a readable image"));
+    let (code, _) = by_image(&vec![0u8; 9 * 1024 * 1024]);
+    assert_eq!(code, 413, "images over 8 MiB are refused");
+    assert!(argus.is_up(), "Argus still serves");
+}
