@@ -17,6 +17,7 @@
 //! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters) |
 //! | GET | `/api/v1/moments/cameras` | indexed cameras, their window counts and time spans |
 //! | GET | `/api/v1/moments/thumbnails/{camera}/{start_ms}.jpg` | a window's thumbnail |
+//! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | a moment's video (WebM), from recordings |
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
 //!
@@ -79,6 +80,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(moments_by_image).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)),
         )
         .route("/api/v1/moments/cameras", get(moment_cameras))
+        .route(crate::moments::search::CLIP_PATH, get(moment_clip))
         .route(
             "/api/v1/moments/thumbnails/{camera}/{file}",
             get(moment_thumbnail),
@@ -162,7 +164,7 @@ fn stream_body(body: Result<Json<StreamConfig>, JsonRejection>) -> Result<Stream
 
 /// The console is three static files compiled into the binary; the page may load scripts,
 /// styles and images from Argus only.
-const CONSOLE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CONSOLE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn console_file(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -400,6 +402,7 @@ impl IntoResponse for SearchError {
             SearchError::Query(QueryError::TooLong(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             SearchError::Query(QueryError::BadImage(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SearchError::Query(_) => StatusCode::BAD_REQUEST,
+            SearchError::NoClip(_) => StatusCode::NOT_FOUND,
             SearchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         error(status, self.to_string())
@@ -473,6 +476,51 @@ async fn moments_by_image(
             .by_image(&image, &params.filters(), params.limit)
             .await,
     )
+}
+
+#[derive(serde::Deserialize)]
+struct ClipParams {
+    camera: String,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+async fn moment_clip(
+    State(state): State<ApiState>,
+    params: Result<Query<ClipParams>, QueryRejection>,
+) -> Response {
+    let search = match moment_search(&state) {
+        Ok(search) => search,
+        Err(error) => return error.into_response(),
+    };
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid clip request: {}", rejection.body_text()),
+            )
+        }
+    };
+    match search
+        .clip(&params.camera, params.start_ms, params.end_ms)
+        .await
+    {
+        Ok(webm) => (
+            [
+                (header::CONTENT_TYPE, "video/webm"),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            webm,
+        )
+            .into_response(),
+        Err(error) => {
+            if matches!(error, SearchError::Internal(_)) {
+                tracing::error!(%error, "clip failed");
+            }
+            error.into_response()
+        }
+    }
 }
 
 async fn moment_cameras(State(state): State<ApiState>) -> Response {

@@ -177,6 +177,27 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
         "thumbnail"
     );
 
+    // The recording plays back: the moment's clip is a WebM of its span.
+    let clip = top["clip"]
+        .as_str()
+        .expect("moments of a recording have a clip");
+    let mut response = ureq::get(&format!("{http}{clip}"))
+        .call()
+        .expect("the clip is served");
+    assert_eq!(response.headers()["content-type"], "video/webm");
+    let webm = response
+        .body_mut()
+        .with_config()
+        .limit(50 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(&webm[..4], &[0x1A, 0x45, 0xDF, 0xA3], "EBML magic");
+    assert!(
+        webm.len() > 20_000,
+        "a clip of seconds of video: {} bytes",
+        webm.len()
+    );
+
     // The CLI asks the same API.
     let (code, stdout, stderr) = argus_command(
         &config,

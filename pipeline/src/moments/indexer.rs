@@ -88,6 +88,19 @@ impl MomentIndexer {
         }
     }
 
+    /// Notes that the camera's video from `start` on comes from the file `path`, so moments
+    /// in it can be played back.
+    pub async fn register_recording(
+        &self,
+        camera: &str,
+        path: &std::path::Path,
+        start: chrono::DateTime<Utc>,
+    ) {
+        // Absolute, so clips are found whatever the service's working directory.
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        self.inner.store.put_recording(camera, &path, start).await;
+    }
+
     /// The end (ms) of the camera's newest stored window.
     pub fn indexed_until(&self, camera: &str) -> Option<i64> {
         self.inner

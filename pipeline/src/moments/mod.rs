@@ -7,6 +7,7 @@
 
 pub mod benchmark;
 pub mod client;
+pub mod clip;
 pub mod embedder;
 pub mod eval;
 pub mod index;

@@ -61,6 +61,8 @@ pub struct Moment {
     pub windows: usize,
     /// The best window's thumbnail.
     pub thumbnail: String,
+    /// A WebM clip of the moment, when its camera's video is a recording Argus can read.
+    pub clip: Option<String>,
     pub evidence: Evidence,
 }
 
@@ -272,6 +274,7 @@ pub fn moments(
                     &best_window.window.camera_id,
                     best_window.window.start_ms,
                 ),
+                clip: None,
                 evidence: evidence(terms, &proposal.windows),
             }
         })

@@ -20,6 +20,9 @@ pub enum SearchError {
     /// The asker's mistake (HTTP 4xx).
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// Nothing to play (HTTP 404).
+    #[error("{0}")]
+    NoClip(String),
     /// Ours (HTTP 5xx).
     #[error("moment search failed: {0}")]
     Internal(String),
@@ -51,6 +54,9 @@ pub const THUMBNAIL_PATH: &str = "/api/v1/moments/thumbnails";
 fn thumbnail_url(camera: &str, start_ms: i64) -> String {
     format!("{THUMBNAIL_PATH}/{camera}/{start_ms}.jpg")
 }
+
+/// Clips are served here: `?camera=…&start_ms=…&end_ms=…`.
+pub const CLIP_PATH: &str = "/api/v1/moments/clip";
 
 impl MomentSearch {
     pub fn new(
@@ -107,7 +113,9 @@ impl MomentSearch {
                 window,
             })
             .collect();
-        Ok(self.answer(scored, &terms, limit, method, started, "text"))
+        Ok(self
+            .answer(scored, &terms, limit, method, started, "text")
+            .await)
     }
 
     /// Moments that look like `image` (any encoded image format).
@@ -131,10 +139,12 @@ impl MomentSearch {
             .into_iter()
             .map(|(window, score)| ScoredWindow { window, score })
             .collect();
-        Ok(self.answer(scored, &[], limit, method, started, "image"))
+        Ok(self
+            .answer(scored, &[], limit, method, started, "image")
+            .await)
     }
 
-    fn answer(
+    async fn answer(
         &self,
         scored: Vec<ScoredWindow>,
         terms: &[String],
@@ -144,7 +154,18 @@ impl MomentSearch {
         kind: &str,
     ) -> SearchAnswer {
         let candidates = scored.len();
-        let moments = query::moments(scored, terms, limit, thumbnail_url);
+        let mut moments = query::moments(scored, terms, limit, thumbnail_url);
+        for moment in &mut moments {
+            let start_ms = moment.start.timestamp_millis();
+            // Without Redis there are no clips, but the moments still answer.
+            if let Ok(Some(_)) = self.store.recording_at(&moment.camera_id, start_ms).await {
+                moment.clip = Some(format!(
+                    "{CLIP_PATH}?camera={}&start_ms={start_ms}&end_ms={}",
+                    moment.camera_id,
+                    moment.end.timestamp_millis()
+                ));
+            }
+        }
         let took = started.elapsed();
         self.metrics
             .moment_query_latency
@@ -159,6 +180,41 @@ impl MomentSearch {
             candidates,
             took_ms: took.as_secs_f64() * 1e3,
         }
+    }
+
+    /// A WebM clip of the camera's video from `start_ms` to `end_ms`.
+    pub async fn clip(
+        &self,
+        camera: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<u8>, SearchError> {
+        if end_ms <= start_ms {
+            return Err(QueryError::Reversed {
+                since: DateTime::from_timestamp_millis(start_ms).unwrap_or_default(),
+                until: DateTime::from_timestamp_millis(end_ms).unwrap_or_default(),
+            }
+            .into());
+        }
+        let (file, recording_start) = self
+            .store
+            .recording_at(camera, start_ms)
+            .await
+            .map_err(|e| SearchError::Internal(format!("Redis: {e}")))?
+            .ok_or_else(|| {
+                SearchError::NoClip(format!(
+                "camera `{camera}` has no recording at that time (live cameras are not recorded)"
+            ))
+            })?;
+        let offset = Duration::from_millis((start_ms - recording_start) as u64);
+        let length = Duration::from_millis((end_ms - start_ms) as u64);
+        tokio::task::spawn_blocking(move || super::clip::cut(&file, offset, length))
+            .await
+            .map_err(|e| SearchError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                super::clip::ClipError::Pipeline(message) => SearchError::Internal(message),
+                other => SearchError::NoClip(other.to_string()),
+            })
     }
 
     pub fn coverage(&self) -> Vec<CameraCoverage> {

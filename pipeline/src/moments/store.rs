@@ -9,6 +9,7 @@
 //! | `{prefix}:moments:{camera}:{start_ms}` | string | the window (`schemas/moment-window.v1.json`) |
 //! | `{prefix}:moments:{camera}:{start_ms}:jpg` | string | its thumbnail (JPEG) |
 //! | `{prefix}:moments:{camera}:recording:{id}` | string | how far `argus index` got in a recording |
+//! | `{prefix}:moments:{camera}:recordings` | sorted set | `{start_ms} {path}` of the camera's recordings, scored by start: clips |
 //!
 //! Each window is written atomically (MULTI) with a notice on channel `{prefix}:moments`
 //! (`{camera} {start_ms}`), so every Argus instance — and one running `argus index` beside
@@ -60,6 +61,45 @@ impl MomentStore {
 
     pub fn recording_key(&self, camera: &str, recording: &str) -> String {
         format!("{}:moments:{camera}:recording:{recording}", self.prefix())
+    }
+
+    fn recordings_key(&self, camera: &str) -> String {
+        format!("{}:moments:{camera}:recordings", self.prefix())
+    }
+
+    /// Records that the camera's video from `start` on is the file `path` (for clips).
+    pub async fn put_recording(
+        &self,
+        camera: &str,
+        path: &std::path::Path,
+        start: chrono::DateTime<chrono::Utc>,
+    ) {
+        let start_ms = start.timestamp_millis();
+        let mut pipeline = redis::pipe();
+        pipeline
+            .zadd(
+                self.recordings_key(camera),
+                format!("{start_ms} {}", path.display()),
+                start_ms,
+            )
+            .ignore();
+        self.redis.write_pipeline(pipeline).await;
+    }
+
+    /// The recording holding the camera's video at `at_ms`, if any: its file and start (ms).
+    pub async fn recording_at(
+        &self,
+        camera: &str,
+        at_ms: i64,
+    ) -> redis::RedisResult<Option<(std::path::PathBuf, i64)>> {
+        let mut connection = self.redis.connection().await?;
+        let latest: Vec<String> = connection
+            .zrevrangebyscore_limit(self.recordings_key(camera), at_ms, "-inf", 0, 1)
+            .await?;
+        Ok(latest.first().and_then(|member| {
+            let (start, path) = member.split_once(' ')?;
+            Some((std::path::PathBuf::from(path), start.parse().ok()?))
+        }))
     }
 
     /// Stores a window and its thumbnail. While Redis is away the write waits in the retry

@@ -96,6 +96,11 @@ pub(super) async fn run_stream(
             rtsp_transport: stream.rtsp_transport,
             sequence: continuity.sequence.clone(),
         };
+        if let (Source::File(path), Some(moments)) = (&source, &context.moments) {
+            moments
+                .register_recording(&id, path, settings.start_time)
+                .await;
+        }
         let decoded = context.metrics.frames_decoded.with_label_values(&[&id]);
         let ended = match Decoder::start(&source, settings, queue.clone(), decoded) {
             Ok(decoder) => {
