@@ -127,21 +127,49 @@ fn new_hnsw(dimensions: usize, metric: MetricKind) -> Result<Index, IndexError> 
     Ok(index)
 }
 
-fn add(index: &Index, key: u64, vector: &[f32]) -> Result<(), IndexError> {
-    if vector.len() != index.dimensions() {
+/// Adds vectors to `index`, spread over the cores when there are many (usearch takes
+/// concurrent insertions).
+fn add_parallel(index: &Index, vectors: &[(u64, &[f32])]) -> Result<(), IndexError> {
+    if let Some((_, vector)) = vectors.iter().find(|(_, v)| v.len() != index.dimensions()) {
         return Err(IndexError(format!(
             "a vector of {} values does not fit an index of {}",
             vector.len(),
             index.dimensions()
         )));
     }
-    if index.size() >= index.capacity() {
+    let needed = index.size() + vectors.len();
+    let threads = if vectors.len() < 64 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    if needed > index.capacity() {
+        let capacity = needed.max(index.capacity() * 2).max(1024);
         index
-            .reserve((index.capacity() * 2).max(1024))
+            .reserve_capacity_and_threads(capacity, threads.max(1))
             .map_err(hnsw_error)?;
     }
-    index.add(key, vector).map_err(hnsw_error)?;
-    Ok(())
+    if threads == 1 {
+        for (key, vector) in vectors {
+            index.add(*key, vector).map_err(hnsw_error)?;
+        }
+        return Ok(());
+    }
+    let chunk = vectors.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = vectors
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .try_for_each(|(key, vector)| index.add(*key, vector).map_err(hnsw_error))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|worker| worker.join().expect("an HNSW insertion thread panicked"))
+    })
 }
 
 impl MomentIndex {
@@ -161,51 +189,71 @@ impl MomentIndex {
 
     /// Adds a window, replacing the camera's window with the same start if there is one.
     pub fn insert(&self, window: &MomentWindow) -> Result<(), IndexError> {
-        let camera: Arc<str> = Arc::from(window.camera_id.as_str());
-        let indexed = Arc::new(IndexedWindow {
-            camera_id: camera.clone(),
-            start_ms: window.start_ms(),
-            end_ms: window.end.timestamp_millis(),
-            ocr_text: window.ocr_text.clone(),
-            tags: window.tags.clone(),
-            caption: window.caption.clone(),
-            text_embedding: window.text_embedding.clone().map(Vec::into_boxed_slice),
-            appearance: window.appearance.clone().into_boxed_slice(),
-        });
+        self.insert_many(std::slice::from_ref(window))
+    }
+
+    /// Adds many windows at once (loading from Redis, bulk indexing): the HNSW insertions,
+    /// the expensive part, run on every core.
+    pub fn insert_many(&self, windows: &[MomentWindow]) -> Result<(), IndexError> {
         let mut state = self.state.write().expect("moment index lock");
-        let existing = state
-            .cameras
-            .get(&camera)
-            .and_then(|starts| starts.get(&indexed.start_ms))
-            .copied();
-        if let Some(key) = existing {
-            state.remove_key(key);
-        }
-        let key = state.next_key;
-        state.next_key += 1;
-        if let Some(embedding) = &indexed.text_embedding {
-            if state.text.is_none() {
-                state.text = Some(new_hnsw(embedding.len(), MetricKind::IP)?);
+        let mut added: Vec<(u64, Arc<IndexedWindow>)> = Vec::with_capacity(windows.len());
+        for window in windows {
+            let camera: Arc<str> = state
+                .cameras
+                .get_key_value(window.camera_id.as_str())
+                .map_or_else(|| Arc::from(window.camera_id.as_str()), |(c, _)| c.clone());
+            let indexed = Arc::new(IndexedWindow {
+                camera_id: camera.clone(),
+                start_ms: window.start_ms(),
+                end_ms: window.end.timestamp_millis(),
+                ocr_text: window.ocr_text.clone(),
+                tags: window.tags.clone(),
+                caption: window.caption.clone(),
+                text_embedding: window.text_embedding.clone().map(Vec::into_boxed_slice),
+                appearance: window.appearance.clone().into_boxed_slice(),
+            });
+            let existing = state
+                .cameras
+                .get(&camera)
+                .and_then(|starts| starts.get(&indexed.start_ms))
+                .copied();
+            if let Some(key) = existing {
+                state.remove_key(key);
             }
-            add(state.text.as_ref().expect("created above"), key, embedding)?;
-        }
-        if !indexed.appearance.is_empty() {
-            if state.appearance.is_none() {
+            let key = state.next_key;
+            state.next_key += 1;
+            if let Some(embedding) = &indexed.text_embedding {
+                if state.text.is_none() {
+                    state.text = Some(new_hnsw(embedding.len(), MetricKind::IP)?);
+                }
+            }
+            if !indexed.appearance.is_empty() && state.appearance.is_none() {
                 state.appearance = Some(new_hnsw(indexed.appearance.len(), MetricKind::L2sq)?);
             }
-            add(
-                state.appearance.as_ref().expect("created above"),
-                key,
-                &indexed.appearance,
-            )?;
+            state.longest_ms = state.longest_ms.max(indexed.end_ms - indexed.start_ms);
+            state
+                .cameras
+                .entry(camera)
+                .or_default()
+                .insert(indexed.start_ms, key);
+            state.windows.insert(key, indexed.clone());
+            added.push((key, indexed));
         }
-        state.longest_ms = state.longest_ms.max(indexed.end_ms - indexed.start_ms);
-        state
-            .cameras
-            .entry(camera)
-            .or_default()
-            .insert(indexed.start_ms, key);
-        state.windows.insert(key, indexed);
+        let text: Vec<(u64, &[f32])> = added
+            .iter()
+            .filter_map(|(key, w)| Some((*key, w.text_embedding.as_deref()?)))
+            .collect();
+        let appearance: Vec<(u64, &[f32])> = added
+            .iter()
+            .filter(|(_, w)| !w.appearance.is_empty())
+            .map(|(key, w)| (*key, &*w.appearance))
+            .collect();
+        if let Some(index) = &state.text {
+            add_parallel(index, &text)?;
+        }
+        if let Some(index) = &state.appearance {
+            add_parallel(index, &appearance)?;
+        }
         Ok(())
     }
 
@@ -285,13 +333,37 @@ impl MomentIndex {
         filter: &WindowFilter,
         count: usize,
     ) -> Result<(Vec<Hit>, SearchMethod), IndexError> {
+        let method = {
+            let state = self.state.read().expect("moment index lock");
+            if state.selected_at_least(filter, self.exact_below) {
+                SearchMethod::Approximate
+            } else {
+                SearchMethod::Exact
+            }
+        };
+        Ok((
+            self.search_using(method, space, query, filter, count)?,
+            method,
+        ))
+    }
+
+    /// Like [`MomentIndex::search`] with the method chosen by the caller (the benchmark
+    /// compares them).
+    pub fn search_using(
+        &self,
+        method: SearchMethod,
+        space: Space,
+        query: &[f32],
+        filter: &WindowFilter,
+        count: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
         let state = self.state.read().expect("moment index lock");
         let index = match space {
             Space::Text => state.text.as_ref(),
             Space::Appearance => state.appearance.as_ref(),
         };
         let Some(index) = index else {
-            return Ok((Vec::new(), SearchMethod::Exact));
+            return Ok(Vec::new());
         };
         if query.len() != index.dimensions() {
             return Err(IndexError(format!(
@@ -300,9 +372,14 @@ impl MomentIndex {
                 index.dimensions()
             )));
         }
-        if state.selected_at_least(filter, self.exact_below) {
+        // Unfiltered, both methods are usearch's: the graph walk, or its SIMD brute force.
+        if method == SearchMethod::Approximate || filter.is_everything() {
             let matches = if filter.is_everything() {
-                index.search(query, count).map_err(hnsw_error)?
+                match method {
+                    SearchMethod::Approximate => index.search(query, count),
+                    SearchMethod::Exact => index.exact_search(query, count),
+                }
+                .map_err(hnsw_error)?
             } else {
                 index
                     .filtered_search(query, count, |key| {
@@ -322,7 +399,7 @@ impl MomentIndex {
                     Some((window.clone(), similarity(space, distance)))
                 })
                 .collect();
-            return Ok((hits, SearchMethod::Approximate));
+            return Ok(hits);
         }
         let mut hits: Vec<Hit> = state
             .selected(filter)
@@ -342,7 +419,7 @@ impl MomentIndex {
             .collect();
         hits.sort_by(|a, b| b.1.total_cmp(&a.1));
         hits.truncate(count);
-        Ok((hits, SearchMethod::Exact))
+        Ok(hits)
     }
 }
 

@@ -22,8 +22,8 @@ use super::index::MomentIndex;
 use super::window::MomentWindow;
 use crate::publish::RedisState;
 
-/// Windows fetched per round trip when loading.
-const LOAD_CHUNK: usize = 500;
+/// Windows fetched per round trip (and added to the index per batch) when loading.
+const LOAD_CHUNK: usize = 2000;
 
 #[derive(Clone)]
 pub struct MomentStore {
@@ -139,18 +139,18 @@ impl MomentStore {
                     .map(|&start| self.window_key(&camera, start))
                     .collect();
                 let values: Vec<Option<String>> = connection.mget(&keys).await?;
+                let mut windows = Vec::with_capacity(keys.len());
                 for (key, value) in keys.iter().zip(values) {
                     let Some(json) = value else { continue };
                     match serde_json::from_str::<MomentWindow>(&json) {
-                        Ok(window) => {
-                            index.insert(&window)?;
-                            loaded += 1;
-                        }
+                        Ok(window) => windows.push(window),
                         Err(error) => {
                             tracing::warn!(%key, %error, "skipping an unreadable stored window")
                         }
                     }
                 }
+                index.insert_many(&windows)?;
+                loaded += windows.len();
             }
         }
         Ok(loaded)

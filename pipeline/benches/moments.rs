@@ -1,0 +1,192 @@
+//! Moment index benchmark: query latency of the approximate (HNSW, usearch) search against
+//! the exact scan over the same windows, at 10⁵ and 10⁶ windows, and the recall@10 of the
+//! approximate search with the exact one as truth; plus insertion throughput.
+//!
+//!     source deploy/env.sh
+//!     cargo bench -p argus-pipeline --bench moments --profile dev [-- --sizes 100000,1000000]
+//!
+//! Embeddings are synthetic (the issue allows it): 384-dimensional unit vectors, as
+//! all-MiniLM-L6-v2 gives, drawn around 2,000 topic centres so that neighbourhoods exist as
+//! they do for real text (uniformly random vectors in 384 dimensions have no near
+//! neighbours, which no real index sees). Windows are spread over 20 cameras and 30 days;
+//! queries are new points around the same centres. Each query is answered unfiltered and
+//! with a camera + time-range filter (one camera, one day: ~1/600 of the windows).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use argus::moments::{MomentIndex, MomentWindow, SearchMethod, Space, WindowFilter};
+use chrono::{DateTime, Duration, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const DIMENSION: usize = 384;
+const TOPICS: usize = 2_000;
+const CAMERAS: usize = 20;
+const DAYS: i64 = 30;
+const QUERIES: usize = 300;
+const K: usize = 10;
+/// Per-coordinate noise around a topic centre: a window's cosine to its centre is ~0.85, to
+/// another window of its topic ~0.75, as sentences on one subject score with MiniLM.
+const SPREAD: f32 = 0.03;
+/// Windows per `insert_many` call, as loading from Redis does.
+const BATCH: usize = 10_000;
+
+fn gaussian(rng: &mut StdRng) -> f32 {
+    // Box–Muller: the one normal variate this needs does not justify another dependency.
+    let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+fn around(centre: &[f32], spread: f32, rng: &mut StdRng) -> Vec<f32> {
+    normalised(centre.iter().map(|c| c + spread * gaussian(rng)).collect())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Latency {
+    p50: f64,
+    p99: f64,
+}
+
+fn measure(mut run: impl FnMut(usize)) -> Latency {
+    let mut times: Vec<f64> = (0..QUERIES)
+        .map(|q| {
+            let started = Instant::now();
+            run(q);
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Latency {
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+    }
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip_while(|a| a != "--sizes")
+        .nth(1)
+        .map(|list| {
+            list.split(',')
+                .map(|n| n.parse().expect("--sizes N,N"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![100_000, 1_000_000]);
+    let epoch: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let centres: Vec<Vec<f32>> = (0..TOPICS)
+        .map(|_| normalised((0..DIMENSION).map(|_| gaussian(&mut rng)).collect()))
+        .collect();
+    println!(
+        "{DIMENSION}-d embeddings around {TOPICS} topics, {CAMERAS} cameras over {DAYS} days; \
+         {QUERIES} queries, top {K}"
+    );
+    println!(
+        "{:>9} {:>12} {:>22} {:>22} {:>10} {:>10}   filter",
+        "windows", "insert/s", "exact p50/p99 ms", "approx p50/p99 ms", "speed-up", "recall@10"
+    );
+    for &size in &sizes {
+        // The service's default threshold, so `auto` shows what it would choose.
+        let index = MomentIndex::new(20_000);
+        let span_ms = DAYS * 86_400_000;
+        let mut inserting = std::time::Duration::ZERO;
+        let mut batch = Vec::with_capacity(BATCH);
+        for n in 0..size {
+            let camera = format!("camera-{:02}", n % CAMERAS);
+            let start = epoch + Duration::milliseconds(rng.random_range(0..span_ms) / 2000 * 2000);
+            let topic = &centres[rng.random_range(0..TOPICS)];
+            batch.push(MomentWindow {
+                schema_version: 1,
+                message_id: uuid::Uuid::now_v7(),
+                camera_id: camera,
+                start,
+                end: start + Duration::seconds(2),
+                frames: 2,
+                ocr_text: vec![],
+                tags: vec![],
+                caption: None,
+                embedding_model: "synthetic".into(),
+                text_embedding: Some(around(topic, SPREAD, &mut rng)),
+                appearance: vec![],
+                produced_at: start,
+            });
+            if batch.len() == BATCH || n + 1 == size {
+                let started = Instant::now();
+                index.insert_many(&batch).unwrap();
+                inserting += started.elapsed();
+                batch.clear();
+                eprint!("\r{} / {size} windows indexed", n + 1);
+            }
+        }
+        eprintln!();
+        let insert_rate = size as f64 / inserting.as_secs_f64();
+        let queries: Vec<Vec<f32>> = (0..QUERIES)
+            .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
+            .collect();
+        let filters: Vec<WindowFilter> = (0..QUERIES)
+            .map(|q| {
+                let day = epoch + Duration::days(q as i64 % DAYS);
+                WindowFilter {
+                    cameras: Some(HashSet::from([format!("camera-{:02}", q % CAMERAS)])),
+                    since_ms: Some(day.timestamp_millis()),
+                    until_ms: Some((day + Duration::days(1)).timestamp_millis()),
+                }
+            })
+            .collect();
+        for (label, filtered) in [("all", false), ("1 cam, 1 day", true)] {
+            let filter = |q: usize| {
+                if filtered {
+                    filters[q].clone()
+                } else {
+                    WindowFilter::default()
+                }
+            };
+            let keys = |method: SearchMethod, q: usize| -> Vec<(String, i64)> {
+                index
+                    .search_using(method, Space::Text, &queries[q], &filter(q), K)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(w, _)| (w.camera_id.to_string(), w.start_ms))
+                    .collect()
+            };
+            let exact = measure(|q| {
+                keys(SearchMethod::Exact, q);
+            });
+            let approximate = measure(|q| {
+                keys(SearchMethod::Approximate, q);
+            });
+            let auto = index
+                .search(Space::Text, &queries[0], &filter(0), K)
+                .unwrap()
+                .1;
+            let (mut found, mut wanted) = (0usize, 0usize);
+            for q in 0..QUERIES {
+                let truth: HashSet<_> = keys(SearchMethod::Exact, q).into_iter().collect();
+                let got: HashSet<_> = keys(SearchMethod::Approximate, q).into_iter().collect();
+                wanted += truth.len();
+                found += truth.intersection(&got).count();
+            }
+            println!(
+                "{:>9} {:>12.0} {:>10.2} / {:>9.2} {:>10.3} / {:>9.3} {:>9.1}x {:>10.3}   {label}; auto: {auto:?}",
+                size,
+                insert_rate,
+                exact.p50,
+                exact.p99,
+                approximate.p50,
+                approximate.p99,
+                exact.p50 / approximate.p50,
+                found as f64 / wanted.max(1) as f64
+            );
+        }
+    }
+}
