@@ -80,6 +80,7 @@ pub enum DecoderError {
 pub struct Decoder {
     pipeline: gst::Pipeline,
     decoder_name: Arc<Mutex<Option<String>>>,
+    queue: Arc<FrameQueue>,
 }
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
@@ -165,6 +166,7 @@ impl Decoder {
         add_source(&pipeline, source, &settings, &rate_sink, &filter, framerate)?;
 
         let live = source.is_live();
+        let frames = queue.clone();
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -190,6 +192,7 @@ impl Decoder {
         Ok(Self {
             pipeline,
             decoder_name,
+            queue: frames,
         })
     }
 
@@ -206,6 +209,9 @@ impl Decoder {
 
 impl Drop for Decoder {
     fn drop(&mut self) {
+        // A recording's streaming thread may be waiting for room in the queue; stopping the
+        // pipeline waits for that thread, so the queue must release it first.
+        self.queue.close();
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
