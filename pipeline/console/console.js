@@ -126,6 +126,249 @@ document.getElementById("add-stream").addEventListener("submit", async (event) =
   refreshStreams();
 });
 
+// Moment search: recorded moments found by a text query or an example image, as cards with
+// the thumbnail, time span, score, the on-screen text that matched (query words in <mark>)
+// and, where the server can cut one, a playable clip.
+
+const MOMENT_LIMIT = 12;
+const cameraSelect = document.getElementById("moment-camera");
+const momentStatus = document.getElementById("moment-status");
+const momentList = document.getElementById("moments");
+
+async function getJson(url) {
+  const response = await fetch(withToken(url), { headers: authHeaders() });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(`${response.status}: ${answer.error || response.statusText}`);
+  return answer;
+}
+
+async function refreshMomentCameras() {
+  let answer;
+  try {
+    answer = await getJson("/api/v1/moments/cameras");
+  } catch {
+    return; // the search itself reports what is wrong
+  }
+  const options = new Map([...cameraSelect.options].slice(1).map((option) => [option.value, option]));
+  for (const camera of answer.cameras) {
+    let option = options.get(camera.camera_id);
+    if (!option) {
+      option = element("option");
+      option.value = camera.camera_id;
+      cameraSelect.append(option);
+    }
+    options.delete(camera.camera_id);
+    option.textContent = `${camera.camera_id} (${camera.windows} windows)`;
+    option.title = `${formatTime(new Date(camera.first_ms))} → ${formatTime(new Date(camera.last_end_ms))}`;
+  }
+  // Cameras no longer indexed go, unless chosen (the search then says it is unknown).
+  for (const option of options.values()) {
+    if (!option.selected) option.remove();
+  }
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+function formatDate(date) {
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+function formatClock(date) {
+  return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+// Local time, e.g. 2026-01-01 09:15:26.
+function formatTime(date) {
+  return formatDate(date) + " " + formatClock(date);
+}
+
+function formatDuration(ms) {
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+}
+
+function timeElement(date, text) {
+  const node = element("time", null, text);
+  node.dateTime = date.toISOString();
+  node.title = date.toISOString();
+  return node;
+}
+
+// `text` with every word in `words` (lower case) wrapped in <mark>, as DOM nodes.
+function highlighted(tag, className, text, words) {
+  const node = element(tag, className);
+  let at = 0;
+  for (const match of text.matchAll(/[\p{L}\p{N}]+/gu)) {
+    if (!words.has(match[0].toLowerCase())) continue;
+    if (match.index > at) node.append(document.createTextNode(text.slice(at, match.index)));
+    node.append(element("mark", null, match[0]));
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) node.append(document.createTextNode(text.slice(at)));
+  return node;
+}
+
+// Why a clip did not play: the server's answer if it refused, else the browser's.
+async function clipProblem(url) {
+  const controller = new AbortController();
+  try {
+    const response = await fetch(withToken(url), { headers: authHeaders(), signal: controller.signal });
+    if (response.ok) {
+      controller.abort();
+      return "this browser cannot play the clip";
+    }
+    const answer = await response.json().catch(() => ({}));
+    return `clip: ${response.status}: ${answer.error || response.statusText}`;
+  } catch (error) {
+    return "clip: " + error.message;
+  }
+}
+
+function momentCard(moment) {
+  const start = new Date(moment.start);
+  const end = new Date(moment.end);
+  const card = element("li", "moment");
+  card.dataset.camera = moment.camera_id;
+  card.dataset.start = moment.start;
+
+  const media = element("div", "media");
+  const image = element("img");
+  image.alt = `${moment.camera_id} at ${formatTime(start)}`;
+  image.src = withToken(moment.thumbnail);
+  media.append(image);
+
+  const head = element("div", "name");
+  head.append(element("span", "score", moment.score.toFixed(2)), element("span", "camera", moment.camera_id));
+  head.firstChild.title = "score";
+
+  const span = element("div", "span");
+  const sameDay = formatDate(start) === formatDate(end);
+  span.append(
+    timeElement(start, formatTime(start)),
+    document.createTextNode(" → "),
+    timeElement(end, sameDay ? formatClock(end) : formatTime(end)),
+    element("span", "facts", ` (${formatDuration(end - start)}, ${moment.windows} window${moment.windows === 1 ? "" : "s"})`),
+  );
+
+  const evidence = element("div", "evidence");
+  const words = new Set((moment.evidence.words || []).map((word) => word.toLowerCase()));
+  for (const line of moment.evidence.ocr || []) evidence.append(highlighted("div", "ocr", line, words));
+  if (moment.evidence.caption) evidence.append(highlighted("div", "caption", moment.evidence.caption, words));
+  if (moment.evidence.tags && moment.evidence.tags.length) {
+    const tags = element("div", "tags");
+    for (const tag of moment.evidence.tags) tags.append(element("span", "tag", tag));
+    evidence.append(tags);
+  }
+  if (words.size) evidence.append(element("div", "facts", "matched: " + [...words].join(", ")));
+
+  card.append(media, head, span, evidence);
+  if (moment.clip) {
+    const play = element("button", "play", "▶ play clip");
+    play.type = "button";
+    const failed = element("div", "error", "the clip cannot be played");
+    let video;
+    const stop = () => {
+      if (video) video.remove();
+      video = undefined;
+      image.hidden = false;
+      play.textContent = "▶ play clip";
+    };
+    play.addEventListener("click", () => {
+      if (video) return stop();
+      failed.remove();
+      video = element("video");
+      video.controls = true;
+      video.autoplay = true;
+      video.muted = true;
+      video.playsInline = true;
+      video.addEventListener("error", async () => {
+        stop();
+        failed.textContent = await clipProblem(moment.clip);
+        play.after(failed);
+      });
+      video.src = withToken(moment.clip);
+      image.hidden = true;
+      media.append(video);
+      play.textContent = "■ hide clip";
+    });
+    card.append(play);
+  }
+  return card;
+}
+
+let searchNumber = 0;
+
+// Runs one search (`request` returns the fetch promise) and shows its answer; a later search
+// supersedes one still running.
+async function showMoments(what, request) {
+  const number = ++searchNumber;
+  momentStatus.className = "";
+  momentStatus.textContent = `searching ${what}…`;
+  let answer;
+  try {
+    const response = await request();
+    answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(`${response.status}: ${answer.error || response.statusText}`);
+  } catch (error) {
+    if (number !== searchNumber) return;
+    momentList.replaceChildren();
+    momentStatus.className = "error";
+    momentStatus.textContent = error.message;
+    return;
+  }
+  if (number !== searchNumber) return;
+  momentList.replaceChildren(...answer.moments.map(momentCard));
+  momentStatus.replaceChildren(
+    document.createTextNode(
+      answer.moments.length ? `${answer.moments.length} moment${answer.moments.length === 1 ? "" : "s"} ${what}` : `no matching moments ${what}`,
+    ),
+    element("small", "facts", ` · ${answer.method} search over ${answer.candidates} candidates · ${answer.took_ms.toFixed(1)} ms`),
+  );
+}
+
+// The filters of the form as query parameters.
+function momentParams() {
+  const params = new URLSearchParams({ limit: String(MOMENT_LIMIT) });
+  if (cameraSelect.value) params.set("camera", cameraSelect.value);
+  const since = document.getElementById("moment-since").value.trim();
+  if (since) params.set("since", since);
+  return params;
+}
+
+document.getElementById("moment-search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = document.getElementById("moment-q").value.trim();
+  if (!text) {
+    momentStatus.className = "error";
+    momentStatus.textContent = "type what to look for, or choose an image";
+    return;
+  }
+  const params = momentParams();
+  params.set("q", text);
+  showMoments(`for “${text}”`, () => fetch(withToken("/api/v1/moments?" + params), { headers: authHeaders() }));
+  refreshMomentCameras();
+});
+
+document.getElementById("moment-image").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  // A POST sends its token in the header only.
+  showMoments(`like ${file.name}`, () =>
+    fetch("/api/v1/moments/by-image?" + momentParams(), {
+      method: "POST",
+      headers: { "Content-Type": file.type || "application/octet-stream", ...authHeaders() },
+      body: file,
+    }),
+  );
+  event.target.value = "";
+});
+
+tokenInput.addEventListener("change", refreshMomentCameras);
+
 connectFeed();
 refreshStreams();
 setInterval(refreshStreams, 2000);
+refreshMomentCameras();
+setInterval(refreshMomentCameras, 15000);

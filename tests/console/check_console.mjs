@@ -1,13 +1,15 @@
 // Drives the Argus console in headless Chromium: enters the API token, adds a stream through
 // the form, waits for its tile to go live with a thumbnail and for the live feed to show its
-// results, checks that a hostile stream id is shown as text (not markup), and saves a
-// screenshot. Usage: node check_console.mjs URL TOKEN SCREENSHOT
+// results, checks that a hostile stream id is shown as text (not markup), searches the moment
+// index of CAMERA for QUERY (a result card quoting the words of EXPECTED, with a loaded thumbnail; its clip
+// plays if the server offers one), and saves a screenshot.
+// Usage: node check_console.mjs URL TOKEN SCREENSHOT [CAMERA QUERY EXPECTED]
 import { createRequire } from "node:module";
 
 const require = createRequire(process.env.ARGUS_NODE_MODULES + "/");
 const { chromium } = require("playwright-core");
 
-const [url, token, screenshot] = process.argv.slice(2);
+const [url, token, screenshot, camera, query, expected] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.ARGUS_CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox"],
@@ -49,6 +51,8 @@ try {
   if (!shown.includes("400")) failures.push("a bad URI answers 400, shown: " + shown);
   if (await page.$("#add-result img")) failures.push("the error text was rendered as HTML");
 
+  if (camera) await searchMoments(page);
+
   await page.screenshot({ path: screenshot, fullPage: true });
   const summary = await page.textContent("#summary");
   console.log("console ok: " + summary);
@@ -60,4 +64,89 @@ try {
 if (failures.length) {
   console.error(failures.join("\n"));
   process.exit(1);
+}
+
+async function searchMoments(page) {
+  // The camera list comes from /api/v1/moments/cameras.
+  await page.waitForSelector(`#moment-camera option[value="${camera}"]`, { state: "attached", timeout: 10000 });
+  await page.selectOption("#moment-camera", camera);
+
+  // A bad filter: the server's message, shown as text.
+  await page.fill("#moment-q", query);
+  await page.fill("#moment-since", "<b>soon</b>");
+  await page.press("#moment-q", "Enter");
+  await page.waitForSelector("#moment-status.error", { timeout: 10000 });
+  const refusal = await page.textContent("#moment-status");
+  if (!refusal.startsWith("400: ")) failures.push("a bad `since` answers 400, shown: " + refusal);
+  if (await page.$("#moment-status b")) failures.push("the error text was rendered as HTML");
+
+  // Nothing after the recording.
+  await page.fill("#moment-since", "2100-01-01T00:00:00Z");
+  await page.press("#moment-q", "Enter");
+  await page.waitForSelector("#moment-status:has-text('no matching moments')", { timeout: 10000 });
+  if (await page.$(".moment")) failures.push("cards shown for an empty answer");
+
+  await page.fill("#moment-since", "");
+  const card = `.moment[data-camera="${camera}"]`;
+
+  // Search by image: a frame of the recording (its moment's thumbnail) finds the recording.
+  const frame = await page.evaluate(async ({ camera, query, token }) => {
+    const headers = { Authorization: "Bearer " + token };
+    const params = new URLSearchParams({ q: query, camera, limit: "1" });
+    const answer = await (await fetch("/api/v1/moments?" + params, { headers })).json();
+    const jpeg = await (await fetch(answer.moments[0].thumbnail, { headers })).arrayBuffer();
+    return Array.from(new Uint8Array(jpeg));
+  }, { camera, query, token });
+  await page.setInputFiles("#moment-image", { name: "frame.jpg", mimeType: "image/jpeg", buffer: Buffer.from(frame) });
+  try {
+    await page.waitForFunction((card) => {
+      const status = document.getElementById("moment-status").textContent;
+      const image = document.querySelector(`${card} .media img`);
+      return /moments? like frame\.jpg/.test(status) && image && image.complete && image.naturalWidth > 0;
+    }, card, { timeout: 15000 });
+  } catch (error) {
+    const shown = await page.$eval("#moments-section", (section) => section.innerText);
+    throw new Error(`no result card for the search by image (${error.message}); shown:\n${shown}`);
+  }
+  const byImage = await page.textContent("#moment-status");
+  console.log(`moments by image ok: ${byImage}`);
+
+  await page.click("#moment-search button[type=submit]");
+  await page.waitForSelector("#moment-status:has-text('for “')", { timeout: 15000 });
+  try {
+    await page.waitForFunction(({ card, expected }) => {
+      const found = document.querySelector(card);
+      const image = found && found.querySelector(".media img");
+      // OCR may read the words as separate lines.
+      const evidence = found && found.querySelector(".evidence").innerText.toLowerCase().split(/\s+/);
+      return found && expected.toLowerCase().split(/\s+/).every((word) => evidence.includes(word))
+        && image.complete && image.naturalWidth > 0;
+    }, { card, expected }, { timeout: 15000 });
+  } catch (error) {
+    const shown = await page.$eval("#moments-section", (section) => section.innerText);
+    throw new Error(`no result card quoting "${expected}" with a thumbnail (${error.message}); shown:\n${shown}`);
+  }
+  const marked = await page.$$eval(`${card} .evidence mark`, (marks) => marks.map((m) => m.textContent));
+  if (!marked.length) failures.push("no query word is highlighted in the evidence");
+  const status = await page.textContent("#moment-status");
+  if (!/\d+ moments? for .* search over \d+ candidates · [\d.]+ ms/.test(status)) failures.push("search status: " + status);
+
+  if (await page.$(`${card} button.play`)) {
+    await page.click(`${card} button.play`);
+    try {
+      await page.waitForFunction((card) => {
+        const video = document.querySelector(`${card} video`);
+        return video && video.readyState >= 2;
+      }, card, { timeout: 20000 });
+      const size = await page.$eval(`${card} video`, (v) => `${v.videoWidth}x${v.videoHeight}`);
+      console.log(`moment clip plays (${size})`);
+    } catch (error) {
+      const shown = await page.$eval(card, (c) => c.textContent);
+      failures.push("the moment's clip did not play within 20 s: " + shown);
+    }
+  } else {
+    console.log("moment clip: none offered (clip is null or absent), play not checked");
+  }
+  const evidence = await page.$eval(`${card} .evidence`, (e) => e.innerText.replaceAll("\n", " | "));
+  console.log(`moments ok: ${status}; top evidence: ${evidence}; marked: ${marked.join(" ")}`);
 }

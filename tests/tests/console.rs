@@ -1,5 +1,7 @@
 //! The operator console in a real browser (headless Chromium via playwright-core): add a
-//! stream, see its tile go live with a thumbnail, see results on the live feed, and keep a
+//! stream, see its tile go live with a thumbnail, see results on the live feed, search the
+//! moment index of a recording indexed with `argus index` (result cards with thumbnails and the
+//! on-screen text that matched; the clip plays where the server offers one), and keep a
 //! screenshot as a test artifact.
 
 use std::process::Command;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use argus_e2e::*;
 
 #[test]
-fn the_console_adds_a_stream_and_shows_it_live_in_a_browser() {
+fn the_console_adds_a_stream_shows_it_live_and_searches_moments_in_a_browser() {
     let services = services();
     let dir = tempfile::tempdir().unwrap();
     let http_port = free_port();
@@ -20,6 +22,45 @@ fn the_console_adds_a_stream_and_shows_it_live_in_a_browser() {
         http_port,
         "",
     );
+    // Moment windows go to a topic of this test's own.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[kafka.spill]",
+            &format!(
+                "moments = \"{}\"\n[kafka.spill]",
+                unique("argus.test.console.moments")
+            ),
+        ),
+    )
+    .unwrap();
+
+    // A recording with known on-screen text, indexed before Argus starts (it loads the
+    // windows from Redis).
+    let video = dir.path().join("loading-dock.mp4");
+    make_text_video(&video, "LOADING DOCK", 8);
+    let index = Command::new(argus_binary())
+        .arg("--config")
+        .arg(&config)
+        .arg("index")
+        .arg(&video)
+        .args([
+            "--camera",
+            "search-cam",
+            "--start",
+            "2026-01-01T00:00:00Z",
+            "--fps",
+            "1",
+        ])
+        .output()
+        .expect("argus index runs");
+    assert!(
+        index.status.success(),
+        "argus index failed:\n{}{}",
+        String::from_utf8_lossy(&index.stdout),
+        String::from_utf8_lossy(&index.stderr)
+    );
+
     let url = format!("http://127.0.0.1:{http_port}");
     let argus = Argus::start(
         &config,
@@ -36,6 +77,7 @@ fn the_console_adds_a_stream_and_shows_it_live_in_a_browser() {
         .arg(&script)
         .args([&url, TEST_API_TOKEN])
         .arg(&screenshot)
+        .args(["search-cam", "loading dock", "LOADING DOCK"])
         .output()
         .expect("node runs (deploy/setup.sh installs it with playwright-core)");
     let report = format!(
@@ -43,6 +85,7 @@ fn the_console_adds_a_stream_and_shows_it_live_in_a_browser() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    println!("{report}");
     assert!(
         output.status.success(),
         "{report}\nArgus log:\n{}",
@@ -53,6 +96,7 @@ fn the_console_adds_a_stream_and_shows_it_live_in_a_browser() {
         report.contains("console ok: 2 streams, 2 running"),
         "{report}"
     );
+    assert!(report.contains("moments ok: "), "{report}");
     let png = std::fs::read(&screenshot).expect("a screenshot");
     assert_eq!(&png[1..4], b"PNG");
     assert!(png.len() > 10_000, "the screenshot shows a page");
