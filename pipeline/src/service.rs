@@ -273,6 +273,7 @@ pub(crate) async fn start_moments(
         searchable.then_some(index),
         metrics.clone(),
     );
+    tokio::spawn(indexer.clone().close_elapsed_windows());
     Ok(Some((indexer, search)))
 }
 

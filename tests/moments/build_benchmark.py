@@ -27,8 +27,9 @@ Outputs in --out DIR:
 
 * ``benchmark.mkv``: H.264 (x264, ultrafast, zerolatency, a keyframe at least
   every 2 s) in Matroska;
-* ``queries.jsonl``: ``{"id", "query", "spans": [[start_s, end_s], ...]}``, one
-  text query per distinct phrase (lower-cased);
+* ``queries.jsonl``: ``{"id", "kind", "query", "spans": [[start_s, end_s], ...]}``, one
+  text query per distinct phrase (``kind`` "phrase", lower-cased) and one in other words
+  (``kind`` "paraphrase");
 * ``image_queries.jsonl``: ``{"id", "image": "images/<pattern>.png", "pattern",
   "spans"}``;
 * ``images/<pattern>.png``;
@@ -57,10 +58,29 @@ import tempfile
 import time
 from pathlib import Path
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 REAL_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 REAL_SOURCES = ["vtest.avi", "tree.avi", "Megamind.avi"]
+
+# Paraphrased queries for phrases: the words differ from what is on screen.
+PARAPHRASES = {
+    "TRUCK AT GATE 3": "lorry waiting at the third gate",
+    "DELIVERY VAN ARRIVED": "a courier vehicle showed up",
+    "FORKLIFT IN AISLE 7": "lift truck in row seven",
+    "LOADING DOCK CLOSED": "the loading bay is shut",
+    "SPILL ON FLOOR 2": "liquid leaked on the second storey",
+    "VISITOR AT RECEPTION": "a guest is at the front desk",
+    "PALLET JAM ON BELT": "conveyor blocked by a pallet",
+    "FIRE DOOR OPEN": "emergency exit left open",
+    "CRANE MAINTENANCE": "hoist being repaired",
+    "NO ENTRY ZONE B": "area B is off limits",
+    "SHIFT CHANGE AT 6PM": "workers swap shifts in the evening",
+    "RED CAR IN LOT C": "a red automobile parked in lot C",
+    "BUS STOP 42": "where the bus halts, number 42",
+    "PARCEL SCAN ERROR": "package barcode failed to read",
+    "SECURITY PATROL 9": "guards doing their rounds, team 9",
+}
 
 PHRASES = [
     "TRUCK AT GATE 3",
@@ -483,8 +503,15 @@ def build_outputs(args, segs):
         if s["phrase"]:
             by_phrase.setdefault(s["phrase"], []).append([s["start_s"], s["end_s"]])
     queries = [
-        {"id": f"t{i + 1:02d}", "query": phrase.lower(), "spans": spans}
+        {"id": f"t{i + 1:02d}", "kind": "phrase", "query": phrase.lower(), "spans": spans}
         for i, (phrase, spans) in enumerate(sorted(by_phrase.items(), key=lambda kv: kv[1][0][0]))
+    ]
+    # The same spans asked in other words, as an analyst would: retrieval by meaning, not by
+    # the letters on screen.
+    queries += [
+        {"id": f"{q['id']}p", "kind": "paraphrase", "query": PARAPHRASES[q["query"].upper()], "spans": q["spans"]}
+        for q in list(queries)
+        if q["query"].upper() in PARAPHRASES
     ]
 
     by_pattern = {}

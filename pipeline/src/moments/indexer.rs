@@ -15,6 +15,9 @@ use super::window::{ClosedWindow, FrameSummary, MomentWindow, WindowBuilder};
 use crate::metrics::Metrics;
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing};
 
+/// How long after a live window's end its last frames may still arrive (analysis takes time).
+const LIVE_GRACE: Duration = Duration::from_secs(1);
+
 /// Cheap to clone; one per process.
 #[derive(Clone)]
 pub struct MomentIndexer {
@@ -23,7 +26,8 @@ pub struct MomentIndexer {
 
 struct Inner {
     window_length: Duration,
-    builders: Mutex<HashMap<String, WindowBuilder>>,
+    /// Per camera, its open window and whether the camera is live.
+    builders: Mutex<HashMap<String, (WindowBuilder, bool)>>,
     /// Per camera, the end (ms) of the newest window stored: everything before it is indexed.
     indexed_until: Mutex<HashMap<String, i64>>,
     embedder: Embedder,
@@ -61,14 +65,16 @@ impl MomentIndexer {
     }
 
     /// Adds an analysed frame to its camera's open window, indexing the previous window when
-    /// this frame starts a new one.
-    pub async fn observe(&self, camera: &str, frame: FrameSummary<'_>) {
+    /// this frame starts a new one. `live`: the frame's time is (nearly) now, so the window
+    /// can also be closed by the clock ([`MomentIndexer::close_elapsed`]).
+    pub async fn observe(&self, camera: &str, live: bool, frame: FrameSummary<'_>) {
         let closed = {
             let mut builders = self.inner.builders.lock().expect("window builders lock");
-            builders
+            let (builder, is_live) = builders
                 .entry(camera.to_owned())
-                .or_insert_with(|| WindowBuilder::new(camera, self.inner.window_length))
-                .push(frame)
+                .or_insert_with(|| (WindowBuilder::new(camera, self.inner.window_length), live));
+            *is_live = live;
+            builder.push(frame)
         };
         if let Some(window) = closed {
             self.index_window(window).await;
@@ -81,10 +87,39 @@ impl MomentIndexer {
             let mut builders = self.inner.builders.lock().expect("window builders lock");
             builders
                 .remove(camera)
-                .and_then(|mut builder| builder.close())
+                .and_then(|(mut builder, _)| builder.close())
         };
         if let Some(window) = closed {
             self.index_window(window).await;
+        }
+    }
+
+    /// Indexes live cameras' windows whose end is more than `grace` before `now`, without
+    /// waiting for the frame that would close them: live windows become searchable within
+    /// about a second of their end, whatever the sampling rate.
+    pub async fn close_elapsed(&self, now: chrono::DateTime<Utc>, grace: Duration) {
+        let deadline = now - chrono::Duration::from_std(grace).unwrap_or_default();
+        let closed: Vec<ClosedWindow> = {
+            let mut builders = self.inner.builders.lock().expect("window builders lock");
+            builders
+                .values_mut()
+                .filter(|(builder, live)| {
+                    *live && builder.open_end().is_some_and(|end| end <= deadline)
+                })
+                .filter_map(|(builder, _)| builder.close())
+                .collect()
+        };
+        for window in closed {
+            self.index_window(window).await;
+        }
+    }
+
+    /// Runs [`MomentIndexer::close_elapsed`] four times a second.
+    pub async fn close_elapsed_windows(self) {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            self.close_elapsed(Utc::now(), LIVE_GRACE).await;
         }
     }
 

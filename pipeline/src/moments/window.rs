@@ -141,6 +141,11 @@ impl WindowBuilder {
         closed
     }
 
+    /// The end of the open window, if one is open.
+    pub fn open_end(&self) -> Option<DateTime<Utc>> {
+        self.open.as_ref().map(|open| open.start + self.length)
+    }
+
     /// Closes the open window (end of stream, or the stream went away).
     pub fn close(&mut self) -> Option<ClosedWindow> {
         let open = self.open.take()?;

@@ -408,7 +408,7 @@ async fn analyse_and_publish(
             appearance,
             thumbnail,
         };
-        moments.observe(&id, summary).await;
+        moments.observe(&id, source.is_live(), summary).await;
     }
 
     let text = analysis
