@@ -24,7 +24,7 @@ pub const CANDIDATES: usize = 400;
 const SEMANTIC_WEIGHT: f32 = 0.6;
 
 /// Windows below this score never form a moment.
-const MIN_SCORE: f32 = 0.25;
+const MIN_SCORE: f32 = 0.15;
 
 /// Moments are proposed at these fractions of the best window score: strict levels give tight
 /// moments around the strongest hits, loose ones extend them over weaker neighbours.
