@@ -259,6 +259,7 @@ mod tests {
             &metrics.frames_dropped,
             &metrics.messages_published,
             &metrics.reconnects,
+            &metrics.moment_windows_indexed,
         ] {
             vec.with_label_values(&["x"]).inc();
         }

@@ -220,7 +220,15 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
         again["moments"], answer["moments"],
         "the same moments after a restart"
     );
-    assert_eq!(argus.metric("argus_moment_index_windows", &[]), Some(30.0));
+    let cameras = argus.get_json("/api/v1/moments/cameras").unwrap();
+    let bench = cameras["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["camera_id"] == "bench")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(bench["windows"], 30, "all windows reloaded: {cameras}");
 }
 
 #[test]

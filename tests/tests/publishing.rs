@@ -407,9 +407,12 @@ fn oversized_messages_are_refused_with_a_clear_error_and_the_rest_flows() {
         refused, analysed,
         "every oversized result is counted as refused"
     );
+    // Moment windows (with their embeddings) are refused too, on their own topic.
     assert_eq!(
-        log.matches("exceeds the 1000-byte limit (kafka.max_message_bytes)")
-            .count() as f64,
+        log.matches(&format!(
+            "message for `{topic}` exceeds the 1000-byte limit (kafka.max_message_bytes)"
+        ))
+        .count() as f64,
         analysed,
         "every refusal is logged: {log}"
     );
