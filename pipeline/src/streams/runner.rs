@@ -71,6 +71,14 @@ pub(super) async fn run_stream(
         Err(error) => return fail(&context, &id, &shown_uri, error.to_string()).await,
     };
     tracing::info!(stream = %id, %source, fps = stream.sample_fps, "starting stream");
+    if context.moments.is_some() {
+        // From the start, at 0: the indexing-stalled alert compares it with frames analysed
+        // (and only where the series exists, that is where the moment index is enabled).
+        context
+            .metrics
+            .moment_windows_indexed
+            .with_label_values(&[&id]);
+    }
 
     let mut continuity = Continuity {
         sequence: Arc::new(AtomicU64::new(0)),
