@@ -38,15 +38,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let metrics = Metrics::new();
     ingest::init()?;
 
-    let model_dir = config.models.resolve_dir();
-    let analyzer = Analyzer::start(
-        &model_dir,
-        config.ocr.clone(),
-        config.analysis.clone(),
-        metrics.clone(),
-    )
-    .with_context(|| format!("loading the OCR models from {}", model_dir.display()))?;
-    tracing::info!(models = %model_dir.display(), "operators ready");
+    let analyzer = start_analyzer(&config, &metrics)?;
 
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
@@ -151,6 +143,20 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     } else {
         Outcome::Completed
     })
+}
+
+/// The operators, loaded from the model folder (failing with the missing file named).
+pub(crate) fn start_analyzer(config: &Config, metrics: &Metrics) -> anyhow::Result<Analyzer> {
+    let model_dir = config.models.resolve_dir();
+    let analyzer = Analyzer::start(
+        &model_dir,
+        config.ocr.clone(),
+        config.analysis.clone(),
+        metrics.clone(),
+    )
+    .with_context(|| format!("loading the OCR models from {}", model_dir.display()))?;
+    tracing::info!(models = %model_dir.display(), "operators ready");
+    Ok(analyzer)
 }
 
 /// The Kafka producer (with the topics Argus writes) and the Redis writer. Neither needs its

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::eval::{self, QueryOutcome, RetrievalScores, ScoredSpan, Span};
-use super::query::FilterRequest;
+use super::query::{FilterRequest, Moment};
 use super::recording::{index_recording, RecordingJob, RecordingSummary};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -84,6 +84,15 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
         .collect()
 }
 
+/// Moments as spans in seconds from the start of the video.
+fn in_seconds(moments: &[Moment], start: DateTime<Utc>) -> Vec<ScoredSpan> {
+    let seconds = |time: DateTime<Utc>| (time - start).num_milliseconds() as f64 / 1e3;
+    moments
+        .iter()
+        .map(|m| ScoredSpan::new(seconds(m.start), seconds(m.end), f64::from(m.score)))
+        .collect()
+}
+
 fn spans(spans: &[[f64; 2]]) -> Vec<Span> {
     spans
         .iter()
@@ -136,7 +145,6 @@ pub async fn run(
         since: Some(start.to_rfc3339()),
         until: None,
     };
-    let seconds = |time: DateTime<Utc>| (time - start).num_milliseconds() as f64 / 1e3;
 
     let mut reports = Vec::new();
     let mut latencies = Vec::new();
@@ -149,11 +157,7 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
-        let predictions: Vec<ScoredSpan> = answer
-            .moments
-            .iter()
-            .map(|m| ScoredSpan::new(seconds(m.start), seconds(m.end), f64::from(m.score)))
-            .collect();
+        let predictions = in_seconds(&answer.moments, start);
         reports.push(QueryReport {
             id: query.id.clone(),
             query: query.query.clone(),
@@ -180,11 +184,7 @@ pub async fn run(
             .by_image(&bytes, &filters, Some(PREDICTIONS))
             .await
             .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
-        let predictions: Vec<ScoredSpan> = answer
-            .moments
-            .iter()
-            .map(|m| ScoredSpan::new(seconds(m.start), seconds(m.end), f64::from(m.score)))
-            .collect();
+        let predictions = in_seconds(&answer.moments, start);
         reports.push(QueryReport {
             id: query.id.clone(),
             query: format!("image {}", query.image.display()),

@@ -18,10 +18,9 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::Analyzer;
 use crate::config::{Config, StreamConfig};
 use crate::metrics::Metrics;
-use crate::service::{connect_publishers, start_moments};
+use crate::service::{connect_publishers, start_analyzer, start_moments};
 use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
 
 /// What to index.
@@ -164,14 +163,7 @@ pub async fn index_recording(
         tracing::info!(camera = %job.camera, at = %from, "resuming where the last run stopped");
     }
 
-    let model_dir = config.models.resolve_dir();
-    let analyzer = Analyzer::start(
-        &model_dir,
-        config.ocr.clone(),
-        config.analysis.clone(),
-        metrics.clone(),
-    )
-    .with_context(|| format!("loading the OCR models from {}", model_dir.display()))?;
+    let analyzer = start_analyzer(&config, &metrics)?;
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
         config: Arc::new(config.clone()),
