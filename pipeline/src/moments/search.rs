@@ -155,10 +155,19 @@ impl MomentSearch {
     ) -> SearchAnswer {
         let candidates = scored.len();
         let mut moments = query::moments(scored, terms, limit, thumbnail_url);
+        // One read per camera. Without Redis there are no clips, but the moments still answer.
+        let mut recordings = std::collections::HashMap::new();
         for moment in &mut moments {
+            if !recordings.contains_key(&moment.camera_id) {
+                let found = self
+                    .store
+                    .recordings(&moment.camera_id)
+                    .await
+                    .unwrap_or_default();
+                recordings.insert(moment.camera_id.clone(), found);
+            }
             let start_ms = moment.start.timestamp_millis();
-            // Without Redis there are no clips, but the moments still answer.
-            if let Ok(Some(_)) = self.store.recording_at(&moment.camera_id, start_ms).await {
+            if super::store::recording_at(&recordings[&moment.camera_id], start_ms).is_some() {
                 moment.clip = Some(format!(
                     "{CLIP_PATH}?camera={}&start_ms={start_ms}&end_ms={}",
                     moment.camera_id,

@@ -22,6 +22,18 @@ use super::index::MomentIndex;
 use super::window::MomentWindow;
 use crate::publish::RedisState;
 
+/// Of `recordings` (oldest first), the latest that started at or before `at_ms`.
+pub fn recording_at(
+    recordings: &[(i64, std::path::PathBuf)],
+    at_ms: i64,
+) -> Option<(std::path::PathBuf, i64)> {
+    recordings
+        .iter()
+        .rev()
+        .find(|(start, _)| *start <= at_ms)
+        .map(|(start, path)| (path.clone(), *start))
+}
+
 /// Windows fetched per round trip (and added to the index per batch) when loading.
 const LOAD_CHUNK: usize = 2000;
 
@@ -86,20 +98,31 @@ impl MomentStore {
         self.redis.write_pipeline(pipeline).await;
     }
 
+    /// The camera's recordings: (start ms, file), oldest first.
+    pub async fn recordings(
+        &self,
+        camera: &str,
+    ) -> redis::RedisResult<Vec<(i64, std::path::PathBuf)>> {
+        let mut connection = self.redis.connection().await?;
+        let members: Vec<String> = connection
+            .zrange(self.recordings_key(camera), 0, -1)
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|member| {
+                let (start, path) = member.split_once(' ')?;
+                Some((start.parse().ok()?, std::path::PathBuf::from(path)))
+            })
+            .collect())
+    }
+
     /// The recording holding the camera's video at `at_ms`, if any: its file and start (ms).
     pub async fn recording_at(
         &self,
         camera: &str,
         at_ms: i64,
     ) -> redis::RedisResult<Option<(std::path::PathBuf, i64)>> {
-        let mut connection = self.redis.connection().await?;
-        let latest: Vec<String> = connection
-            .zrevrangebyscore_limit(self.recordings_key(camera), at_ms, "-inf", 0, 1)
-            .await?;
-        Ok(latest.first().and_then(|member| {
-            let (start, path) = member.split_once(' ')?;
-            Some((std::path::PathBuf::from(path), start.parse().ok()?))
-        }))
+        Ok(recording_at(&self.recordings(camera).await?, at_ms))
     }
 
     /// Stores a window and its thumbnail. While Redis is away the write waits in the retry
@@ -235,5 +258,32 @@ impl MomentStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_moment_plays_from_the_latest_recording_that_began_before_it() {
+        let recordings = vec![
+            (1_000, PathBuf::from("/a.mp4")),
+            (5_000, PathBuf::from("/b.mp4")),
+        ];
+        assert_eq!(recording_at(&recordings, 500), None);
+        assert_eq!(
+            recording_at(&recordings, 1_000),
+            Some((PathBuf::from("/a.mp4"), 1_000))
+        );
+        assert_eq!(
+            recording_at(&recordings, 4_999),
+            Some((PathBuf::from("/a.mp4"), 1_000))
+        );
+        assert_eq!(
+            recording_at(&recordings, 9_000),
+            Some((PathBuf::from("/b.mp4"), 5_000))
+        );
     }
 }
