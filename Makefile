@@ -20,7 +20,7 @@ build: setup
 run: build
 	@deploy/services.sh start local
 	@deploy/print-where-results-go.sh
-	@$(ENV) && exec ./target/debug/argus run $(ARGS)
+	@$(ENV) && export ARGUS_CAPTIONS__ENABLED=$${ARGUS_CAPTIONS__ENABLED:-true} && exec ./target/debug/argus run $(ARGS)
 
 test: setup
 	@deploy/run-tests.sh

@@ -101,8 +101,10 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// The one POST that only reads: it needs the read token, not the API token.
+/// POSTs that only read (a search by image, a question about the video): they need the
+/// read token, not the API token.
 pub const SEARCH_BY_IMAGE_PATH: &str = "/api/v1/moments/by-image";
+pub const QUESTIONS_PATH: &str = "/api/v1/questions";
 
 /// Middleware: rate limit and tokens for `/api/…`.
 pub async fn guard(
@@ -132,9 +134,10 @@ pub async fn guard(
     }
     let presented = Access::presented(&request);
     let presented = presented.as_deref();
-    // A search by image sends the image in a POST body, but reads.
+    // A search by image and a question send a POST body, but read.
     let reading = matches!(*request.method(), Method::GET | Method::HEAD)
-        || (request.method() == Method::POST && request.uri().path() == SEARCH_BY_IMAGE_PATH);
+        || (request.method() == Method::POST
+            && [SEARCH_BY_IMAGE_PATH, QUESTIONS_PATH].contains(&request.uri().path()));
     if reading {
         let open = access.read_token.is_none();
         if open

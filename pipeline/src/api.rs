@@ -34,6 +34,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::access::{self, Access};
+use crate::captions::questions::{QuestionError, QuestionRequest};
+use crate::captions::Captioner;
 use crate::cluster::{CameraDirectory, ClusterError};
 use crate::config::StreamConfig;
 use crate::metrics::Metrics;
@@ -62,6 +64,8 @@ pub struct ApiState {
     pub cors_origins: Vec<String>,
     /// Unset when `moments.enabled` is false.
     pub moments: Option<MomentSearch>,
+    /// Unset when `captions.enabled` is false.
+    pub captions: Option<Captioner>,
 }
 
 /// The API; serve it with `into_make_service_with_connect_info::<SocketAddr>()` (the rate
@@ -80,6 +84,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(moments_by_image).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)),
         )
         .route("/api/v1/moments/cameras", get(moment_cameras))
+        .route(access::QUESTIONS_PATH, axum::routing::post(ask_question))
         .route(crate::moments::search::CLIP_PATH, get(moment_clip))
         .route(
             "/api/v1/moments/thumbnails/{camera}/{file}",
@@ -406,6 +411,61 @@ impl IntoResponse for SearchError {
             SearchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         error(status, self.to_string())
+    }
+}
+
+impl IntoResponse for QuestionError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            QuestionError::Empty | QuestionError::BadRange(_) => StatusCode::BAD_REQUEST,
+            QuestionError::TooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            QuestionError::UnknownCamera(_) => StatusCode::NOT_FOUND,
+            QuestionError::OutsideVideo { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            QuestionError::Disabled | QuestionError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            QuestionError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "question failed");
+        }
+        error(status, self.to_string())
+    }
+}
+
+/// `POST /api/v1/questions` `{"camera", "question", "from"?, "to"?}`: the answer, after
+/// self-correction when the controller asked for it; `answers` holds every published
+/// revision, the first one first.
+async fn ask_question(
+    State(state): State<ApiState>,
+    body: Result<Json<QuestionRequest>, JsonRejection>,
+) -> Response {
+    let Some(captions) = &state.captions else {
+        return QuestionError::Disabled.into_response();
+    };
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => {
+            let status = match rejection {
+                JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return error(
+                status,
+                format!("invalid question: {}", rejection.body_text()),
+            );
+        }
+    };
+    match captions.ask(request).await {
+        Ok(answers) => {
+            let last = answers.last().expect("at least one answer");
+            Json(json!({
+                "text": last.text,
+                "revision": last.revision,
+                "missing": last.missing,
+                "answers": answers,
+            }))
+            .into_response()
+        }
+        Err(error) => error.into_response(),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Config {
     #[serde(default)]
     pub moments: MomentsConfig,
     #[serde(default)]
+    pub captions: CaptionsConfig,
+    #[serde(default)]
     pub streams: Vec<StreamConfig>,
 }
 
@@ -97,10 +99,24 @@ pub struct TopicsConfig {
     /// Every indexed moment window (text, tags, embeddings), for consumers' own indexes.
     #[serde(default = "default_moments_topic")]
     pub moments: String,
+    /// Chunk captions, first answers and their self-corrected revisions.
+    #[serde(default = "default_captions_topic")]
+    pub captions: String,
+    /// Answers to questions (`POST /api/v1/questions`) and their revisions.
+    #[serde(default = "default_answers_topic")]
+    pub answers: String,
 }
 
 fn default_moments_topic() -> String {
     "argus.moments.v1".into()
+}
+
+fn default_captions_topic() -> String {
+    "argus.captions.v1".into()
+}
+
+fn default_answers_topic() -> String {
+    "argus.answers.v1".into()
 }
 
 impl KafkaConfig {
@@ -264,6 +280,76 @@ impl MomentsConfig {
             self.text_model.clone()
         } else {
             models.resolve_dir().join(&self.text_model)
+        }
+    }
+}
+
+/// Chunk captions with CyberV self-correction: each stream is cut into chunks, the LLM
+/// writes a caption from the chunk's perception results, and a low-confidence caption is
+/// re-done on densely re-examined key segments and published as a revision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptionsConfig {
+    /// Off unless configured: the LLM needs a core of its own to keep up with live video
+    /// (`make run` turns it on for the sample video).
+    pub enabled: bool,
+    /// Length of one chunk (seconds of video).
+    pub chunk_s: f64,
+    /// Segments per chunk: the first round describes one frame per segment, and a
+    /// correction re-examines every frame of the key segments.
+    pub segments: usize,
+    /// The LLM (Llama family, HF layout): a folder under the model folder, or a path.
+    pub llm_model: PathBuf,
+    /// The ImageNet tagger (ONNX): a folder under the model folder, or a path.
+    pub tag_model: PathBuf,
+    /// Tags kept per frame.
+    pub tags_per_frame: usize,
+    /// n: candidate answers per round (one greedy, n − 1 sampled).
+    pub candidates: usize,
+    /// θ: the best answer is accepted when its support exceeds n · θ.
+    pub threshold: f32,
+    /// Segments a correction re-examines.
+    pub key_segments: usize,
+    pub max_new_tokens: usize,
+    /// Sampling temperature of the n − 1 sampled candidates.
+    pub temperature: f64,
+    /// The correction round's (low) temperature.
+    pub correction_temperature: f64,
+    /// Chunks waiting for the LLM; a live stream's chunk that finds the queue full is
+    /// skipped (counted), a recording waits.
+    pub queue: usize,
+    /// Captions kept per camera in Redis (the newest).
+    pub keep_per_camera: usize,
+}
+
+impl Default for CaptionsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            chunk_s: 10.0,
+            segments: 5,
+            llm_model: PathBuf::from("smollm2-135m-instruct-hf"),
+            tag_model: PathBuf::from("efficientnet-lite0"),
+            tags_per_frame: 3,
+            candidates: 2,
+            threshold: 0.5,
+            key_segments: 2,
+            max_new_tokens: 40,
+            temperature: 0.9,
+            correction_temperature: 0.2,
+            queue: 4,
+            keep_per_camera: 8640,
+        }
+    }
+}
+
+impl CaptionsConfig {
+    /// `model` resolved against the model folder unless it is absolute.
+    pub fn model_dir(model: &Path, models: &ModelsConfig) -> PathBuf {
+        if model.is_absolute() {
+            model.to_path_buf()
+        } else {
+            models.resolve_dir().join(model)
         }
     }
 }
@@ -450,6 +536,8 @@ impl Config {
                 &self.kafka.topics.stream_events,
             ),
             ("kafka.topics.moments", &self.kafka.topics.moments),
+            ("kafka.topics.captions", &self.kafka.topics.captions),
+            ("kafka.topics.answers", &self.kafka.topics.answers),
             ("cluster.control_topic", &self.cluster.control_topic),
         ];
         for (key, topic) in topics {
@@ -487,6 +575,33 @@ impl Config {
         if self.moments.retention.interval_s == 0 || self.moments.max_results == 0 {
             return Err(ConfigError::Invalid(
                 "moments.retention.interval_s and moments.max_results must be at least 1".into(),
+            ));
+        }
+        let captions = &self.captions;
+        if !(captions.chunk_s >= 1.0 && captions.chunk_s <= 600.0) {
+            return Err(ConfigError::Invalid(format!(
+                "captions.chunk_s {} must be between 1 and 600 seconds",
+                captions.chunk_s
+            )));
+        }
+        if !(1..=64).contains(&captions.segments)
+            || !(1..=16).contains(&captions.candidates)
+            || captions.key_segments == 0
+            || captions.queue == 0
+            || !(1..=512).contains(&captions.max_new_tokens)
+        {
+            return Err(ConfigError::Invalid(
+                "captions: segments must be 1..=64, candidates 1..=16, max_new_tokens 1..=512, \
+                 key_segments and queue at least 1"
+                    .into(),
+            ));
+        }
+        if !(captions.temperature > 0.0
+            && captions.correction_temperature > 0.0
+            && (0.0..=1.0).contains(&captions.threshold))
+        {
+            return Err(ConfigError::Invalid(
+                "captions: temperatures must be above 0 and threshold within 0..=1".into(),
             ));
         }
         if !(1000..=100_000_000).contains(&self.kafka.max_message_bytes) {
@@ -670,6 +785,25 @@ mod tests {
             error.contains("kafka.topics.frame_results `bad topic!`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn caption_settings_out_of_range_are_refused_with_their_name() {
+        for (setting, says) in [
+            ("chunk_s = 0.5", "captions.chunk_s 0.5"),
+            ("candidates = 0", "candidates 1..=16"),
+            ("threshold = 1.5", "threshold within 0..=1"),
+            ("temperature = 0.0", "temperatures must be above 0"),
+        ] {
+            let error = Figment::from(Toml::string(DEFAULT_CONFIG))
+                .merge(Toml::string(&format!("[captions]\n{setting}")))
+                .extract::<Config>()
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{setting}: {error}");
+        }
     }
 
     #[test]

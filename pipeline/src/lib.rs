@@ -4,6 +4,7 @@
 pub mod access;
 pub mod analysis;
 pub mod api;
+pub mod captions;
 pub mod cluster;
 pub mod config;
 pub mod ingest;

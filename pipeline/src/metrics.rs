@@ -51,6 +51,16 @@ pub struct Metrics {
     pub moment_windows_expired: IntCounter,
     /// Time to answer a moment query, by kind (`text`, `image`).
     pub moment_query_latency: HistogramVec,
+    /// Candidate answers the captioner generated, per camera.
+    pub caption_candidates: IntCounterVec,
+    /// First captions the self-correction controller did not accept, per camera.
+    pub caption_corrections: IntCounterVec,
+    /// Captions published, per camera and revision (`first`, `revision`).
+    pub captions_published: IntCounterVec,
+    /// Chunks of live streams skipped because the captioner was behind.
+    pub caption_chunks_skipped: IntCounterVec,
+    /// Time a correction round adds, by task (`caption`).
+    pub caption_correction_latency: HistogramVec,
 }
 
 impl Metrics {
@@ -196,6 +206,31 @@ impl Metrics {
             "Time to answer a moment query.",
             "kind",
         );
+        let caption_candidates = counter(
+            "argus_caption_candidates_total",
+            "Candidate answers generated for chunk captions (CyberV rounds).",
+            &["stream"],
+        );
+        let caption_corrections = counter(
+            "argus_caption_corrections_total",
+            "First captions the self-correction controller did not accept.",
+            &["stream"],
+        );
+        let captions_published = counter(
+            "argus_captions_published_total",
+            "Captions published, first ones and revisions.",
+            &["stream", "revision"],
+        );
+        let caption_chunks_skipped = counter(
+            "argus_caption_chunks_skipped_total",
+            "Live chunks skipped because the captioner was behind.",
+            &["stream"],
+        );
+        let caption_correction_latency = histogram(
+            "argus_caption_correction_latency_seconds",
+            "Time a self-correction round adds.",
+            "task",
+        );
         for kind in ["text", "image"] {
             moment_query_latency.with_label_values(&[kind]);
         }
@@ -226,6 +261,11 @@ impl Metrics {
             moment_index_windows,
             moment_windows_expired,
             moment_query_latency,
+            caption_candidates,
+            caption_corrections,
+            captions_published,
+            caption_chunks_skipped,
+            caption_correction_latency,
         }
     }
 
@@ -260,9 +300,20 @@ mod tests {
             &metrics.messages_published,
             &metrics.reconnects,
             &metrics.moment_windows_indexed,
+            &metrics.caption_candidates,
+            &metrics.caption_corrections,
+            &metrics.caption_chunks_skipped,
         ] {
             vec.with_label_values(&["x"]).inc();
         }
+        metrics
+            .captions_published
+            .with_label_values(&["x", "first"])
+            .inc();
+        metrics
+            .caption_correction_latency
+            .with_label_values(&["caption"])
+            .observe(1.0);
         metrics
             .operator_latency
             .with_label_values(&["x"])

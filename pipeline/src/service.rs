@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::access::Access;
 use crate::analysis::Analyzer;
 use crate::api::{self, ApiState};
+use crate::captions::Captioner;
 use crate::cluster::{self, CameraDirectory};
 use crate::config::Config;
 use crate::ingest;
@@ -43,6 +44,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
     let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
+    let captions = start_captions(&config, &kafka, &redis, &metrics)?;
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
@@ -53,6 +55,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         redis: redis.clone(),
         metrics: metrics.clone(),
         moments: moments.as_ref().map(|(indexer, _)| indexer.clone()),
+        captions: captions.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -73,6 +76,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         access: Access::new(&config.http),
         cors_origins: config.http.cors_origins.clone(),
         moments: moments.map(|(_, search)| search),
+        captions,
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(
@@ -173,6 +177,10 @@ pub(crate) async fn connect_publishers(
     ];
     if config.moments.enabled {
         topics.push(topic_of(config, &config.kafka.topics.moments));
+    }
+    if config.captions.enabled {
+        topics.push(topic_of(config, &config.kafka.topics.captions));
+        topics.push(topic_of(config, &config.kafka.topics.answers));
     }
     if config.cluster.enabled {
         topics.push(TopicSpec {
@@ -281,6 +289,42 @@ pub(crate) async fn start_moments(
     );
     tokio::spawn(indexer.clone().close_elapsed_windows());
     Ok(Some((indexer, search)))
+}
+
+/// The chunk captioner, with its LLM and tagger loaded; `None` when `captions.enabled` is
+/// false.
+fn start_captions(
+    config: &Config,
+    kafka: &KafkaPublisher,
+    redis: &RedisState,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Captioner>> {
+    if !config.captions.enabled {
+        tracing::info!("chunk captions disabled (captions.enabled = false)");
+        return Ok(None);
+    }
+    let captioner = Captioner::start(
+        &config.captions,
+        &config.models,
+        kafka.clone(),
+        (
+            config.kafka.topics.captions.clone(),
+            config.kafka.topics.answers.clone(),
+        ),
+        redis.clone(),
+        metrics.clone(),
+    )
+    .context(
+        "loading the captioner's models (captions.llm_model, captions.tag_model; \
+         set captions.enabled = false to run without captions)",
+    )?;
+    tracing::info!(
+        chunk_s = config.captions.chunk_s,
+        candidates = config.captions.candidates,
+        threshold = config.captions.threshold,
+        "chunk captions with self-correction ready"
+    );
+    Ok(Some(captioner))
 }
 
 /// SIGHUP: re-read the configuration file and apply its streams; other settings need a restart.

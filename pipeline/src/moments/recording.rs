@@ -173,6 +173,8 @@ pub async fn index_recording(
         redis: redis.clone(),
         metrics: metrics.clone(),
         moments: Some(indexer.clone()),
+        // `argus index` builds the moment index only; captions come from the service.
+        captions: None,
     });
     stream.sample_fps = job.sample_fps;
     stream.start_time = Some(job.start);

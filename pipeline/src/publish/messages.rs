@@ -74,3 +74,128 @@ impl StreamEvent {
     pub const SCHEMA_VERSION: u32 = 1;
     pub const SCHEMA_ID: &'static str = "argus.stream-event.v1";
 }
+
+/// `schemas/caption.v1.json`: a chunk's caption. The first one goes out as soon as it is
+/// written (`revision` 1); when the self-correction controller did not accept it, a second
+/// one follows with `revision` 2, `supersedes` naming the first message, and the sensor
+/// reading that triggered it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Caption {
+    pub schema_version: u32,
+    pub message_id: Uuid,
+    pub camera_id: String,
+    pub source: String,
+    /// The chunk: `[start, end)` of video time.
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub text: String,
+    pub revision: u32,
+    /// The message this one corrects (revision 2 and later).
+    pub supersedes: Option<Uuid>,
+    /// Whether the controller accepted the round that produced this text (a correction
+    /// round is final, so it is published whatever its verdict).
+    pub accepted: bool,
+    /// The sensor and controller reading of the round this text came from.
+    pub sensor: SensorSummary,
+    /// The correction round only: the instants of the frames it re-examined.
+    pub key_frames: Vec<DateTime<Utc>>,
+    /// The observations the LLM was given, in time order.
+    pub evidence: Vec<EvidenceLine>,
+    pub model: String,
+    /// Time the captioner spent on this text: the round's, or for a revision the
+    /// correction's own (the latency a correction adds).
+    pub latency_ms: f64,
+    pub produced_at: DateTime<Utc>,
+}
+
+/// One observation line of a caption's prompt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvidenceLine {
+    /// The frame's video time (a segment's start for "no video").
+    pub at: DateTime<Utc>,
+    /// What perception saw, as the LLM read it after the time.
+    pub text: String,
+    /// How much perception trusted it, 0..1.
+    pub confidence: f32,
+    /// Re-examined by the correction round (shown to the LLM as "Key frame at ...").
+    pub key_frame: bool,
+}
+
+/// What the CyberV sensor read and the controller decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SensorSummary {
+    /// Per candidate: its text, probability and the five signals.
+    pub candidates: Vec<CandidateSummary>,
+    /// Distinct answers with their summed support, best first.
+    pub answers: Vec<AnswerSummary>,
+    /// The support the best answer had to exceed (n · θ).
+    pub required: f32,
+    /// Per segment, how far the candidates' attention to it spread.
+    pub segment_drift: Vec<f32>,
+    /// The segments a correction re-examined (empty when accepted).
+    pub key_segments: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CandidateSummary {
+    pub text: String,
+    pub greedy: bool,
+    pub probability: f32,
+    pub kept_probability: f32,
+    pub no_repetition: f32,
+    pub attention_stability: f32,
+    pub rank: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnswerSummary {
+    pub key: String,
+    pub text: String,
+    pub total: f32,
+    pub candidates: usize,
+}
+
+impl Caption {
+    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_ID: &'static str = "argus.caption.v1";
+}
+
+/// `schemas/answer.v1.json`: an answer to a question about a camera and a time range. Like
+/// captions, the first answer is published at once; a corrected one follows as `revision` 2
+/// with `supersedes` naming it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    pub schema_version: u32,
+    pub message_id: Uuid,
+    pub camera_id: String,
+    pub question: String,
+    /// The range asked about: `[from, to)` of video time.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub text: String,
+    pub revision: u32,
+    pub supersedes: Option<Uuid>,
+    /// Whether the controller accepted the round this text came from (see [`Caption`]).
+    pub accepted: bool,
+    /// Absent when the range had no video and the model was not asked.
+    pub sensor: Option<SensorSummary>,
+    pub key_frames: Vec<DateTime<Utc>>,
+    pub evidence: Vec<EvidenceLine>,
+    /// Spans of the range without video.
+    pub missing: Vec<MissingSpan>,
+    pub model: String,
+    pub latency_ms: f64,
+    pub produced_at: DateTime<Utc>,
+}
+
+/// A span of a question's range without video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissingSpan {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Answer {
+    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_ID: &'static str = "argus.answer.v1";
+}

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::{StreamRegistry, StreamState};
 use crate::analysis::{Analyzer, OCR_OPERATOR};
+use crate::captions::Captioner;
 use crate::config::{Config, ReconnectConfig, StreamConfig};
 use crate::ingest::{redact_text, Decoder, DecoderSettings, Frame, FrameQueue, Source};
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct StreamContext {
     pub metrics: Metrics,
     /// Set when the moment index is enabled.
     pub moments: Option<MomentIndexer>,
+    /// Set when chunk captions are enabled.
+    pub captions: Option<Captioner>,
 }
 
 /// How one pipeline's run ended.
@@ -128,6 +131,9 @@ pub(super) async fn run_stream(
         queue.close();
         if let Some(moments) = &context.moments {
             moments.flush(&id).await;
+        }
+        if let Some(captions) = &context.captions {
+            captions.flush(&id).await;
         }
 
         match ended {
@@ -394,7 +400,8 @@ async fn analyse_and_publish(
     } else {
         Vec::new()
     };
-    let analysis = match context.analyzer.analyse(Arc::new(frame.image)).await {
+    let image = Arc::new(frame.image);
+    let analysis = match context.analyzer.analyse(image.clone()).await {
         Ok(analysis) => analysis,
         Err(error) => {
             tracing::error!(stream = %id, frame = frame.sequence, %error, "analysis failed");
@@ -417,6 +424,18 @@ async fn analyse_and_publish(
             thumbnail,
         };
         moments.observe(&id, source.is_live(), summary).await;
+    }
+    if let Some(captions) = &context.captions {
+        captions
+            .observe(
+                &id,
+                &source.to_string(),
+                source.is_live(),
+                frame.wall_time,
+                image,
+                &analysis.ocr,
+            )
+            .await;
     }
 
     let text = analysis
