@@ -22,6 +22,8 @@
 //!   and a controller that accepts one or picks the segments to look at again.
 //! * [`tagging`]: whole-frame ImageNet tags (EfficientNet-Lite0) through `ort` + `opencv`.
 //! * [`text_embedding`]: sentence embeddings (all-MiniLM-L6-v2, any HF BERT checkpoint) with `tch`.
+//! * [`video_llm`]: captions and answers about a chunk of video from the frames themselves:
+//!   vision tower, streaming CCAM and LLM chained (the full path, with VLM weights).
 //! * [`video_qa`]: captions and answers about a chunk of video written by the LLM from the
 //!   perception operators' timestamped observations (the default path without VLM weights).
 //! * [`vision`]: SigLIP and CLIP ViT encoders (HF checkpoints) with `tch`, and token merging
@@ -40,6 +42,7 @@ pub mod onnx;
 pub mod self_correction;
 pub mod tagging;
 pub mod text_embedding;
+pub mod video_llm;
 pub mod video_qa;
 pub mod vision;
 

@@ -29,6 +29,20 @@ pub enum Task {
     Question(String),
 }
 
+impl Task {
+    /// The question as the model is asked it, the same on both model paths: a caption is
+    /// asked for as a question, and a yes/no question gets the hint to answer with one.
+    pub fn question(&self) -> String {
+        match self {
+            Task::Caption => CAPTION_QUESTION.to_owned(),
+            Task::Question(question) if is_yes_no_question(question) => {
+                format!("{} {YES_NO_HINT}", question.trim())
+            }
+            Task::Question(question) => question.trim().to_owned(),
+        }
+    }
+}
+
 /// One thing perception saw at one time of the chunk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
@@ -123,7 +137,7 @@ impl Default for RoundOptions {
 const SYSTEM_PROMPT: &str = "Answer the question using only the camera observations. If they \
     do not contain the answer, say unknown.";
 const CAPTION_QUESTION: &str = "What did the camera see? Answer in one sentence.";
-const YES_NO_HINT: &str = "Start with yes, no or unknown.";
+const YES_NO_HINT: &str = "Answer yes or no.";
 
 /// Answers the unknown answer key: the model declined, or the video is missing.
 pub const UNKNOWN: &str = "unknown";
@@ -164,16 +178,7 @@ impl GroundedQa {
             message.push('\n');
         }
         message.push_str("\nQuestion: ");
-        match task {
-            Task::Caption => message.push_str(CAPTION_QUESTION),
-            Task::Question(question) => {
-                message.push_str(question.trim());
-                if is_yes_no_question(question) {
-                    message.push(' ');
-                    message.push_str(YES_NO_HINT);
-                }
-            }
-        }
+        message.push_str(&task.question());
         message
     }
 
@@ -441,7 +446,7 @@ mod tests {
             GroundedQa::user_message(&evidence(), &Task::Question("Is the gate open?".into()));
         assert!(message.contains("14:03:10 motion in 4% of the view (bottom left)"));
         assert!(message.contains("Key frame at 14:03:18: text on screen: \"GATE 3\""));
-        assert!(message.ends_with("Question: Is the gate open? Start with yes, no or unknown."));
+        assert!(message.ends_with("Question: Is the gate open? Answer yes or no."));
         let caption = GroundedQa::user_message(&Evidence::default(), &Task::Caption);
         assert!(caption.contains("(none)"));
         assert!(caption.ends_with("Question: What did the camera see? Answer in one sentence."));

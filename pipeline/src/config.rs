@@ -40,6 +40,8 @@ pub struct Config {
     #[serde(default)]
     pub captions: CaptionsConfig,
     #[serde(default)]
+    pub alerts: AlertsConfig,
+    #[serde(default)]
     pub streams: Vec<StreamConfig>,
 }
 
@@ -105,6 +107,9 @@ pub struct TopicsConfig {
     /// Answers to questions (`POST /api/v1/questions`) and their revisions.
     #[serde(default = "default_answers_topic")]
     pub answers: String,
+    /// Alerts from standing rules.
+    #[serde(default = "default_alerts_topic")]
+    pub alerts: String,
 }
 
 fn default_moments_topic() -> String {
@@ -117,6 +122,10 @@ fn default_captions_topic() -> String {
 
 fn default_answers_topic() -> String {
     "argus.answers.v1".into()
+}
+
+fn default_alerts_topic() -> String {
+    "argus.alerts.v1".into()
 }
 
 impl KafkaConfig {
@@ -343,6 +352,14 @@ impl Default for CaptionsConfig {
     }
 }
 
+/// Standing alert rules, checked on every chunk (they need `captions.enabled`). More can be
+/// added and removed through the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub rules: Vec<crate::captions::alerts::AlertRule>,
+}
+
 impl CaptionsConfig {
     /// `model` resolved against the model folder unless it is absolute.
     pub fn model_dir(model: &Path, models: &ModelsConfig) -> PathBuf {
@@ -538,6 +555,7 @@ impl Config {
             ("kafka.topics.moments", &self.kafka.topics.moments),
             ("kafka.topics.captions", &self.kafka.topics.captions),
             ("kafka.topics.answers", &self.kafka.topics.answers),
+            ("kafka.topics.alerts", &self.kafka.topics.alerts),
             ("cluster.control_topic", &self.cluster.control_topic),
         ];
         for (key, topic) in topics {
@@ -602,6 +620,23 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "captions: temperatures must be above 0 and threshold within 0..=1".into(),
+            ));
+        }
+        let mut rule_ids = std::collections::HashSet::new();
+        for rule in &self.alerts.rules {
+            if !rule_ids.insert(rule.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "alerts.rules: rule id `{}` is used twice",
+                    rule.id
+                )));
+            }
+            rule.clone()
+                .compile()
+                .map_err(|problem| ConfigError::Invalid(format!("alerts.rules: {problem}")))?;
+        }
+        if !self.alerts.rules.is_empty() && !self.captions.enabled {
+            return Err(ConfigError::Invalid(
+                "alerts.rules are checked on captioned chunks: set captions.enabled = true".into(),
             ));
         }
         if !(1000..=100_000_000).contains(&self.kafka.max_message_bytes) {

@@ -59,8 +59,10 @@ pub struct Metrics {
     pub captions_published: IntCounterVec,
     /// Chunks of live streams skipped because the captioner was behind.
     pub caption_chunks_skipped: IntCounterVec,
-    /// Time a correction round adds, by task (`caption`).
+    /// Time a correction round adds, by task (`caption`, `question`).
     pub caption_correction_latency: HistogramVec,
+    /// Alerts fired, per camera and rule.
+    pub alerts_fired: IntCounterVec,
 }
 
 impl Metrics {
@@ -231,6 +233,11 @@ impl Metrics {
             "Time a self-correction round adds.",
             "task",
         );
+        let alerts_fired = counter(
+            "argus_alerts_fired_total",
+            "Alerts fired by standing rules.",
+            &["stream", "rule"],
+        );
         for kind in ["text", "image"] {
             moment_query_latency.with_label_values(&[kind]);
         }
@@ -266,6 +273,7 @@ impl Metrics {
             captions_published,
             caption_chunks_skipped,
             caption_correction_latency,
+            alerts_fired,
         }
     }
 

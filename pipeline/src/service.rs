@@ -44,7 +44,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
     let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
-    let captions = start_captions(&config, &kafka, &redis, &metrics)?;
+    let captions = start_captions(&config, &kafka, &redis, &metrics).await?;
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
@@ -181,6 +181,7 @@ pub(crate) async fn connect_publishers(
     if config.captions.enabled {
         topics.push(topic_of(config, &config.kafka.topics.captions));
         topics.push(topic_of(config, &config.kafka.topics.answers));
+        topics.push(topic_of(config, &config.kafka.topics.alerts));
     }
     if config.cluster.enabled {
         topics.push(TopicSpec {
@@ -293,7 +294,7 @@ pub(crate) async fn start_moments(
 
 /// The chunk captioner, with its LLM and tagger loaded; `None` when `captions.enabled` is
 /// false.
-fn start_captions(
+async fn start_captions(
     config: &Config,
     kafka: &KafkaPublisher,
     redis: &RedisState,
@@ -303,21 +304,12 @@ fn start_captions(
         tracing::info!("chunk captions disabled (captions.enabled = false)");
         return Ok(None);
     }
-    let captioner = Captioner::start(
-        &config.captions,
-        &config.models,
-        kafka.clone(),
-        (
-            config.kafka.topics.captions.clone(),
-            config.kafka.topics.answers.clone(),
-        ),
-        redis.clone(),
-        metrics.clone(),
-    )
-    .context(
-        "loading the captioner's models (captions.llm_model, captions.tag_model; \
-         set captions.enabled = false to run without captions)",
-    )?;
+    let captioner = Captioner::start(config, kafka.clone(), redis.clone(), metrics.clone())
+        .await
+        .context(
+            "starting the captioner (captions.llm_model, captions.tag_model, alerts.rules; \
+             set captions.enabled = false to run without captions)",
+        )?;
     tracing::info!(
         chunk_s = config.captions.chunk_s,
         candidates = config.captions.candidates,

@@ -83,6 +83,21 @@ pub fn make_text_video(path: &Path, text: &str, seconds: u32) {
     run_to_end(&description);
 }
 
+/// Encodes `seconds` of a ball moving over a black background (no text), 1280x720 at 10 fps,
+/// as H.264 in MP4.
+pub fn make_moving_video(path: &Path, seconds: u32) {
+    gst::init().unwrap();
+    let description = format!(
+        "videotestsrc pattern=ball num-buffers={frames} \
+         ! video/x-raw,width=1280,height=720,framerate=10/1 \
+         ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! filesink location=\"{location}\"",
+        frames = seconds * 10,
+        location = path.display(),
+    );
+    run_to_end(&description);
+}
+
 /// A Matroska file whose video track claims a codec no GStreamer plugin decodes: a real VP8
 /// file with its codec id rewritten (same length, so the file stays well-formed).
 pub fn make_unsupported_codec_video(path: &Path) {

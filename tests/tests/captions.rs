@@ -389,3 +389,142 @@ fn questions_are_answered_from_the_stored_chunks_and_gaps_are_named() {
         assert_eq!(message.key, "yard");
     }
 }
+
+#[test]
+fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let text_video = dir.path().join("gate.mp4");
+    make_text_video(&text_video, "GATE 3", SECONDS);
+    let moving_video = dir.path().join("ball.mp4");
+    make_moving_video(&moving_video, SECONDS);
+    let topic = unique("argus.test.alerts");
+    let alerts_topic = format!("{topic}.alerts");
+    let key_prefix = unique("argus-test-alerts");
+    let http_port = free_port();
+    let config = write_config(dir.path(), &services, &topic, &key_prefix, http_port, &[]);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[kafka.spill]",
+        &format!("alerts = \"{alerts_topic}\"\n[kafka.spill]"),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "streams = []\n{text}[moments]\nenabled = false\n\
+             [captions]\nenabled = true\nchunk_s = {CHUNK_S}.0\nmax_new_tokens = 16\n\
+             [[alerts.rules]]\nid = \"gate-text\"\ncameras = [\"dock\"]\n\
+             when = {{ kind = \"text\", pattern = \"(?i)gate\\\\s*3\" }}\n\
+             [[alerts.rules]]\nid = \"moving\"\ncameras = [\"dock\"]\n\
+             when = {{ kind = \"motion\", min_level = 0.002 }}\n\
+             [[alerts.rules]]\nid = \"other-camera\"\ncameras = [\"lobby\"]\n\
+             when = {{ kind = \"text\", pattern = \"(?i)gate\" }}\n"
+        ),
+    )
+    .unwrap();
+    let start_argus = |log: &str| {
+        let argus = Argus::start(
+            &config,
+            &[],
+            artifacts_dir().join(log),
+            format!("http://127.0.0.1:{http_port}"),
+        );
+        wait_until(Duration::from_secs(60), "the API", || argus.is_up());
+        argus
+    };
+    let mut argus = start_argus("captions.alerts.argus.log");
+
+    // Rules through the API: added (kept in Redis), refused when invalid or taken.
+    let exit_rule = serde_json::json!({
+        "id": "exit-text", "cameras": ["dock"], "when": { "kind": "text", "pattern": "EXIT" }
+    });
+    let (status, answer) = argus.post_json("/api/v1/alerts/rules", &exit_rule);
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = argus.post_json("/api/v1/alerts/rules", &exit_rule);
+    assert_eq!(status, 409, "{answer}");
+    let bad = serde_json::json!({ "id": "bad", "when": { "kind": "text", "pattern": "(" } });
+    let (status, answer) = argus.post_json("/api/v1/alerts/rules", &bad);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid pattern"),
+        "{answer}"
+    );
+    assert_eq!(argus.delete("/api/v1/alerts/rules/nope"), 404);
+    let rules = argus.get_json("/api/v1/alerts/rules").unwrap();
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 4, "{rules}");
+
+    // The camera shows "GATE 3" on a still picture, then (a minute later) a moving ball.
+    for (video, start) in [(&text_video, START), (&moving_video, SECOND_START)] {
+        let body = serde_json::json!({
+            "id": "dock", "uri": format!("file://{}", video.display()), "start_time": start
+        });
+        let (status, answer) = argus.post_json("/api/v1/streams", &body);
+        assert_eq!(status, 201, "{answer}");
+        wait_for_streams(&argus, Duration::from_secs(240), "the recording", |s| {
+            stream(s, "dock").is_some_and(|s| s["state"] == "finished")
+        });
+        assert_eq!(argus.delete("/api/v1/streams/dock"), 204);
+    }
+    let recent = argus.get_json("/api/v1/alerts?camera=dock").unwrap();
+    assert_eq!(recent["alerts"].as_array().unwrap().len(), 4, "{recent}");
+    let (status, _) = argus.get_status("/api/v1/alerts");
+    assert_eq!(status, 400, "the camera is required");
+    assert_eq!(argus.terminate(), 0, "log:\n{}", argus.logs());
+
+    let alerts = consume(
+        &services.kafka_brokers,
+        &alerts_topic,
+        Duration::from_secs(15),
+        |got| got.len() > 4,
+    );
+    let validator = schema("alert");
+    let mut fired: Vec<(String, String)> = alerts
+        .iter()
+        .map(|message| {
+            if let Err(error) = validator.validate(&message.payload) {
+                panic!(
+                    "alert does not match schemas/alert.v1.json: {error}\n{}",
+                    message.payload
+                );
+            }
+            let alert = &message.payload;
+            assert_eq!(message.key, "dock");
+            assert!(!alert["evidence"].as_array().unwrap().is_empty(), "{alert}");
+            let thumbnail = alert["thumbnail_jpeg"].as_str().expect("a thumbnail");
+            assert!(thumbnail.starts_with("/9j/"), "a base64 JPEG");
+            (
+                alert["rule_id"].as_str().unwrap().to_owned(),
+                alert["start"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    fired.sort();
+    let expected: Vec<(String, String)> = [
+        ("gate-text", "2026-01-01T10:00:00Z"),
+        ("gate-text", "2026-01-01T10:00:10Z"),
+        ("moving", "2026-01-01T10:01:00Z"),
+        ("moving", "2026-01-01T10:01:10Z"),
+    ]
+    .iter()
+    .map(|(rule, start)| (rule.to_string(), start.to_string()))
+    .collect();
+    assert_eq!(
+        fired, expected,
+        "each rule fires on its chunks and no others"
+    );
+
+    // A rule added through the API survives a restart.
+    let mut argus = start_argus("captions.alerts-restarted.argus.log");
+    let rules = argus.get_json("/api/v1/alerts/rules").unwrap();
+    assert!(
+        rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "exit-text"),
+        "{rules}"
+    );
+    assert_eq!(argus.terminate(), 0);
+}

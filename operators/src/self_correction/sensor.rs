@@ -129,8 +129,7 @@ fn rank(probabilities: &[f32], i: usize) -> usize {
         .count()
 }
 
-/// Whether `text` contains a substring of [`REPEATED_LENGTHS`] characters at least
-/// [`REPEATED_TIMES`] times (occurrences may overlap: a period shorter than the substring
+/// Whether `text` contains a substring of 15–29 characters at least 5 times (occurrences may overlap: a period shorter than the substring
 /// is a loop all the same).
 pub fn has_repetition(text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();

@@ -9,6 +9,7 @@
 //! (the revision with `revision: 2` and `supersedes`) and to Redis, where each camera keeps
 //! its newest captions by chunk start (`{prefix}:captions:{camera}`).
 
+pub mod alerts;
 pub mod chunk;
 pub mod evidence;
 pub mod questions;
@@ -27,12 +28,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use self::alerts::{AlertRule, AlertRules};
 use self::chunk::{Chunk, ChunkBuilder, ChunkFrame};
 use self::questions::{question_evidence, QuestionError, QuestionEvidence, QuestionRequest};
-use self::worker::{AnswerRound, AnswerStep, CaptionWorker, Draft, Written};
-use crate::config::{CaptionsConfig, ModelsConfig};
+use self::worker::{AlertDraft, AnswerRound, AnswerStep, CaptionWorker, Draft, Written};
+use crate::config::{CaptionsConfig, Config};
 use crate::metrics::Metrics;
-use crate::publish::messages::{Answer, Caption, MissingSpan, SensorSummary};
+use crate::publish::messages::{Alert, Answer, Caption, MissingSpan, SensorSummary};
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
 
 /// A live chunk is closed this long after its end even if no later frame came.
@@ -45,6 +47,15 @@ struct CameraState {
     chunks: ChunkBuilder,
     motion: MotionDetector,
     live: bool,
+}
+
+/// Why a rule was not added.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("invalid alert rule: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Exists(String),
 }
 
 /// Handle to the captioner; cheap to clone.
@@ -86,6 +97,9 @@ struct Inner {
     kafka: KafkaPublisher,
     answers_topic: String,
     redis: RedisState,
+    rules: AlertRules,
+    /// Redis hash of the rules added through the API (id → JSON).
+    rules_key: String,
     model: String,
     metrics: Metrics,
 }
@@ -93,15 +107,21 @@ struct Inner {
 impl Captioner {
     /// Loads the LLM and the tagger (failing early with the missing file named), starts the
     /// captioning thread and the task that publishes what it writes.
-    pub fn start(
-        config: &CaptionsConfig,
-        models: &ModelsConfig,
+    pub async fn start(
+        service: &Config,
         kafka: KafkaPublisher,
-        topics: (String, String),
         redis: RedisState,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
-        let (captions_topic, answers_topic) = topics;
+        let (config, models) = (&service.captions, &service.models);
+        let topics = &service.kafka.topics;
+        let rules = AlertRules::default();
+        for rule in &service.alerts.rules {
+            let compiled = rule.clone().compile().map_err(anyhow::Error::msg)?;
+            rules.insert(compiled, true).map_err(anyhow::Error::msg)?;
+        }
+        let rules_key = format!("{}:alerts:rules", redis.key_prefix());
+        load_stored_rules(&redis, &rules_key, &rules).await;
         let llm_dir = CaptionsConfig::model_dir(&config.llm_model, models);
         let qa = GroundedQa::load(&llm_dir, tch::Device::Cpu)?;
         let tagger = ImageTagger::load(&CaptionsConfig::model_dir(&config.tag_model, models))?;
@@ -114,6 +134,7 @@ impl Captioner {
         let (written, mut to_publish) = mpsc::unbounded_channel::<ToPublish>();
         let mut worker = CaptionWorker::new(qa, tagger, config.clone());
         let worker_metrics = metrics.clone();
+        let worker_rules = rules.clone();
         std::thread::Builder::new()
             .name("argus-captions".into())
             .spawn(move || {
@@ -143,7 +164,7 @@ impl Captioner {
                             }
                         }
                         Some(Ok(Job { chunk, done })) => {
-                            let result = worker.caption(&chunk, |draft| {
+                            let result = worker.caption(&chunk, &worker_rules.snapshot(), |draft| {
                                 let _ = written.send(ToPublish::Caption(Box::new(draft)));
                             });
                             if let Err(error) = result {
@@ -159,7 +180,8 @@ impl Captioner {
             })?;
         let publisher = Publisher {
             kafka: kafka.clone(),
-            topic: captions_topic,
+            topic: topics.captions.clone(),
+            alerts_topic: topics.alerts.clone(),
             redis: redis.clone(),
             metrics: metrics.clone(),
             model: model.clone(),
@@ -184,8 +206,10 @@ impl Captioner {
                 jobs,
                 questions,
                 kafka,
-                answers_topic,
+                answers_topic: topics.answers.clone(),
                 redis,
+                rules,
+                rules_key,
                 model,
                 metrics,
             }),
@@ -381,6 +405,59 @@ impl Captioner {
         Ok(answers)
     }
 
+    /// The rules in force.
+    pub fn alert_rules(&self) -> Vec<AlertRule> {
+        self.inner.rules.list()
+    }
+
+    /// Adds a rule (kept in Redis so it survives a restart).
+    pub async fn add_alert_rule(&self, rule: AlertRule) -> Result<(), RuleError> {
+        let json = serde_json::to_string(&rule).expect("rules serialise");
+        let compiled = rule.compile().map_err(RuleError::Invalid)?;
+        let id = compiled.rule.id.clone();
+        self.inner
+            .rules
+            .insert(compiled, false)
+            .map_err(RuleError::Exists)?;
+        let mut pipeline = redis::pipe();
+        pipeline.hset(&self.inner.rules_key, &id, json);
+        self.inner.redis.write_pipeline(pipeline).await;
+        tracing::info!(rule = %id, "alert rule added");
+        Ok(())
+    }
+
+    /// Removes a rule; false when there is none with that id.
+    pub async fn remove_alert_rule(&self, id: &str) -> bool {
+        if !self.inner.rules.remove(id) {
+            return false;
+        }
+        let mut pipeline = redis::pipe();
+        pipeline.hdel(&self.inner.rules_key, id);
+        self.inner.redis.write_pipeline(pipeline).await;
+        tracing::info!(rule = %id, "alert rule removed");
+        true
+    }
+
+    /// The camera's newest alerts, newest first.
+    pub async fn recent_alerts(
+        &self,
+        camera: &str,
+        limit: usize,
+    ) -> redis::RedisResult<Vec<serde_json::Value>> {
+        let mut connection = self.inner.redis.connection().await?;
+        let stored: Vec<String> = redis::AsyncCommands::lrange(
+            &mut connection,
+            alerts_key(self.inner.redis.key_prefix(), camera),
+            0,
+            limit.max(1) as isize - 1,
+        )
+        .await?;
+        Ok(stored
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect())
+    }
+
     fn captions_key(&self, camera: &str) -> String {
         format!("{}:captions:{camera}", self.inner.redis.key_prefix())
     }
@@ -504,6 +581,7 @@ fn parse_caption(json: &str) -> Option<Caption> {
 struct Publisher {
     kafka: KafkaPublisher,
     topic: String,
+    alerts_topic: String,
     redis: RedisState,
     metrics: Metrics,
     model: String,
@@ -517,6 +595,7 @@ impl Publisher {
         let (draft, revision) = match written {
             Written::First(draft) => (draft, 1),
             Written::Revision(draft) => (draft, 2),
+            Written::Alert(alert) => return self.publish_alert(alert).await,
         };
         let chunk_key = (draft.camera.clone(), draft.start.timestamp_millis());
         let supersedes = if revision > 1 {
@@ -579,6 +658,90 @@ impl Publisher {
             ])
             .inc();
         tracing::info!(camera = %camera, start = %caption.start, revision, accepted = caption.accepted, text = %caption.text, "caption");
+    }
+}
+
+impl Publisher {
+    /// To the alerts topic, and the camera's newest alerts in Redis.
+    async fn publish_alert(&self, draft: AlertDraft) {
+        use base64::Engine as _;
+        let alert = Alert {
+            schema_version: Alert::SCHEMA_VERSION,
+            message_id: Uuid::now_v7(),
+            camera_id: draft.camera,
+            source: draft.source,
+            rule_id: draft.rule_id,
+            kind: draft.kind.to_owned(),
+            start: draft.start,
+            end: draft.end,
+            evidence: draft.evidence,
+            answer: draft.answer,
+            thumbnail_jpeg: draft
+                .thumbnail
+                .map(|jpeg| base64::engine::general_purpose::STANDARD.encode(jpeg)),
+            produced_at: Utc::now(),
+        };
+        let json = serde_json::to_string(&alert).expect("alerts serialise");
+        let camera = alert.camera_id.as_str();
+        let outgoing = Outgoing {
+            topic: &self.alerts_topic,
+            key: camera,
+            payload: json.clone(),
+            schema_id: Alert::SCHEMA_ID,
+            message_id: alert.message_id.to_string(),
+            trace_id: new_trace_id(),
+        };
+        if let Err(error) = self.kafka.publish(outgoing).await {
+            tracing::error!(camera, %error, "could not queue an alert for Kafka");
+        }
+        let key = alerts_key(self.redis.key_prefix(), camera);
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .lpush(&key, &json)
+            .ignore()
+            .ltrim(&key, 0, KEPT_ALERTS - 1)
+            .ignore();
+        self.redis.write_pipeline(pipeline).await;
+        self.metrics
+            .alerts_fired
+            .with_label_values(&[camera, alert.rule_id.as_str()])
+            .inc();
+        tracing::warn!(camera, rule = %alert.rule_id, kind = %alert.kind, start = %alert.start, "alert");
+    }
+}
+
+/// Alerts kept per camera in Redis (the newest).
+const KEPT_ALERTS: isize = 1000;
+
+fn alerts_key(prefix: &str, camera: &str) -> String {
+    format!("{prefix}:alerts:camera:{camera}")
+}
+
+/// Adds the rules stored through the API to `rules` (configured ones win on the same id).
+async fn load_stored_rules(redis: &RedisState, key: &str, rules: &AlertRules) {
+    let stored: redis::RedisResult<HashMap<String, String>> = async {
+        let mut connection = redis.connection().await?;
+        redis::AsyncCommands::hgetall(&mut connection, key).await
+    }
+    .await;
+    match stored {
+        Ok(stored) => {
+            for (id, json) in stored {
+                match serde_json::from_str::<AlertRule>(&json)
+                    .map_err(|e| e.to_string())
+                    .and_then(AlertRule::compile)
+                {
+                    Ok(rule) => {
+                        let _ = rules.insert(rule, false);
+                    }
+                    Err(error) => tracing::warn!(rule = %id, %error, "stored alert rule skipped"),
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "alert rules added through the API could not be loaded from Redis")
+        }
     }
 }
 

@@ -154,9 +154,10 @@ pub fn question_evidence(
     for (segment, (at, part)) in parts.into_iter().enumerate() {
         match part {
             Part::Chunks(group) => {
+                // A revised chunk's key frames are its densest observations: all of them count.
                 let lines: Vec<EvidenceLine> = group
                     .iter()
-                    .flat_map(|chunk| chunk.evidence.iter().filter(|l| !l.key_frame).cloned())
+                    .flat_map(|chunk| chunk.evidence.iter().cloned())
                     .collect();
                 if let Some(best) = most_trusted(&lines) {
                     observations.push(observation(segment, best, false));

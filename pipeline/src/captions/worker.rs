@@ -12,15 +12,21 @@ use argus_operators::self_correction::{
     Candidate, Controller, ControllerConfig, Sensor, SensorReading, Verdict,
 };
 use argus_operators::tagging::{ImageTagger, Tag};
-use argus_operators::video_qa::{Evidence, GroundedQa, RoundOptions, Task, UNKNOWN};
+use argus_operators::video_qa::{answer_key, Evidence, GroundedQa, RoundOptions, Task, UNKNOWN};
 use argus_operators::{BgrImage, OperatorError};
 use chrono::{DateTime, Utc};
 
+use super::alerts::CompiledRule;
 use super::chunk::Chunk;
 use super::evidence::{evidence, representatives, Described};
 use super::questions::QuestionEvidence;
 use crate::config::CaptionsConfig;
-use crate::publish::messages::{AnswerSummary, CandidateSummary, EvidenceLine, SensorSummary};
+use crate::publish::messages::{
+    AlertAnswer, AnswerSummary, CandidateSummary, EvidenceLine, SensorSummary,
+};
+
+/// Width of alert thumbnails (pixels).
+const ALERT_THUMBNAIL_WIDTH: u32 = 320;
 
 /// What the worker hands to the publisher.
 pub enum Written {
@@ -28,6 +34,41 @@ pub enum Written {
     First(Draft),
     /// The correction of the chunk's first caption.
     Revision(Draft),
+    /// A rule fired on the chunk.
+    Alert(AlertDraft),
+}
+
+/// An alert before it gets its message id.
+pub struct AlertDraft {
+    pub camera: String,
+    pub source: String,
+    pub rule_id: String,
+    pub kind: &'static str,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub evidence: Vec<EvidenceLine>,
+    pub answer: Option<AlertAnswer>,
+    /// JPEG.
+    pub thumbnail: Option<Vec<u8>>,
+}
+
+/// A chunk's observations as one round shows them to the model.
+struct Look {
+    evidence: Evidence,
+    /// The instant of each observation.
+    instants: Vec<DateTime<Utc>>,
+    /// The frames shown as key frames.
+    key_frames: Vec<DateTime<Utc>>,
+}
+
+/// What the caption rounds saw of a chunk, for the alert rules.
+struct Seen {
+    /// Tags of every frame that was tagged (each segment's representative, and the key
+    /// segments' frames after a correction).
+    tagged: Vec<(usize, Vec<Tag>)>,
+    /// The observations of the last round (the corrected ones after a correction).
+    evidence: Evidence,
+    instants: Vec<DateTime<Utc>>,
 }
 
 /// A caption before it gets its message id.
@@ -93,32 +134,34 @@ impl CaptionWorker {
     pub fn caption(
         &mut self,
         chunk: &Chunk,
+        rules: &[CompiledRule],
         mut hand_over: impl FnMut(Written),
     ) -> Result<(), OperatorError> {
+        let seen = self.write_caption(chunk, &mut hand_over)?;
+        let rules: Vec<&CompiledRule> = rules.iter().filter(|r| r.watches(&chunk.camera)).collect();
+        for rule in rules {
+            if let Some(alert) = self.check_rule(chunk, rule, &seen)? {
+                hand_over(Written::Alert(alert));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the chunk's caption (and its revision); what was seen, for the alert rules.
+    fn write_caption(
+        &mut self,
+        chunk: &Chunk,
+        hand_over: &mut impl FnMut(Written),
+    ) -> Result<Seen, OperatorError> {
         let started = Instant::now();
-        let segments = self.config.segments;
-        let picks: Vec<(usize, usize)> = representatives(chunk, segments)
-            .into_iter()
-            .enumerate()
-            .filter_map(|(segment, frame)| frame.map(|frame| (segment, frame)))
-            .collect();
-        let tags = self.tag(chunk, picks.iter().map(|&(_, frame)| frame))?;
-        let described: Vec<Described<'_>> = picks
-            .iter()
-            .zip(&tags)
-            .map(|(&(segment, frame), tags)| Described {
-                segment,
-                frame,
-                tags,
-                key_frame: false,
-            })
-            .collect();
-        let (first_evidence, first_instants) = evidence(chunk, segments, &described);
-        let (round, reading, verdict) = self.round(
-            &first_evidence,
-            &Task::Caption,
-            chunk.start.timestamp_millis() as u64,
-        )?;
+        let mut tagged = Vec::new();
+        let Look {
+            evidence: first_evidence,
+            instants: first_instants,
+            ..
+        } = self.described(chunk, &[], &mut tagged)?;
+        let seed = chunk.start.timestamp_millis() as u64;
+        let (round, reading, verdict) = self.round(&first_evidence, &Task::Caption, seed)?;
         let sensor = summary(&round, &reading, &verdict);
         let best = verdict
             .best()
@@ -139,43 +182,20 @@ impl CaptionWorker {
             candidates: round.len(),
         }));
         if verdict.accepted {
-            return Ok(());
+            return Ok(Seen {
+                tagged,
+                evidence: first_evidence,
+                instants: first_instants,
+            });
         }
 
-        // Self-correction: every frame of the key segments, described and marked.
         let correction_started = Instant::now();
-        let by_segment = chunk.frames_by_segment(segments);
-        let dense: Vec<(usize, usize)> = verdict
-            .key_segments
-            .iter()
-            .flat_map(|&segment| {
-                by_segment[segment]
-                    .iter()
-                    .map(move |&frame| (segment, frame))
-            })
-            .collect();
-        let dense_tags = self.tag(chunk, dense.iter().map(|&(_, frame)| frame))?;
-        let mut described: Vec<Described<'_>> = described
-            .into_iter()
-            .filter(|d| !verdict.key_segments.contains(&d.segment))
-            .collect();
-        described.extend(
-            dense
-                .iter()
-                .zip(&dense_tags)
-                .map(|(&(segment, frame), tags)| Described {
-                    segment,
-                    frame,
-                    tags,
-                    key_frame: true,
-                }),
-        );
-        let (corrected_evidence, corrected_instants) = evidence(chunk, segments, &described);
-        let text = self.correct(
-            &corrected_evidence,
-            &Task::Caption,
-            chunk.start.timestamp_millis() as u64,
-        )?;
+        let Look {
+            evidence: corrected,
+            instants,
+            key_frames,
+        } = self.described(chunk, &verdict.key_segments, &mut tagged)?;
+        let text = self.correct(&corrected, &Task::Caption, seed)?;
         hand_over(Written::Revision(Draft {
             camera: chunk.camera.clone(),
             source: chunk.source.clone(),
@@ -184,15 +204,151 @@ impl CaptionWorker {
             text,
             accepted: false,
             sensor,
-            key_frames: dense
-                .iter()
-                .map(|&(_, frame)| chunk.frames[frame].wall_time)
-                .collect(),
-            evidence: lines(&corrected_evidence, &corrected_instants),
+            key_frames,
+            evidence: lines(&corrected, &instants),
             compute: correction_started.elapsed(),
             candidates: 1,
         }));
-        Ok(())
+        Ok(Seen {
+            tagged,
+            evidence: corrected,
+            instants,
+        })
+    }
+
+    /// The chunk's evidence: each segment described by its representative frame, except the
+    /// `key_segments`, described frame by frame as key frames (the correction's closer look).
+    /// Frames are tagged once: `tagged` remembers every frame's tags. Also returns the key
+    /// frames' instants.
+    fn described(
+        &mut self,
+        chunk: &Chunk,
+        key_segments: &[usize],
+        tagged: &mut Vec<(usize, Vec<Tag>)>,
+    ) -> Result<Look, OperatorError> {
+        let segments = self.config.segments;
+        let by_segment = chunk.frames_by_segment(segments);
+        let mut picks: Vec<(usize, usize, bool)> = representatives(chunk, segments)
+            .into_iter()
+            .enumerate()
+            .filter(|(segment, _)| !key_segments.contains(segment))
+            .filter_map(|(segment, frame)| frame.map(|frame| (segment, frame, false)))
+            .collect();
+        for &segment in key_segments {
+            picks.extend(
+                by_segment[segment]
+                    .iter()
+                    .map(|&frame| (segment, frame, true)),
+            );
+        }
+        let untagged: Vec<usize> = picks
+            .iter()
+            .map(|&(_, frame, _)| frame)
+            .filter(|frame| !tagged.iter().any(|(f, _)| f == frame))
+            .collect();
+        let new_tags = self.tag(chunk, untagged.iter().copied())?;
+        tagged.extend(untagged.into_iter().zip(new_tags));
+        let described: Vec<Described<'_>> = picks
+            .iter()
+            .map(|&(segment, frame, key_frame)| Described {
+                segment,
+                frame,
+                tags: tagged
+                    .iter()
+                    .find(|(f, _)| *f == frame)
+                    .map(|(_, tags)| tags.as_slice())
+                    .unwrap_or_default(),
+                key_frame,
+            })
+            .collect();
+        let key_frames = picks
+            .iter()
+            .filter(|(_, _, key)| *key)
+            .map(|&(_, frame, _)| chunk.frames[frame].wall_time)
+            .collect();
+        let (evidence, instants) = evidence(chunk, segments, &described);
+        Ok(Look {
+            evidence,
+            instants,
+            key_frames,
+        })
+    }
+
+    /// Whether `rule` fires on the chunk: a perception rule on its matching frames, a
+    /// question rule on a `yes` the controller accepted or the correction round gave.
+    fn check_rule(
+        &mut self,
+        chunk: &Chunk,
+        rule: &CompiledRule,
+        seen: &Seen,
+    ) -> Result<Option<AlertDraft>, OperatorError> {
+        let draft =
+            |evidence: Vec<EvidenceLine>, frame: usize, answer: Option<AlertAnswer>| AlertDraft {
+                camera: chunk.camera.clone(),
+                source: chunk.source.clone(),
+                rule_id: rule.rule.id.clone(),
+                kind: rule.rule.when.kind(),
+                start: chunk.start,
+                end: chunk.end,
+                evidence,
+                answer,
+                thumbnail: chunk.frames[frame]
+                    .image
+                    .to_jpeg(ALERT_THUMBNAIL_WIDTH, 75)
+                    .ok(),
+            };
+        let Some(question) = rule.question() else {
+            let tagged: Vec<(usize, &[Tag])> = seen
+                .tagged
+                .iter()
+                .map(|(frame, tags)| (*frame, tags.as_slice()))
+                .collect();
+            let matching = rule.matching_frames(chunk, &tagged);
+            let Some(&(first, _)) = matching.first() else {
+                return Ok(None);
+            };
+            let evidence = matching.into_iter().map(|(_, line)| line).collect();
+            return Ok(Some(draft(evidence, first, None)));
+        };
+        let task = Task::Question(question.to_owned());
+        let seed = chunk.start.timestamp_millis() as u64;
+        let (_, _, verdict) = self.round(&seen.evidence, &task, seed)?;
+        let best = verdict.best().map(|b| (b.key.clone(), b.text.clone()));
+        let (key, text, accepted_first) = match best {
+            Some((key, text)) if verdict.accepted => (key, text, true),
+            _ => {
+                // Not trusted: a second look at the key segments before any alarm.
+                let mut tagged = seen.tagged.clone();
+                let corrected = self
+                    .described(chunk, &verdict.key_segments, &mut tagged)?
+                    .evidence;
+                let text = self.correct(&corrected, &task, seed)?;
+                (answer_key(&task, &text, &corrected), text, false)
+            }
+        };
+        if key != "yes" {
+            return Ok(None);
+        }
+        let frame = representatives(chunk, self.config.segments)
+            .into_iter()
+            .flatten()
+            .max_by(|&a, &b| {
+                chunk.frames[a]
+                    .motion
+                    .level
+                    .total_cmp(&chunk.frames[b].motion.level)
+            })
+            .unwrap_or(0);
+        let answer = AlertAnswer {
+            question: question.to_owned(),
+            text,
+            accepted_first,
+        };
+        Ok(Some(draft(
+            lines(&seen.evidence, &seen.instants),
+            frame,
+            Some(answer),
+        )))
     }
 
     /// Answers `question` from `evidence`, handing over the first answer as soon as it

@@ -199,3 +199,41 @@ impl Answer {
     pub const SCHEMA_VERSION: u32 = 1;
     pub const SCHEMA_ID: &'static str = "argus.answer.v1";
 }
+
+/// `schemas/alert.v1.json`: a standing rule fired on a chunk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alert {
+    pub schema_version: u32,
+    pub message_id: Uuid,
+    pub camera_id: String,
+    pub source: String,
+    pub rule_id: String,
+    /// `text`, `tag`, `motion` or `question`.
+    pub kind: String,
+    /// The chunk the rule fired on.
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// What satisfied the rule: the matching frames' observations, or for a question rule
+    /// the observations the answer was given from.
+    pub evidence: Vec<EvidenceLine>,
+    /// Question rules: the answer that fired it.
+    pub answer: Option<AlertAnswer>,
+    /// A JPEG of the frame that satisfied the rule (320 px wide), base64.
+    pub thumbnail_jpeg: Option<String>,
+    pub produced_at: DateTime<Utc>,
+}
+
+/// The yes that fired a question rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertAnswer {
+    pub question: String,
+    pub text: String,
+    /// Whether the controller accepted the first round (false: the correction round's
+    /// answer fired it).
+    pub accepted_first: bool,
+}
+
+impl Alert {
+    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_ID: &'static str = "argus.alert.v1";
+}

@@ -1,0 +1,388 @@
+//! Video Q&A benchmark: accuracy of answers with and without CyberV self-correction on real
+//! and generated video with known answers, and the latency each costs.
+//!
+//!     source deploy/env.sh
+//!     cargo bench -p argus-pipeline --bench questions --profile dev
+//!
+//! Videos: Debian opencv-doc's `vtest.avi` (a fixed camera over a street, people walking),
+//! generated text-overlay videos with known words on a still test pattern, and a moving ball.
+//! Each is decoded by Argus's own ingest at 1 fps (first 20 s), read by PP-OCRv4, the motion
+//! detector and EfficientNet-Lite0 exactly as the service does, cut into 10 s chunks stored as
+//! their observations, and asked questions whose answers are known from how the video was
+//! made: "What text is on screen?" (the overlay's words), "Is anything moving?", "Is there
+//! text on screen?".
+//!
+//! Without self-correction: one greedy answer (what a plain pipeline publishes). With it: the
+//! CyberV round (n = 2, θ = 0.5), and when the controller does not accept, the correction on
+//! the key segments' dense observations; the published answer is the last one. Latency is
+//! per question, the same process and model for both, so the ratio is what counts.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argus::captions::chunk::{Chunk, ChunkBuilder, ChunkFrame};
+use argus::captions::evidence::{evidence, representatives, Described};
+use argus::captions::questions::question_evidence;
+use argus::captions::worker::{AnswerStep, CaptionWorker};
+use argus::config::{CaptionsConfig, DropPolicy, RtspTransport};
+use argus::ingest::{self, Decoder, DecoderSettings, FrameQueue, Source};
+use argus::publish::messages::{Caption, EvidenceLine, SensorSummary};
+use argus_operators::llm::Sampling;
+use argus_operators::motion::{MotionConfig, MotionDetector};
+use argus_operators::ocr::{OcrConfig, PpOcr};
+use argus_operators::tagging::ImageTagger;
+use argus_operators::video_qa::{answer_key, GroundedQa, Task};
+use chrono::{DateTime, TimeZone, Utc};
+use futures::StreamExt;
+use gstreamer as gst;
+
+const SECONDS: f64 = 20.0;
+const CHUNK_S: f64 = 10.0;
+const SEGMENTS: usize = 5;
+
+/// What a question's answer must say.
+enum Expect {
+    Yes,
+    No,
+    /// Every word of it, in any case, anywhere in the answer.
+    Words(&'static str),
+}
+
+struct Video {
+    name: &'static str,
+    path: PathBuf,
+    questions: Vec<(&'static str, Expect)>,
+}
+
+fn model_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("ARGUS_MODEL_DIR").expect("source deploy/env.sh first"))
+}
+
+/// Runs a GStreamer pipeline that writes a test video to its end.
+fn encode(description: &str) {
+    use gst::prelude::*;
+    let pipeline = gst::parse::launch(description).expect("valid video pipeline");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    for message in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+        match message.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(error) => panic!("encoding failed: {}", error.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// 20 s of a still test pattern with `text` over it; `pattern=ball` and no text for motion.
+fn test_video(path: &Path, pattern: &str, text: Option<&str>) {
+    let overlay = text
+        .map(|text| {
+            format!(
+                "! textoverlay text=\"{text}\" font-desc=\"Sans Bold 56\" shaded-background=true "
+            )
+        })
+        .unwrap_or_default();
+    encode(&format!(
+        "videotestsrc pattern={pattern} num-buffers=200 \
+         ! video/x-raw,width=1280,height=720,framerate=10/1 {overlay}\
+         ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! filesink location=\"{}\"",
+        path.display()
+    ));
+}
+
+fn videos(dir: &Path) -> Vec<Video> {
+    let samples = std::env::var_os("ARGUS_SAMPLE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/doc/opencv-doc/examples/data"));
+    let mut videos = vec![
+        Video {
+            name: "vtest.avi (street)",
+            path: samples.join("vtest.avi"),
+            questions: vec![
+                ("Is anything moving?", Expect::Yes),
+                ("Is there text on screen?", Expect::No),
+            ],
+        },
+        Video {
+            name: "moving ball",
+            path: {
+                let path = dir.join("ball.mp4");
+                test_video(&path, "ball", None);
+                path
+            },
+            questions: vec![
+                ("Is anything moving?", Expect::Yes),
+                ("Is there text on screen?", Expect::No),
+            ],
+        },
+    ];
+    for words in ["GATE 3", "LOADING DOCK", "EXIT", "NO PARKING"] {
+        videos.push(Video {
+            name: words,
+            path: {
+                let path = dir.join(format!("{}.mp4", words.replace(' ', "-")));
+                test_video(&path, "smpte", Some(words));
+                path
+            },
+            questions: vec![
+                ("What text is on screen?", Expect::Words(words)),
+                ("Is there text on screen?", Expect::Yes),
+                ("Is anything moving?", Expect::No),
+            ],
+        });
+    }
+    videos
+}
+
+/// The first [`SECONDS`] of `path` at 1 fps, through Argus's ingest.
+async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<ingest::Frame> {
+    let source = Source::parse(&path.display().to_string()).unwrap();
+    let queue = Arc::new(FrameQueue::new(
+        64,
+        DropPolicy::DropOldest,
+        prometheus::IntCounter::new("dropped", "bench").unwrap(),
+    ));
+    let settings = DecoderSettings {
+        stream_id: Arc::from("bench"),
+        sample_fps: 1.0,
+        max_width: 1280,
+        start_time: start,
+        rtsp_transport: RtspTransport::Tcp,
+        sequence: Arc::new(AtomicU64::new(0)),
+    };
+    let decoded = prometheus::IntCounter::new("decoded", "bench").unwrap();
+    let decoder = Decoder::start(&source, settings, queue.clone(), decoded).unwrap();
+    let mut bus = decoder.bus().stream();
+    let mut frames = Vec::new();
+    let end = start + chrono::Duration::milliseconds((SECONDS * 1000.0) as i64);
+    loop {
+        tokio::select! {
+            Some(frame) = queue.pop() => {
+                if frame.wall_time >= end { break; }
+                frames.push(frame);
+            }
+            Some(message) = bus.next() => match message.view() {
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(error) => panic!("{}: {}", path.display(), error.error()),
+                _ => {}
+            },
+        }
+    }
+    while let Some(frame) = queue.try_pop() {
+        if frame.wall_time < end {
+            frames.push(frame);
+        }
+    }
+    frames
+}
+
+/// The chunks of `frames` as the service stores them: the first round's observations.
+fn stored_chunks(
+    frames: Vec<ingest::Frame>,
+    ocr: &mut PpOcr,
+    tagger: &mut ImageTagger,
+) -> Vec<Caption> {
+    let mut motion = MotionDetector::new(MotionConfig::default());
+    let mut builder = ChunkBuilder::new("bench", "file", CHUNK_S);
+    let mut chunks: Vec<Chunk> = Vec::new();
+    for frame in frames {
+        let lines = ocr.recognize(&frame.image).unwrap();
+        let moved = motion.observe(&frame.image).unwrap();
+        let closed = builder.push(ChunkFrame {
+            wall_time: frame.wall_time,
+            image: Arc::new(frame.image),
+            ocr: lines.into_iter().map(|l| (l.text, l.score)).collect(),
+            motion: moved,
+        });
+        chunks.extend(closed);
+    }
+    chunks.extend(builder.flush());
+    chunks
+        .iter()
+        .map(|chunk| {
+            let picks: Vec<(usize, usize)> = representatives(chunk, SEGMENTS)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(s, f)| f.map(|f| (s, f)))
+                .collect();
+            let images: Vec<_> = picks
+                .iter()
+                .map(|&(_, f)| chunk.frames[f].image.as_ref())
+                .collect();
+            let tags = tagger.tag_batch(&images, 3).unwrap();
+            let described: Vec<Described<'_>> = picks
+                .iter()
+                .zip(&tags)
+                .map(|(&(segment, frame), tags)| Described {
+                    segment,
+                    frame,
+                    tags,
+                    key_frame: false,
+                })
+                .collect();
+            let (evidence, instants) = evidence(chunk, SEGMENTS, &described);
+            stored(chunk, &evidence.observations, &instants)
+        })
+        .collect()
+}
+
+fn stored(
+    chunk: &Chunk,
+    observations: &[argus_operators::video_qa::Observation],
+    instants: &[DateTime<Utc>],
+) -> Caption {
+    Caption {
+        schema_version: Caption::SCHEMA_VERSION,
+        message_id: uuid::Uuid::now_v7(),
+        camera_id: chunk.camera.clone(),
+        source: chunk.source.clone(),
+        start: chunk.start,
+        end: chunk.end,
+        text: String::new(),
+        revision: 1,
+        supersedes: None,
+        accepted: true,
+        sensor: SensorSummary {
+            candidates: vec![],
+            answers: vec![],
+            required: 0.0,
+            segment_drift: vec![],
+            key_segments: vec![],
+        },
+        key_frames: vec![],
+        evidence: observations
+            .iter()
+            .zip(instants)
+            .map(|(o, at)| EvidenceLine {
+                at: *at,
+                text: o.text.clone(),
+                confidence: o.confidence,
+                key_frame: false,
+            })
+            .collect(),
+        model: String::new(),
+        latency_ms: 0.0,
+        produced_at: Utc::now(),
+    }
+}
+
+fn correct(task: &Task, answer: &str, expect: &Expect) -> bool {
+    let evidence = argus_operators::video_qa::Evidence::default();
+    match expect {
+        Expect::Yes => answer_key(task, answer, &evidence) == "yes",
+        Expect::No => answer_key(task, answer, &evidence) == "no",
+        Expect::Words(words) => {
+            let said = answer.to_uppercase();
+            words.split_whitespace().all(|w| said.contains(w))
+        }
+    }
+}
+
+fn main() {
+    ingest::init().unwrap();
+    let dir = std::env::temp_dir().join(format!("argus-bench-questions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let models = model_dir();
+    let mut ocr = PpOcr::load(&models.join("pp-ocrv4"), OcrConfig::default()).unwrap();
+    let mut tagger = ImageTagger::load(&models.join("efficientnet-lite0")).unwrap();
+    let llm_dir = models.join("smollm2-135m-instruct-hf");
+    let plain = GroundedQa::load(&llm_dir, tch::Device::Cpu).unwrap();
+    let config = CaptionsConfig {
+        chunk_s: CHUNK_S,
+        segments: SEGMENTS,
+        max_new_tokens: 32,
+        ..CaptionsConfig::default()
+    };
+    let mut cyberv = CaptionWorker::new(
+        GroundedQa::load(&llm_dir, tch::Device::Cpu).unwrap(),
+        ImageTagger::load(&models.join("efficientnet-lite0")).unwrap(),
+        config.clone(),
+    );
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
+    let end = start + chrono::Duration::milliseconds((SECONDS * 1000.0) as i64);
+
+    let (mut asked, mut plain_right, mut cyberv_right, mut corrected) = (0, 0, 0, 0);
+    let (mut fixed, mut broken) = (0, 0);
+    let (mut plain_time, mut cyberv_time) = (Duration::ZERO, Duration::ZERO);
+    println!("| video | question | expected | greedy answer | self-corrected answer |");
+    println!("|---|---|---|---|---|");
+    for video in videos(&dir) {
+        let frames = runtime.block_on(decode(&video.path, start));
+        let chunks = stored_chunks(frames, &mut ocr, &mut tagger);
+        let question_evidence = question_evidence("bench", &chunks, start, end);
+        for (question, expect) in &video.questions {
+            let task = Task::Question(question.to_string());
+            let started = Instant::now();
+            let greedy = plain
+                .answer(
+                    &question_evidence.evidence,
+                    &task,
+                    Sampling::Greedy,
+                    config.max_new_tokens,
+                )
+                .unwrap();
+            plain_time += started.elapsed();
+
+            let started = Instant::now();
+            let mut published = String::new();
+            let mut revised = false;
+            cyberv
+                .answer(question, &question_evidence, |step| match step {
+                    AnswerStep::First { round, .. } => published = round.text,
+                    AnswerStep::Revision(round) => {
+                        published = round.text;
+                        revised = true;
+                    }
+                })
+                .unwrap();
+            cyberv_time += started.elapsed();
+
+            let (before, after) = (
+                correct(&task, &greedy.text, expect),
+                correct(&task, &published, expect),
+            );
+            asked += 1;
+            plain_right += usize::from(before);
+            cyberv_right += usize::from(after);
+            corrected += usize::from(revised);
+            fixed += usize::from(!before && after);
+            broken += usize::from(before && !after);
+            let expected = match expect {
+                Expect::Yes => "yes".to_string(),
+                Expect::No => "no".to_string(),
+                Expect::Words(words) => format!("\"{words}\""),
+            };
+            let mark = |ok: bool| if ok { "✓" } else { "✗" };
+            println!(
+                "| {} | {question} | {expected} | {} {} | {} {}{} |",
+                video.name,
+                mark(before),
+                greedy.text.replace('\n', " ").replace('|', "/"),
+                mark(after),
+                published.replace('\n', " ").replace('|', "/"),
+                if revised { " (revised)" } else { "" },
+            );
+        }
+    }
+    let per = |total: Duration| total.as_secs_f64() / asked as f64;
+    println!();
+    println!("questions: {asked}");
+    println!(
+        "accuracy: greedy {plain_right}/{asked} ({:.0}%), with self-correction {cyberv_right}/{asked} ({:.0}%)",
+        100.0 * plain_right as f64 / asked as f64,
+        100.0 * cyberv_right as f64 / asked as f64
+    );
+    println!("corrections triggered: {corrected}/{asked}; fixed {fixed}, broke {broken}");
+    println!(
+        "latency per question: greedy {:.2} s, with self-correction {:.2} s ({:.2}x)",
+        per(plain_time),
+        per(cyberv_time),
+        cyberv_time.as_secs_f64() / plain_time.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
