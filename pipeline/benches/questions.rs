@@ -300,6 +300,7 @@ fn main() {
     };
     let mut cyberv = CaptionWorker::new(
         GroundedQa::load(&llm_dir, tch::Device::Cpu).unwrap(),
+        None,
         ImageTagger::load(&models.join("efficientnet-lite0")).unwrap(),
         config.clone(),
     );

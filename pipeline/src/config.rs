@@ -309,6 +309,11 @@ pub struct CaptionsConfig {
     pub segments: usize,
     /// The LLM (Llama family, HF layout): a folder under the model folder, or a path.
     pub llm_model: PathBuf,
+    /// The full model path: a folder with `vision/` (SigLIP or CLIP), `projector/` (Video-CCAM)
+    /// and `llm/` (Llama family), under the model folder or a path. When set, chunks are
+    /// captioned from their frames; unset, from the perception results. Questions about
+    /// stored video always use `llm_model` over the stored observations (frames are not kept).
+    pub video_model: Option<PathBuf>,
     /// The ImageNet tagger (ONNX): a folder under the model folder, or a path.
     pub tag_model: PathBuf,
     /// Tags kept per frame.
@@ -338,6 +343,7 @@ impl Default for CaptionsConfig {
             chunk_s: 10.0,
             segments: 5,
             llm_model: PathBuf::from("smollm2-135m-instruct-hf"),
+            video_model: None,
             tag_model: PathBuf::from("efficientnet-lite0"),
             tags_per_frame: 3,
             candidates: 2,

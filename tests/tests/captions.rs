@@ -25,8 +25,15 @@ struct Run {
 }
 
 /// Captions a 20 s recording showing "GATE 3" with the controller's threshold `threshold`.
-/// Reads the captions topic until `enough` messages or for `wait`.
-fn caption_recording(camera: &str, threshold: f64, enough: usize, wait: Duration) -> Run {
+/// Reads the captions topic until `enough` messages or for `wait`. `captions` is more of
+/// the `[captions]` section.
+fn caption_recording(
+    camera: &str,
+    threshold: f64,
+    captions: &str,
+    enough: usize,
+    wait: Duration,
+) -> Run {
     let services = services();
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("gate.mp4");
@@ -57,7 +64,7 @@ fn caption_recording(camera: &str, threshold: f64, enough: usize, wait: Duration
         format!(
             "{text}[moments]\nenabled = false\n\
              [captions]\nenabled = true\nchunk_s = {CHUNK_S}.0\nsegments = {SEGMENTS}\n\
-             threshold = {threshold}\nmax_new_tokens = 24\n"
+             threshold = {threshold}\nmax_new_tokens = 24\n{captions}"
         ),
     )
     .unwrap();
@@ -111,10 +118,9 @@ fn millis(value: &serde_json::Value) -> i64 {
         .timestamp_millis()
 }
 
-#[test]
-fn a_caption_the_controller_does_not_accept_is_revised_on_the_topic() {
-    let chunks = (SECONDS as i64 / CHUNK_S) as usize;
-    let run = caption_recording("gate-corrected", 1.0, 2 * chunks, Duration::from_secs(30));
+/// Every chunk has a first caption the controller did not accept and a revision linked to it,
+/// whose key frames lie in the key segments the sensor reading named.
+fn assert_revised_per_chunk(run: &Run, chunks: usize) {
     let mut by_chunk: BTreeMap<i64, Vec<&serde_json::Value>> = BTreeMap::new();
     for message in &run.captions {
         by_chunk
@@ -182,9 +188,51 @@ fn a_caption_the_controller_does_not_accept_is_revised_on_the_topic() {
             .count();
         assert_eq!(marked, key_frames.len(), "{revision}");
     }
+}
+
+#[test]
+fn a_caption_the_controller_does_not_accept_is_revised_on_the_topic() {
+    let chunks = (SECONDS as i64 / CHUNK_S) as usize;
+    let run = caption_recording(
+        "gate-corrected",
+        1.0,
+        "",
+        2 * chunks,
+        Duration::from_secs(30),
+    );
+    assert_revised_per_chunk(&run, chunks);
+    assert!(run.captions.iter().all(|m| m.payload["model"]
+        .as_str()
+        .unwrap()
+        .starts_with("video-qa/")));
     // Redis keeps one caption per chunk: the revision.
     assert_eq!(run.redis_entries.len(), chunks);
     assert!(run.redis_entries.iter().all(|c| c["revision"] == 2));
+}
+
+#[test]
+fn the_full_model_path_captions_from_frames_and_is_corrected_the_same_way() {
+    // The tiny seeded vision tower + CCAM + Llama in the real formats: its words mean
+    // nothing, but every step a real checkpoint takes runs, and the revision links the same.
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../operators/tests/fixtures/video-llm-tiny")
+        .canonicalize()
+        .unwrap();
+    let chunks = (SECONDS as i64 / CHUNK_S) as usize;
+    let run = caption_recording(
+        "gate-frames",
+        1.0,
+        &format!("video_model = \"{}\"\n", model.display()),
+        2 * chunks,
+        Duration::from_secs(30),
+    );
+    assert_revised_per_chunk(&run, chunks);
+    assert!(
+        run.captions
+            .iter()
+            .all(|m| m.payload["model"] == "video-llm/video-llm-tiny"),
+        "captions from frames name the video model"
+    );
 }
 
 #[test]
@@ -192,7 +240,13 @@ fn a_caption_the_controller_accepts_triggers_no_revision() {
     let chunks = (SECONDS as i64 / CHUNK_S) as usize;
     // Everything is on the topic once Argus has exited: reading a while for one message more
     // than the chunks would find a revision.
-    let run = caption_recording("gate-accepted", 0.0, chunks + 1, Duration::from_secs(10));
+    let run = caption_recording(
+        "gate-accepted",
+        0.0,
+        "",
+        chunks + 1,
+        Duration::from_secs(10),
+    );
     assert_eq!(run.captions.len(), chunks, "no revisions");
     for message in &run.captions {
         let caption = &message.payload;

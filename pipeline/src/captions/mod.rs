@@ -22,6 +22,7 @@ use std::time::Duration;
 use argus_operators::motion::{MotionConfig, MotionDetector};
 use argus_operators::ocr::TextLine;
 use argus_operators::tagging::ImageTagger;
+use argus_operators::video_llm::VideoLlm;
 use argus_operators::video_qa::GroundedQa;
 use argus_operators::BgrImage;
 use chrono::{DateTime, Utc};
@@ -39,8 +40,11 @@ use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
 
 /// A live chunk is closed this long after its end even if no later frame came.
 const LIVE_GRACE: Duration = Duration::from_secs(1);
-/// The name captions carry in their `model` field, after the LLM folder's name.
+/// The `model` field of captions and answers written from observations, before the LLM
+/// folder's name.
 const MODEL_PREFIX: &str = "video-qa";
+/// The `model` field of captions written from frames (the full path), before its folder's name.
+const VIDEO_MODEL_PREFIX: &str = "video-llm";
 
 /// Per camera: its open chunk, its motion detector, and whether it is live.
 struct CameraState {
@@ -129,10 +133,28 @@ impl Captioner {
             "{MODEL_PREFIX}/{}",
             llm_dir.file_name().unwrap_or_default().to_string_lossy()
         );
+        let video = match &config.video_model {
+            Some(dir) => {
+                let dir = CaptionsConfig::model_dir(dir, models);
+                tracing::info!(model = %dir.display(), "captions from frames: vision tower, CCAM, LLM");
+                Some((VideoLlm::load(&dir, tch::Device::Cpu)?, dir))
+            }
+            None => None,
+        };
+        let caption_model = video.as_ref().map_or_else(
+            || model.clone(),
+            |(_, dir)| {
+                format!(
+                    "{VIDEO_MODEL_PREFIX}/{}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                )
+            },
+        );
         let (jobs, mut queue) = mpsc::channel::<Job>(config.queue);
         let (questions, mut asked) = mpsc::channel::<QuestionJob>(QUESTION_QUEUE);
         let (written, mut to_publish) = mpsc::unbounded_channel::<ToPublish>();
-        let mut worker = CaptionWorker::new(qa, tagger, config.clone());
+        let mut worker =
+            CaptionWorker::new(qa, video.map(|(video, _)| video), tagger, config.clone());
         let worker_metrics = metrics.clone();
         let worker_rules = rules.clone();
         std::thread::Builder::new()
@@ -184,7 +206,7 @@ impl Captioner {
             alerts_topic: topics.alerts.clone(),
             redis: redis.clone(),
             metrics: metrics.clone(),
-            model: model.clone(),
+            model: caption_model,
             keep: config.keep_per_camera,
             first_ids: HashMap::new(),
         };

@@ -12,13 +12,14 @@ use argus_operators::self_correction::{
     Candidate, Controller, ControllerConfig, Sensor, SensorReading, Verdict,
 };
 use argus_operators::tagging::{ImageTagger, Tag};
+use argus_operators::video_llm::{ChunkContext, VideoLlm};
 use argus_operators::video_qa::{answer_key, Evidence, GroundedQa, RoundOptions, Task, UNKNOWN};
 use argus_operators::{BgrImage, OperatorError};
 use chrono::{DateTime, Utc};
 
 use super::alerts::CompiledRule;
 use super::chunk::Chunk;
-use super::evidence::{evidence, representatives, Described};
+use super::evidence::{evidence, representatives, time_label, Described};
 use super::questions::QuestionEvidence;
 use crate::config::CaptionsConfig;
 use crate::publish::messages::{
@@ -59,6 +60,8 @@ struct Look {
     instants: Vec<DateTime<Utc>>,
     /// The frames shown as key frames.
     key_frames: Vec<DateTime<Utc>>,
+    /// Per segment, the frames shown (indices into the chunk's frames, in time order).
+    shown: Vec<Vec<usize>>,
 }
 
 /// What the caption rounds saw of a chunk, for the alert rules.
@@ -66,9 +69,8 @@ struct Seen {
     /// Tags of every frame that was tagged (each segment's representative, and the key
     /// segments' frames after a correction).
     tagged: Vec<(usize, Vec<Tag>)>,
-    /// The observations of the last round (the corrected ones after a correction).
-    evidence: Evidence,
-    instants: Vec<DateTime<Utc>>,
+    /// The last round's look (the closer one after a correction).
+    look: Look,
 }
 
 /// A caption before it gets its message id.
@@ -108,14 +110,23 @@ pub enum AnswerStep {
 }
 
 pub struct CaptionWorker {
+    /// Answers from observations: questions about stored video, and chunks when no video
+    /// model is configured.
     qa: GroundedQa,
+    /// The full path (tower, CCAM, LLM), when configured: chunks are captioned from frames.
+    video: Option<VideoLlm>,
     tagger: ImageTagger,
     controller: Controller,
     config: CaptionsConfig,
 }
 
 impl CaptionWorker {
-    pub fn new(qa: GroundedQa, tagger: ImageTagger, config: CaptionsConfig) -> Self {
+    pub fn new(
+        qa: GroundedQa,
+        video: Option<VideoLlm>,
+        tagger: ImageTagger,
+        config: CaptionsConfig,
+    ) -> Self {
         let controller = Controller::new(ControllerConfig {
             threshold: config.threshold,
             key_segments: config.key_segments,
@@ -123,6 +134,7 @@ impl CaptionWorker {
         });
         Self {
             qa,
+            video,
             tagger,
             controller,
             config,
@@ -155,13 +167,15 @@ impl CaptionWorker {
     ) -> Result<Seen, OperatorError> {
         let started = Instant::now();
         let mut tagged = Vec::new();
+        let first = self.described(chunk, &[], &mut tagged)?;
+        let seed = chunk.start.timestamp_millis() as u64;
+        let (round, reading, verdict) = self.chunk_round(chunk, &first, &Task::Caption, seed)?;
         let Look {
             evidence: first_evidence,
             instants: first_instants,
+            shown: first_shown,
             ..
-        } = self.described(chunk, &[], &mut tagged)?;
-        let seed = chunk.start.timestamp_millis() as u64;
-        let (round, reading, verdict) = self.round(&first_evidence, &Task::Caption, seed)?;
+        } = first;
         let sensor = summary(&round, &reading, &verdict);
         let best = verdict
             .best()
@@ -184,18 +198,24 @@ impl CaptionWorker {
         if verdict.accepted {
             return Ok(Seen {
                 tagged,
-                evidence: first_evidence,
-                instants: first_instants,
+                look: Look {
+                    evidence: first_evidence,
+                    instants: first_instants,
+                    key_frames: Vec::new(),
+                    shown: first_shown,
+                },
             });
         }
 
         let correction_started = Instant::now();
+        let closer = self.described(chunk, &verdict.key_segments, &mut tagged)?;
+        let text = self.chunk_correct(chunk, &closer, &Task::Caption, seed)?;
         let Look {
             evidence: corrected,
             instants,
             key_frames,
-        } = self.described(chunk, &verdict.key_segments, &mut tagged)?;
-        let text = self.correct(&corrected, &Task::Caption, seed)?;
+            shown,
+        } = closer;
         hand_over(Written::Revision(Draft {
             camera: chunk.camera.clone(),
             source: chunk.source.clone(),
@@ -211,8 +231,12 @@ impl CaptionWorker {
         }));
         Ok(Seen {
             tagged,
-            evidence: corrected,
-            instants,
+            look: Look {
+                evidence: corrected,
+                instants,
+                key_frames: Vec::new(),
+                shown,
+            },
         })
     }
 
@@ -266,11 +290,17 @@ impl CaptionWorker {
             .filter(|(_, _, key)| *key)
             .map(|&(_, frame, _)| chunk.frames[frame].wall_time)
             .collect();
+        let mut shown = vec![Vec::new(); segments];
+        for &(segment, frame, _) in &picks {
+            shown[segment].push(frame);
+        }
+        shown.iter_mut().for_each(|frames| frames.sort_unstable());
         let (evidence, instants) = evidence(chunk, segments, &described);
         Ok(Look {
             evidence,
             instants,
             key_frames,
+            shown,
         })
     }
 
@@ -312,18 +342,16 @@ impl CaptionWorker {
         };
         let task = Task::Question(question.to_owned());
         let seed = chunk.start.timestamp_millis() as u64;
-        let (_, _, verdict) = self.round(&seen.evidence, &task, seed)?;
+        let (_, _, verdict) = self.chunk_round(chunk, &seen.look, &task, seed)?;
         let best = verdict.best().map(|b| (b.key.clone(), b.text.clone()));
         let (key, text, accepted_first) = match best {
             Some((key, text)) if verdict.accepted => (key, text, true),
             _ => {
                 // Not trusted: a second look at the key segments before any alarm.
                 let mut tagged = seen.tagged.clone();
-                let corrected = self
-                    .described(chunk, &verdict.key_segments, &mut tagged)?
-                    .evidence;
-                let text = self.correct(&corrected, &task, seed)?;
-                (answer_key(&task, &text, &corrected), text, false)
+                let closer = self.described(chunk, &verdict.key_segments, &mut tagged)?;
+                let text = self.chunk_correct(chunk, &closer, &task, seed)?;
+                (answer_key(&task, &text, &closer.evidence), text, false)
             }
         };
         if key != "yes" {
@@ -345,7 +373,7 @@ impl CaptionWorker {
             accepted_first,
         };
         Ok(Some(draft(
-            lines(&seen.evidence, &seen.instants),
+            lines(&seen.look.evidence, &seen.look.instants),
             frame,
             Some(answer),
         )))
@@ -404,6 +432,70 @@ impl CaptionWorker {
         Ok(())
     }
 
+    /// A CyberV round on a chunk: from its frames on the full path, from its observations
+    /// otherwise.
+    fn chunk_round(
+        &self,
+        chunk: &Chunk,
+        look: &Look,
+        task: &Task,
+        seed: u64,
+    ) -> Result<(Vec<Candidate>, SensorReading, Verdict), OperatorError> {
+        let Some(video) = &self.video else {
+            return self.round(&look.evidence, task, seed);
+        };
+        let round = video.candidates(
+            &frames_shown(chunk, look),
+            &context(chunk),
+            task,
+            &self.round_options(seed),
+        )?;
+        let reading = Sensor.read(&round);
+        let verdict =
+            self.controller
+                .decide(&round, &reading, &look.evidence.least_trusted_segments());
+        Ok((round, reading, verdict))
+    }
+
+    /// The correction round's answer on a chunk (see [`CaptionWorker::chunk_round`]).
+    fn chunk_correct(
+        &self,
+        chunk: &Chunk,
+        look: &Look,
+        task: &Task,
+        seed: u64,
+    ) -> Result<String, OperatorError> {
+        let Some(video) = &self.video else {
+            return self.correct(&look.evidence, task, seed);
+        };
+        let answer = video.answer(
+            &frames_shown(chunk, look),
+            &context(chunk),
+            task,
+            self.correction_sampling(seed),
+            self.config.max_new_tokens,
+        )?;
+        Ok(non_empty(answer.text))
+    }
+
+    fn round_options(&self, seed: u64) -> RoundOptions {
+        RoundOptions {
+            candidates: self.config.candidates,
+            max_new_tokens: self.config.max_new_tokens,
+            temperature: self.config.temperature,
+            top_p: 0.95,
+            seed,
+        }
+    }
+
+    fn correction_sampling(&self, seed: u64) -> Sampling {
+        Sampling::Sample {
+            temperature: self.config.correction_temperature,
+            top_p: 0.95,
+            seed,
+        }
+    }
+
     /// One CyberV round: candidates, the sensor's reading and the controller's verdict.
     fn round(
         &self,
@@ -411,17 +503,9 @@ impl CaptionWorker {
         task: &Task,
         seed: u64,
     ) -> Result<(Vec<Candidate>, SensorReading, Verdict), OperatorError> {
-        let round = self.qa.candidates(
-            evidence,
-            task,
-            &RoundOptions {
-                candidates: self.config.candidates,
-                max_new_tokens: self.config.max_new_tokens,
-                temperature: self.config.temperature,
-                top_p: 0.95,
-                seed,
-            },
-        )?;
+        let round = self
+            .qa
+            .candidates(evidence, task, &self.round_options(seed))?;
         let reading = Sensor.read(&round);
         let verdict = self
             .controller
@@ -439,18 +523,10 @@ impl CaptionWorker {
         let answer = self.qa.answer(
             evidence,
             task,
-            Sampling::Sample {
-                temperature: self.config.correction_temperature,
-                top_p: 0.95,
-                seed,
-            },
+            self.correction_sampling(seed),
             self.config.max_new_tokens,
         )?;
-        Ok(if answer.text.is_empty() {
-            UNKNOWN.to_string()
-        } else {
-            answer.text
-        })
+        Ok(non_empty(answer.text))
     }
 
     fn tag(
@@ -463,6 +539,36 @@ impl CaptionWorker {
             return Ok(Vec::new());
         }
         self.tagger.tag_batch(&images, self.config.tags_per_frame)
+    }
+}
+
+/// `unknown` for an empty answer.
+fn non_empty(text: String) -> String {
+    if text.is_empty() {
+        UNKNOWN.to_string()
+    } else {
+        text
+    }
+}
+
+/// The frames a look shows, per segment, for the full path.
+fn frames_shown(chunk: &Chunk, look: &Look) -> Vec<Vec<BgrImage>> {
+    look.shown
+        .iter()
+        .map(|frames| {
+            frames
+                .iter()
+                .map(|&i| chunk.frames[i].image.as_ref().clone())
+                .collect()
+        })
+        .collect()
+}
+
+fn context(chunk: &Chunk) -> ChunkContext {
+    ChunkContext {
+        camera: chunk.camera.clone(),
+        from: time_label(chunk.start),
+        to: time_label(chunk.end),
     }
 }
 
