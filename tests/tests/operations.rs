@@ -44,7 +44,9 @@ fn every_metric_of_the_dashboards_and_alert_rules_is_in_a_live_scrape() {
         &unique("argus.test.operations"),
         &unique("argus-test"),
         http_port,
-        "[[streams]]\nid = \"ops\"\nuri = \"test:ball?width=160&height=120&fps=5\"\nsample_fps = 2.0\n",
+        // Captions on: their series are on the dashboards too.
+        "[captions]\nenabled = true\n\
+         [[streams]]\nid = \"ops\"\nuri = \"test:ball?width=160&height=120&fps=5\"\nsample_fps = 2.0\n",
     );
     let argus = Argus::start(
         &config,

@@ -119,6 +119,11 @@ impl Captioner {
     ) -> anyhow::Result<Self> {
         let (config, models) = (&service.captions, &service.models);
         let topics = &service.kafka.topics;
+        for task in ["caption", "question"] {
+            metrics
+                .caption_correction_latency
+                .with_label_values(&[task]);
+        }
         let rules = AlertRules::default();
         for rule in &service.alerts.rules {
             let compiled = rule.clone().compile().map_err(anyhow::Error::msg)?;

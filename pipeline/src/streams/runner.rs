@@ -74,6 +74,23 @@ pub(super) async fn run_stream(
         Err(error) => return fail(&context, &id, &shown_uri, error.to_string()).await,
     };
     tracing::info!(stream = %id, %source, fps = stream.sample_fps, "starting stream");
+    if context.captions.is_some() {
+        // From the start, at 0, where captions are enabled: dashboards and the
+        // captions-behind alert see the series before the first chunk closes.
+        let metrics = &context.metrics;
+        for counter in [
+            &metrics.caption_candidates,
+            &metrics.caption_corrections,
+            &metrics.caption_chunks_skipped,
+        ] {
+            counter.with_label_values(&[&id]);
+        }
+        for revision in ["first", "revision"] {
+            metrics
+                .captions_published
+                .with_label_values(&[id.as_str(), revision]);
+        }
+    }
     if context.moments.is_some() {
         // From the start, at 0: the indexing-stalled alert compares it with frames analysed
         // (and only where the series exists, that is where the moment index is enabled).
