@@ -44,7 +44,14 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
     let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
-    let captions = start_captions(&config, &kafka, &redis, &metrics).await?;
+    let captions = start_captions(
+        &config,
+        &kafka,
+        &redis,
+        moments.as_ref().map(|(indexer, _)| indexer.clone()),
+        &metrics,
+    )
+    .await?;
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
@@ -298,18 +305,25 @@ async fn start_captions(
     config: &Config,
     kafka: &KafkaPublisher,
     redis: &RedisState,
+    moments: Option<MomentIndexer>,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<Captioner>> {
     if !config.captions.enabled {
         tracing::info!("chunk captions disabled (captions.enabled = false)");
         return Ok(None);
     }
-    let captioner = Captioner::start(config, kafka.clone(), redis.clone(), metrics.clone())
-        .await
-        .context(
-            "starting the captioner (captions.llm_model, captions.tag_model, alerts.rules; \
+    let captioner = Captioner::start(
+        config,
+        kafka.clone(),
+        redis.clone(),
+        moments,
+        metrics.clone(),
+    )
+    .await
+    .context(
+        "starting the captioner (captions.llm_model, captions.tag_model, alerts.rules; \
              set captions.enabled = false to run without captions)",
-        )?;
+    )?;
     tracing::info!(
         chunk_s = config.captions.chunk_s,
         candidates = config.captions.candidates,

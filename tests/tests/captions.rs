@@ -22,6 +22,8 @@ const SECOND_START: &str = "2026-01-01T10:01:00Z";
 struct Run {
     captions: Vec<Received>,
     redis_entries: Vec<serde_json::Value>,
+    /// The camera's moment windows in Redis.
+    windows: Vec<serde_json::Value>,
 }
 
 /// Captions a 20 s recording showing "GATE 3" with the controller's threshold `threshold`.
@@ -62,8 +64,7 @@ fn caption_recording(
     std::fs::write(
         &config,
         format!(
-            "{text}[moments]\nenabled = false\n\
-             [captions]\nenabled = true\nchunk_s = {CHUNK_S}.0\nsegments = {SEGMENTS}\n\
+            "{text}[captions]\nenabled = true\nchunk_s = {CHUNK_S}.0\nsegments = {SEGMENTS}\n\
              threshold = {threshold}\nmax_new_tokens = 24\n{captions}"
         ),
     )
@@ -103,12 +104,30 @@ fn caption_recording(
         .arg(-1)
         .query(&mut redis)
         .unwrap();
+    let window_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{key_prefix}:moments:{camera}:*"))
+        .query(&mut redis)
+        .unwrap();
+    let windows = window_keys
+        .iter()
+        // `{prefix}:moments:{camera}:{start_ms}` (thumbnails and other keys beside them).
+        .filter(|key| {
+            key.rsplit(':')
+                .next()
+                .is_some_and(|s| s.parse::<i64>().is_ok())
+        })
+        .map(|key| {
+            let json: String = redis::cmd("GET").arg(key).query(&mut redis).unwrap();
+            serde_json::from_str(&json).unwrap()
+        })
+        .collect();
     Run {
         captions,
         redis_entries: stored
             .iter()
             .map(|json| serde_json::from_str(json).unwrap())
             .collect(),
+        windows,
     }
 }
 
@@ -262,6 +281,27 @@ fn a_caption_the_controller_accepts_triggers_no_revision() {
     }
     assert_eq!(run.redis_entries.len(), chunks);
     assert!(run.redis_entries.iter().all(|c| c["revision"] == 1));
+    // Captions join the moment index: each 2 s window carries its chunk's caption.
+    assert_eq!(
+        run.windows.len(),
+        SECONDS as usize / 2,
+        "the recording's windows"
+    );
+    for window in &run.windows {
+        let caption = run
+            .captions
+            .iter()
+            .find(|c| {
+                millis(&c.payload["start"]) <= millis(&window["start"])
+                    && millis(&window["start"]) < millis(&c.payload["end"])
+            })
+            .expect("a caption covers every window");
+        let text = caption.payload["text"].as_str().unwrap();
+        if text != "unknown" {
+            assert_eq!(window["caption"], text, "{window}");
+            assert!(window["text_embedding"].is_array());
+        }
+    }
 }
 
 fn question(camera: &str, text: &str, from: &str, to: &str) -> serde_json::Value {

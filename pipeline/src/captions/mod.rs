@@ -23,7 +23,7 @@ use argus_operators::motion::{MotionConfig, MotionDetector};
 use argus_operators::ocr::TextLine;
 use argus_operators::tagging::ImageTagger;
 use argus_operators::video_llm::VideoLlm;
-use argus_operators::video_qa::GroundedQa;
+use argus_operators::video_qa::{GroundedQa, UNKNOWN};
 use argus_operators::BgrImage;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +35,7 @@ use self::questions::{question_evidence, QuestionError, QuestionEvidence, Questi
 use self::worker::{AlertDraft, AnswerRound, AnswerStep, CaptionWorker, Draft, Written};
 use crate::config::{CaptionsConfig, Config};
 use crate::metrics::Metrics;
+use crate::moments::MomentIndexer;
 use crate::publish::messages::{Alert, Answer, Caption, MissingSpan, SensorSummary};
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
 
@@ -111,10 +112,12 @@ struct Inner {
 impl Captioner {
     /// Loads the LLM and the tagger (failing early with the missing file named), starts the
     /// captioning thread and the task that publishes what it writes.
+    /// With `moments`, every caption also joins the moment index (its chunk's windows).
     pub async fn start(
         service: &Config,
         kafka: KafkaPublisher,
         redis: RedisState,
+        moments: Option<MomentIndexer>,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let (config, models) = (&service.captions, &service.models);
@@ -212,6 +215,7 @@ impl Captioner {
             redis: redis.clone(),
             metrics: metrics.clone(),
             model: caption_model,
+            moments,
             keep: config.keep_per_camera,
             first_ids: HashMap::new(),
         };
@@ -607,6 +611,8 @@ fn parse_caption(json: &str) -> Option<Caption> {
 /// caption's message id.
 struct Publisher {
     kafka: KafkaPublisher,
+    /// Captions join the moment index's windows of their chunk.
+    moments: Option<MomentIndexer>,
     topic: String,
     alerts_topic: String,
     redis: RedisState,
@@ -677,6 +683,11 @@ impl Publisher {
             .zremrangebyrank(&key, 0, -(self.keep as isize) - 1)
             .ignore();
         self.redis.write_pipeline(pipeline).await;
+        if let Some(moments) = self.moments.as_ref().filter(|_| caption.text != UNKNOWN) {
+            moments
+                .add_caption(&camera, caption.start, caption.end, &caption.text)
+                .await;
+        }
         metrics
             .captions_published
             .with_label_values(&[

@@ -146,6 +146,70 @@ impl MomentIndexer {
             .copied()
     }
 
+    /// Adds a chunk's caption to the camera's windows within `[start, end)`: each is
+    /// re-embedded with it, re-indexed (replacing itself), stored and published again, so
+    /// moment search finds what the captions say. A revision's caption replaces the first.
+    pub async fn add_caption(
+        &self,
+        camera: &str,
+        start: chrono::DateTime<Utc>,
+        end: chrono::DateTime<Utc>,
+        caption: &str,
+    ) {
+        let inner = &self.inner;
+        let step = (inner.window_length.as_millis() as i64).max(1);
+        let mut window_start = start.timestamp_millis().div_euclid(step) * step;
+        while window_start < end.timestamp_millis() {
+            let stored = inner.store.get(camera, window_start).await;
+            window_start += step;
+            let mut window = match stored {
+                Ok(Some(window)) => window,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(camera, %error, "window not captioned: Redis is not reachable");
+                    continue;
+                }
+            };
+            window.caption = Some(caption.to_owned());
+            match inner.embedder.embed(vec![window.document()]).await {
+                Ok(mut embeddings) => window.text_embedding = embeddings.pop(),
+                Err(error) => {
+                    tracing::error!(camera, %error, "captioned window not re-embedded");
+                    continue;
+                }
+            }
+            window.message_id = uuid::Uuid::now_v7();
+            window.produced_at = Utc::now();
+            self.store_window(&window, None).await;
+        }
+    }
+
+    /// Adds a window to the in-memory index (replacing an earlier version), stores it (with
+    /// its thumbnail, when given) and publishes it.
+    async fn store_window(&self, window: &MomentWindow, thumbnail: Option<&[u8]>) {
+        let inner = &self.inner;
+        let camera = window.camera_id.as_str();
+        let json = serde_json::to_string(window).expect("moment windows serialise");
+        if let Some(index) = &inner.index {
+            if let Err(error) = index.insert(window) {
+                tracing::error!(camera, %error, "window not added to the in-memory index");
+            }
+            inner.metrics.moment_index_windows.set(index.len() as i64);
+        }
+        inner.store.put(window, &json, thumbnail).await;
+        let outgoing = Outgoing {
+            topic: &inner.topic,
+            key: camera,
+            payload: json,
+            schema_id: MomentWindow::SCHEMA_ID,
+            message_id: window.message_id.to_string(),
+            trace_id: new_trace_id(),
+        };
+        if let Err(error) = inner.kafka.publish(outgoing).await {
+            tracing::error!(camera, %error, "could not queue a moment window for Kafka");
+        }
+    }
+
     async fn index_window(&self, closed: ClosedWindow) {
         let inner = &self.inner;
         let camera = closed.camera_id.clone();
@@ -178,28 +242,8 @@ impl MomentIndexer {
             appearance: closed.appearance,
             produced_at: Utc::now(),
         };
-        let json = serde_json::to_string(&window).expect("moment windows serialise");
-        if let Some(index) = &inner.index {
-            if let Err(error) = index.insert(&window) {
-                tracing::error!(camera = %camera, %error, "window not added to the in-memory index");
-            }
-            inner.metrics.moment_index_windows.set(index.len() as i64);
-        }
-        inner
-            .store
-            .put(&window, &json, closed.thumbnail.as_deref())
+        self.store_window(&window, closed.thumbnail.as_deref())
             .await;
-        let outgoing = Outgoing {
-            topic: &inner.topic,
-            key: &camera,
-            payload: json,
-            schema_id: MomentWindow::SCHEMA_ID,
-            message_id: window.message_id.to_string(),
-            trace_id: new_trace_id(),
-        };
-        if let Err(error) = inner.kafka.publish(outgoing).await {
-            tracing::error!(camera = %camera, %error, "could not queue a moment window for Kafka");
-        }
         inner
             .metrics
             .moment_windows_indexed
