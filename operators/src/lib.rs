@@ -13,6 +13,8 @@
 //!   device) for the `tch` operators.
 //! * [`image`]: the frame type every vision operator takes (packed BGR, as OpenCV and the
 //!   PaddleOCR models expect).
+//! * [`image_text`]: one embedding space for frames and texts (CLIP / SigLIP, Hugging Face
+//!   checkpoints with `tch` or ONNX exports with `ort`), for text → image moment search.
 //! * [`llm`]: text generation with Llama-family decoders (SmolLM2, any HF Llama checkpoint) with `tch`.
 //! * [`motion`]: motion between consecutive frames of a camera (frame differencing with
 //!   `opencv`): how much changed and where, as regions named by their place in the frame.
@@ -34,11 +36,13 @@ pub mod ccam;
 pub mod checkpoint;
 pub mod error;
 pub mod image;
+pub mod image_text;
 pub mod llm;
 pub mod motion;
 mod nn;
 pub mod ocr;
 pub mod onnx;
+pub mod rerank;
 pub mod self_correction;
 pub mod tagging;
 pub mod text_embedding;

@@ -165,8 +165,10 @@ impl VisionConfig {
     }
 }
 
+/// The MLP activations of the ViT families (shared with the text towers in
+/// [`crate::image_text`]).
 #[derive(Debug, Clone, Copy)]
-enum Activation {
+pub(crate) enum Activation {
     Gelu,
     GeluTanh,
     /// CLIP's `x * sigmoid(1.702 x)`.
@@ -174,7 +176,7 @@ enum Activation {
 }
 
 impl Activation {
-    fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         match name {
             "gelu" => Some(Self::Gelu),
             "gelu_pytorch_tanh" | "gelu_new" => Some(Self::GeluTanh),
@@ -183,7 +185,7 @@ impl Activation {
         }
     }
 
-    fn forward(self, x: &Tensor) -> Result<Tensor, TchError> {
+    pub(crate) fn forward(self, x: &Tensor) -> Result<Tensor, TchError> {
         match self {
             Self::Gelu => x.f_gelu("none"),
             Self::GeluTanh => x.f_gelu("tanh"),
@@ -237,6 +239,18 @@ impl VisionTower {
     pub fn load(dir: &Path, device: Device) -> Result<Self, OperatorError> {
         let config = VisionConfig::load(&required_file(dir, CONFIG_FILE, MISSING_HINT)?)?;
         let mut checkpoint = Checkpoint::open_dir(dir, device, MISSING_HINT)?;
+        Self::from_checkpoint(dir.display().to_string(), config, &mut checkpoint, device)
+    }
+
+    /// Takes the tower's tensors out of an opened `checkpoint`, leaving the rest (a full
+    /// model's text tower and heads) for the caller, so the weights are read once. `name` is
+    /// what errors call the model.
+    pub fn from_checkpoint(
+        name: String,
+        config: VisionConfig,
+        checkpoint: &mut Checkpoint,
+        device: Device,
+    ) -> Result<Self, OperatorError> {
         // Full SigLIP / CLIP models nest the tower under `vision_model.`, and so do
         // vision-only models saved by transformers 4; transformers 5 saves those bare.
         let p = if checkpoint.has("vision_model.embeddings.patch_embedding.weight") {
@@ -273,7 +287,7 @@ impl VisionTower {
         let pre_norm = if clip {
             // The misspelling is `transformers`' own.
             Some(LayerNorm::load(
-                &mut checkpoint,
+                checkpoint,
                 &format!("{p}pre_layrnorm"),
                 hidden,
                 eps,
@@ -284,7 +298,7 @@ impl VisionTower {
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let l = format!("{p}encoder.layers.{i}");
-                let c = &mut checkpoint;
+                let c = &mut *checkpoint;
                 Ok(Layer {
                     norm1: LayerNorm::load(c, &format!("{l}.layer_norm1"), hidden, eps)?,
                     q: Linear::load(c, &format!("{l}.self_attn.q_proj"), hidden, hidden, true)?,
@@ -297,10 +311,9 @@ impl VisionTower {
                 })
             })
             .collect::<Result<Vec<_>, OperatorError>>()?;
-        let post_norm =
-            LayerNorm::load(&mut checkpoint, &format!("{p}post_layernorm"), hidden, eps)?;
+        let post_norm = LayerNorm::load(checkpoint, &format!("{p}post_layernorm"), hidden, eps)?;
         Ok(Self {
-            name: dir.display().to_string(),
+            name,
             // `VisionConfig::load` accepted the activation.
             activation: Activation::from_name(&config.hidden_act).unwrap_or(Activation::Gelu),
             config,
