@@ -119,6 +119,8 @@ fn main() {
                 embedding_model: "synthetic".into(),
                 text_embedding: Some(around(topic, SPREAD, &mut rng)),
                 appearance: vec![],
+                visual_model: None,
+                visual_embedding: None,
                 produced_at: start,
             });
             if batch.len() == BATCH || n + 1 == size {

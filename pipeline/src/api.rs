@@ -13,7 +13,7 @@
 //! | DELETE | `/api/v1/streams/{id}` | stop and remove a stream |
 //! | GET | `/api/v1/streams/{id}/thumbnail.jpg` | the latest analysed frame, 320 px wide |
 //! | GET | `/api/v1/events` | server-sent events: every result as it is published (`result`) |
-//! | GET | `/api/v1/moments?q=TEXT` | moments matching a text query (`camera`, `since`, `until`, `limit`) |
+//! | GET | `/api/v1/moments?q=TEXT` | moments matching a text query (`camera`, `since`, `until`, `limit`, `rerank=true`) |
 //! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters) |
 //! | GET | `/api/v1/moments/cameras` | indexed cameras, their window counts and time spans |
 //! | GET | `/api/v1/moments/thumbnails/{camera}/{start_ms}.jpg` | a window's thumbnail |
@@ -392,6 +392,10 @@ struct MomentParams {
     since: Option<String>,
     until: Option<String>,
     limit: Option<usize>,
+    /// Re-score the best moments with the LLM (text queries; slower: about a second per
+    /// candidate on a CPU).
+    #[serde(default)]
+    rerank: bool,
 }
 
 impl MomentParams {
@@ -418,6 +422,7 @@ impl IntoResponse for SearchError {
             SearchError::Query(QueryError::BadImage(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SearchError::Query(_) => StatusCode::BAD_REQUEST,
             SearchError::NoClip(_) => StatusCode::NOT_FOUND,
+            SearchError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SearchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         error(status, self.to_string())
@@ -611,7 +616,11 @@ async fn moments_by_text(
         (Err(error), _) | (_, Err(error)) => return error.into_response(),
     };
     let text = params.q.as_deref().unwrap_or("");
-    search_answer(search.by_text(text, &params.filters(), params.limit).await)
+    search_answer(
+        search
+            .by_text(text, &params.filters(), params.limit, params.rerank)
+            .await,
+    )
 }
 
 async fn moments_by_image(

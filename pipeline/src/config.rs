@@ -262,6 +262,18 @@ pub struct MomentsConfig {
     pub window_s: f64,
     /// The sentence-embedding model: a folder name under the model folder, or a path.
     pub text_model: PathBuf,
+    /// An image-text encoder (CLIP or SigLIP, Hugging Face or ONNX layout): a folder under
+    /// the model folder, or a path. When set, each window's middle frame is embedded in its
+    /// space, so text queries also match what the video looks like ("a red car") and image
+    /// queries match content, not only colours. Unset: text queries match OCR, tags and
+    /// captions; image queries match colour layout.
+    pub visual_model: Option<PathBuf>,
+    /// The LLM that reranks a text query's best moments when the query asks for it
+    /// (`rerank=true`): Llama family, HF layout, a folder under the model folder or a path.
+    /// Read on the first such query.
+    pub rerank_model: PathBuf,
+    /// How many of the best moments a rerank re-scores (at least the query's `limit`).
+    pub rerank_candidates: usize,
     /// Below this many windows in a query's camera and time range the search is exact (a scan);
     /// above, it uses the approximate (HNSW) index.
     pub exact_search_below: usize,
@@ -276,6 +288,9 @@ impl Default for MomentsConfig {
             enabled: true,
             window_s: 2.0,
             text_model: PathBuf::from("all-minilm-l6-v2"),
+            visual_model: None,
+            rerank_model: PathBuf::from("smollm2-135m-instruct-hf"),
+            rerank_candidates: 10,
             exact_search_below: 20_000,
             max_results: 100,
             retention: RetentionConfig::default(),
@@ -285,11 +300,16 @@ impl Default for MomentsConfig {
 
 impl MomentsConfig {
     pub fn text_model_dir(&self, models: &ModelsConfig) -> PathBuf {
-        if self.text_model.is_absolute() {
-            self.text_model.clone()
-        } else {
-            models.resolve_dir().join(&self.text_model)
-        }
+        CaptionsConfig::model_dir(&self.text_model, models)
+    }
+
+    pub fn rerank_model_dir(&self, models: &ModelsConfig) -> PathBuf {
+        CaptionsConfig::model_dir(&self.rerank_model, models)
+    }
+
+    pub fn visual_model_dir(&self, models: &ModelsConfig) -> Option<PathBuf> {
+        let model = self.visual_model.as_deref()?;
+        Some(CaptionsConfig::model_dir(model, models))
     }
 }
 
@@ -596,9 +616,14 @@ impl Config {
                 self.moments.window_s
             )));
         }
-        if self.moments.retention.interval_s == 0 || self.moments.max_results == 0 {
+        if self.moments.retention.interval_s == 0
+            || self.moments.max_results == 0
+            || self.moments.rerank_candidates == 0
+        {
             return Err(ConfigError::Invalid(
-                "moments.retention.interval_s and moments.max_results must be at least 1".into(),
+                "moments.retention.interval_s, moments.max_results and \
+                 moments.rerank_candidates must be at least 1"
+                    .into(),
             ));
         }
         let captions = &self.captions;

@@ -70,6 +70,9 @@ struct EvalArgs {
     /// Frames per second to analyse.
     #[arg(long, default_value_t = 2.0, value_name = "FPS")]
     fps: f64,
+    /// Also ask every text query with the LLM rerank and score both, side by side.
+    #[arg(long)]
+    rerank: bool,
     /// Also write the full report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -113,6 +116,10 @@ struct MomentsArgs {
     /// How many moments to show.
     #[arg(short = 'k', long, default_value_t = 10)]
     limit: usize,
+    /// Re-score the best moments with the service's LLM (moments.rerank_model) reading their
+    /// on-screen text, tags and captions; slower.
+    #[arg(long, conflicts_with = "image")]
+    rerank: bool,
     /// The Argus API; default: http.listen of the configuration.
     #[arg(long, value_name = "URL")]
     api: Option<String>,
@@ -275,6 +282,7 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
                 &args.dir,
                 &args.camera,
                 args.fps,
+                args.rerank,
             ))?;
             argus::moments::benchmark::print(&report);
             if let Some(output) = args.output {
@@ -293,6 +301,7 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
                     since: args.since,
                     until: args.until,
                     limit: args.limit,
+                    rerank: args.rerank,
                     api: args.api,
                     json: args.json,
                 },

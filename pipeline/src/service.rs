@@ -14,7 +14,10 @@ use crate::cluster::{self, CameraDirectory};
 use crate::config::Config;
 use crate::ingest;
 use crate::metrics::Metrics;
-use crate::moments::{Embedder, MomentIndex, MomentIndexer, MomentSearch, MomentStore};
+use crate::moments::{
+    rerank::MomentReranker, Embedder, MomentIndex, MomentIndexer, MomentSearch, MomentStore,
+    VisualEmbedder,
+};
 use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
 use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
 
@@ -262,12 +265,32 @@ pub(crate) async fn start_moments(
             model_dir.display()
         )
     })?;
+    let visual = match config.moments.visual_model_dir(&config.models) {
+        Some(dir) => {
+            let visual = VisualEmbedder::start(&dir).with_context(|| {
+                format!(
+                    "loading the moment index's image-text encoder from {} \
+                     (moments.visual_model: a CLIP or SigLIP folder; unset it to index text \
+                     and colour layout only)",
+                    dir.display()
+                )
+            })?;
+            tracing::info!(
+                model = visual.model(),
+                "moment windows are embedded visually"
+            );
+            Some(visual)
+        }
+        None => None,
+    };
     let store = MomentStore::new(redis.clone());
     let index = Arc::new(MomentIndex::new(config.moments.exact_search_below));
     let search = MomentSearch::new(
         index.clone(),
         store.clone(),
         embedder.clone(),
+        visual.clone(),
+        MomentReranker::start(config.moments.rerank_model_dir(&config.models)),
         config.moments.clone(),
         metrics.clone(),
     );
@@ -289,6 +312,7 @@ pub(crate) async fn start_moments(
     let indexer = MomentIndexer::new(
         Duration::from_secs_f64(config.moments.window_s),
         embedder,
+        visual,
         kafka.clone(),
         config.kafka.topics.moments.clone(),
         store,

@@ -37,11 +37,20 @@ fn build_benchmark(dir: &Path) -> PathBuf {
 
 /// Runs an `argus` command to its end; (exit code, stdout, stderr).
 fn argus_command(config: &Path, args: &[&str]) -> (i32, String, String) {
+    argus_command_with_env(config, args, &[])
+}
+
+fn argus_command_with_env(
+    config: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let output = Command::new(argus_binary())
         .arg("--config")
         .arg(config)
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .output()
         .expect("argus runs");
     (
@@ -198,6 +207,26 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
         webm.len()
     );
 
+    // An LLM rerank re-scores the best moments from their evidence; the phrase's span stays
+    // on top, and each moment shows the LLM's judgement beside its retrieval score.
+    let (status, reranked) = argus.get_status(&format!(
+        "/api/v1/moments?q={}&camera=bench&limit=5&rerank=true",
+        phrase.replace(' ', "+")
+    ));
+    assert_eq!(status, 200, "{reranked}");
+    let top = &reranked["moments"][0];
+    let found = (seconds_of(top, "start"), seconds_of(top, "end"));
+    assert!(
+        iou(found, (truth_start, truth_end)) >= 0.5,
+        "reranked, the top moment is {found:?}: {reranked}"
+    );
+    for moment in reranked["moments"].as_array().unwrap() {
+        let relevance = moment["evidence"]["rerank"]
+            .as_f64()
+            .expect("every moment is reranked");
+        assert!((0.0..=1.0).contains(&relevance), "{moment}");
+    }
+
     // The CLI asks the same API.
     let (code, stdout, stderr) = argus_command(
         &config,
@@ -229,6 +258,146 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(bench["windows"], 30, "all windows reloaded: {cameras}");
+}
+
+/// The tiny seeded CLIP (Hugging Face layout) that operators/tests/image_text.rs checks
+/// against `transformers`: real loading and forward code, random weights.
+fn tiny_clip() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../operators/tests/fixtures/clip-pair-tiny")
+        .canonicalize()
+        .expect("the tiny CLIP fixture exists")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let (text_video, ball_video) = (dir.path().join("alpha.mp4"), dir.path().join("ball.mp4"));
+    make_text_video(&text_video, "ALPHA", 6);
+    make_moving_video(&ball_video, 6);
+    let key_prefix = unique("argus-test-visual");
+    let http_port = free_port();
+    let config = write_config(
+        dir.path(),
+        &services,
+        &unique("argus.test.visual"),
+        &key_prefix,
+        http_port,
+        &[],
+    );
+    let clip = tiny_clip();
+    let env = [
+        ("ARGUS_MOMENTS__VISUAL_MODEL", clip.as_str()),
+        // No LLM there: a rerank request must fail clearly and leave search working.
+        ("ARGUS_MOMENTS__RERANK_MODEL", "/nonexistent/llm"),
+    ];
+    // One camera, two recordings a minute apart: text on a colour-bar pattern, then a ball.
+    for (video, start) in [(&text_video, START), (&ball_video, "2026-01-01T00:01:00Z")] {
+        let args = [
+            "index",
+            video.to_str().unwrap(),
+            "--camera",
+            "scenes",
+            "--start",
+            start,
+            "--fps",
+            "2",
+        ];
+        let (code, _, stderr) = argus_command_with_env(&config, &args, &env);
+        assert_eq!(code, 0, "argus index failed:\n{stderr}");
+    }
+
+    // Every stored window carries its middle frame's embedding and the model's name.
+    let mut redis = redis_connection(&services);
+    let timeline = format!("{key_prefix}:moments:scenes");
+    let starts: Vec<i64> = redis::cmd("ZRANGE")
+        .arg(&timeline)
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(starts.len(), 6, "two recordings of 6 s in 2 s windows");
+    let schema = schema("moment-window");
+    for start in &starts {
+        let json: String = redis::cmd("GET")
+            .arg(format!("{timeline}:{start}"))
+            .query(&mut redis)
+            .unwrap();
+        let window: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(window["visual_model"], "clip-pair-tiny", "{window}");
+        let embedding = window["visual_embedding"].as_array().expect("embedded");
+        let norm: f64 = embedding
+            .iter()
+            .map(|v| v.as_f64().unwrap().powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "unit length: {norm}");
+        if let Err(error) = schema.validate(&window) {
+            panic!("{error}: {window}");
+        }
+    }
+
+    let http = format!("http://127.0.0.1:{http_port}");
+    let argus = Argus::start_with_env(
+        &config,
+        &[],
+        &env,
+        artifacts_dir().join("moments.visual.log"),
+        http.clone(),
+    );
+    wait_until(Duration::from_secs(60), "the API", || argus.is_up());
+
+    // By image: a ball window's own thumbnail finds the ball recording, on the encoder's
+    // near-identical embedding of the same frame.
+    let ball_window = starts[4];
+    let thumbnail = ureq::get(&format!(
+        "{http}/api/v1/moments/thumbnails/scenes/{ball_window}.jpg"
+    ))
+    .call()
+    .expect("the thumbnail is served")
+    .body_mut()
+    .read_to_vec()
+    .unwrap();
+    let mut response = ureq::post(&format!(
+        "{http}/api/v1/moments/by-image?camera=scenes&limit=3"
+    ))
+    .send(&thumbnail[..])
+    .expect("search by image");
+    let answer: serde_json::Value = response.body_mut().read_json().unwrap();
+    let top = &answer["moments"][0];
+    assert!(
+        seconds_of(top, "start") >= 60.0,
+        "the ball recording comes first: {answer}"
+    );
+    let visual = top["evidence"]["visual"]
+        .as_f64()
+        .expect("the visual match is quoted");
+    assert!(visual > 0.95, "the same frame matches itself: {visual}");
+
+    // By text: the on-screen word still finds its recording, and each moment says how well
+    // its frames matched the query in the image-text space.
+    let answer = argus
+        .get_json("/api/v1/moments?q=alpha&camera=scenes&limit=3")
+        .unwrap();
+    let top = &answer["moments"][0];
+    assert!(seconds_of(top, "end") <= 6.0, "{answer}");
+    let visual = top["evidence"]["visual"]
+        .as_f64()
+        .expect("text queries are scored visually too");
+    assert!((0.0..=1.0).contains(&visual), "{visual}");
+
+    let (status, answer) = argus.get_status("/api/v1/moments?q=alpha&camera=scenes&rerank=true");
+    assert_eq!(status, 503, "{answer}");
+    let message = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("rerank model") && message.contains("/nonexistent/llm"),
+        "{message}"
+    );
+    let (status, _) = argus.get_status("/api/v1/moments?q=alpha&camera=scenes");
+    assert_eq!(status, 200, "search without rerank still answers");
 }
 
 #[test]

@@ -67,8 +67,12 @@ pub struct BenchmarkReport {
     /// The same spans asked in other words.
     pub paraphrase: RetrievalScores,
     pub image: RetrievalScores,
+    /// The text and paraphrase queries again with the LLM rerank (`argus eval --rerank`).
+    pub text_reranked: Option<RetrievalScores>,
+    pub paraphrase_reranked: Option<RetrievalScores>,
     pub queries: Vec<QueryReport>,
     pub query_latency_ms_p50: f64,
+    pub reranked_latency_ms_p50: Option<f64>,
 }
 
 fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
@@ -105,6 +109,7 @@ pub async fn run(
     dir: &Path,
     camera: &str,
     sample_fps: f64,
+    rerank: bool,
 ) -> anyhow::Result<BenchmarkReport> {
     let video = dir.join("benchmark.mkv");
     anyhow::ensure!(
@@ -148,31 +153,44 @@ pub async fn run(
 
     let mut reports = Vec::new();
     let mut latencies = Vec::new();
-    let mut text_outcomes = Vec::new();
-    let mut paraphrase_outcomes = Vec::new();
+    let (mut text_outcomes, mut paraphrase_outcomes) = (Vec::new(), Vec::new());
+    let mut reranked_latencies = Vec::new();
+    let (mut text_reranked, mut paraphrase_reranked) = (Vec::new(), Vec::new());
     for query in &text_queries {
-        let started = Instant::now();
-        let answer = search
-            .by_text(&query.query, &filters, Some(PREDICTIONS))
-            .await
-            .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
-        latencies.push(started.elapsed().as_secs_f64() * 1e3);
-        let predictions = in_seconds(&answer.moments, start);
-        reports.push(QueryReport {
-            id: query.id.clone(),
-            query: query.query.clone(),
-            ground_truth: query.spans.clone(),
-            top: predictions.first().map(|p| [p.start, p.end, p.score]),
-            took_ms: answer.took_ms,
-        });
-        let outcome = QueryOutcome {
-            ground_truth: spans(&query.spans),
-            predictions,
-        };
-        if query.kind == "paraphrase" {
-            paraphrase_outcomes.push(outcome);
-        } else {
-            text_outcomes.push(outcome);
+        for reranked in [false, true] {
+            if reranked && !rerank {
+                continue;
+            }
+            let started = Instant::now();
+            let answer = search
+                .by_text(&query.query, &filters, Some(PREDICTIONS), reranked)
+                .await
+                .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id))?;
+            let took_ms = started.elapsed().as_secs_f64() * 1e3;
+            let predictions = in_seconds(&answer.moments, start);
+            reports.push(QueryReport {
+                id: query.id.clone(),
+                query: if reranked {
+                    format!("{} (reranked)", query.query)
+                } else {
+                    query.query.clone()
+                },
+                ground_truth: query.spans.clone(),
+                top: predictions.first().map(|p| [p.start, p.end, p.score]),
+                took_ms: answer.took_ms,
+            });
+            let outcome = QueryOutcome {
+                ground_truth: spans(&query.spans),
+                predictions,
+            };
+            let (outcomes, times) = match (reranked, query.kind == "paraphrase") {
+                (false, false) => (&mut text_outcomes, &mut latencies),
+                (false, true) => (&mut paraphrase_outcomes, &mut latencies),
+                (true, false) => (&mut text_reranked, &mut reranked_latencies),
+                (true, true) => (&mut paraphrase_reranked, &mut reranked_latencies),
+            };
+            outcomes.push(outcome);
+            times.push(took_ms);
         }
     }
     let mut image_outcomes = Vec::new();
@@ -197,16 +215,23 @@ pub async fn run(
             predictions,
         });
     }
-    latencies.sort_by(f64::total_cmp);
     let _ = kafka.close(std::time::Duration::from_secs(10)).await;
     Ok(BenchmarkReport {
         indexing,
         text: eval::score(&text_outcomes),
         paraphrase: eval::score(&paraphrase_outcomes),
         image: eval::score(&image_outcomes),
+        text_reranked: rerank.then(|| eval::score(&text_reranked)),
+        paraphrase_reranked: rerank.then(|| eval::score(&paraphrase_reranked)),
         queries: reports,
-        query_latency_ms_p50: latencies.get(latencies.len() / 2).copied().unwrap_or(0.0),
+        query_latency_ms_p50: median(&mut latencies).unwrap_or(0.0),
+        reranked_latency_ms_p50: median(&mut reranked_latencies),
     })
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 /// The report as the table BENCHMARKS.md shows.
@@ -231,11 +256,17 @@ pub fn print(report: &BenchmarkReport) {
     }
     println!();
     println!("             queries  R1@0.5  R1@0.7  mAP@0.5  mAP@0.75  mAP@[.5:.95]  R@1    R@5");
-    for (name, scores) in [
-        ("text", &report.text),
-        ("paraphrase", &report.paraphrase),
-        ("image", &report.image),
-    ] {
+    let rows = [
+        ("text", Some(&report.text)),
+        ("text+rerank", report.text_reranked.as_ref()),
+        ("paraphrase", Some(&report.paraphrase)),
+        ("para+rerank", report.paraphrase_reranked.as_ref()),
+        ("image", Some(&report.image)),
+    ];
+    for (name, scores) in rows
+        .into_iter()
+        .filter_map(|(name, scores)| Some((name, scores?)))
+    {
         println!(
             "{name:<12} {:>7}  {:>6.1}  {:>6.1}  {:>7.1}  {:>8.1}  {:>12.1}  {:>5.1}  {:>5.1}",
             scores.queries,
@@ -252,4 +283,10 @@ pub fn print(report: &BenchmarkReport) {
         "indexing: {:.0} s of video at {:.1}x real time; text query latency p50 {:.1} ms",
         report.indexing.video_seconds, report.indexing.speed, report.query_latency_ms_p50
     );
+    if let Some(reranked) = report.reranked_latency_ms_p50 {
+        println!(
+            "reranked text query latency p50 {reranked:.0} ms ({:.0}x)",
+            reranked / report.query_latency_ms_p50.max(1e-3)
+        );
+    }
 }

@@ -14,6 +14,8 @@ pub struct SearchRequest {
     pub since: Option<String>,
     pub until: Option<String>,
     pub limit: usize,
+    /// Ask the service to rerank the best moments with its LLM.
+    pub rerank: bool,
     pub api: Option<String>,
     pub json: bool,
 }
@@ -62,6 +64,9 @@ pub fn search(config: &Config, request: SearchRequest) -> anyhow::Result<()> {
         }
         (Some(query), None) => {
             parameters.push(("q", query.clone()));
+            if request.rerank {
+                parameters.push(("rerank", "true".into()));
+            }
             let mut call = agent
                 .get(format!("{api}/api/v1/moments"))
                 .query_pairs(parameters.iter().map(|(k, v)| (*k, v.as_str())));
@@ -108,10 +113,21 @@ fn print_moments(body: &Value, api: &str) {
         let (Some(start), Some(end)) = (time("start"), time("end")) else {
             continue;
         };
-        let evidence: Vec<&str> = moment["evidence"]["ocr"]
+        let mut evidence: Vec<String> = moment["evidence"]["ocr"]
             .as_array()
-            .map(|lines| lines.iter().filter_map(Value::as_str).collect())
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|line| format!("“{line}”"))
+                    .collect()
+            })
             .unwrap_or_default();
+        for (field, label) in [("visual", "looks"), ("rerank", "LLM")] {
+            if let Some(score) = moment["evidence"][field].as_f64() {
+                evidence.push(format!("{label} {score:.2}"));
+            }
+        }
         println!(
             "{:>2}. {:.3}  {:<16} {} → {}  ({:.0} s){}",
             rank + 1,
@@ -123,7 +139,7 @@ fn print_moments(body: &Value, api: &str) {
             if evidence.is_empty() {
                 String::new()
             } else {
-                format!("  “{}”", evidence.join(" / "))
+                format!("  {}", evidence.join(" / "))
             }
         );
         if let Some(thumbnail) = moment["thumbnail"].as_str() {

@@ -25,6 +25,19 @@ pub struct IndexedWindow {
     pub caption: Option<String>,
     pub text_embedding: Option<Box<[f32]>>,
     pub appearance: Box<[f32]>,
+    /// The middle frame's embedding in the image-text encoder's space, when one is configured.
+    pub visual_embedding: Option<Box<[f32]>>,
+}
+
+impl IndexedWindow {
+    /// The window's vector in `space`, if it has one.
+    pub fn vector(&self, space: Space) -> Option<&[f32]> {
+        match space {
+            Space::Text => self.text_embedding.as_deref(),
+            Space::Appearance => Some(&*self.appearance).filter(|v| !v.is_empty()),
+            Space::Visual => self.visual_embedding.as_deref(),
+        }
+    }
 }
 
 /// Which embedding a search compares.
@@ -34,6 +47,20 @@ pub enum Space {
     Text,
     /// Colour layout descriptors, L2 distance turned into a similarity in (0, 1].
     Appearance,
+    /// Image-text encoder (CLIP, SigLIP) embeddings of the windows' middle frames, cosine
+    /// similarity; queried with a text's or an image's embedding in the same space.
+    Visual,
+}
+
+impl Space {
+    const ALL: [Space; 3] = [Space::Text, Space::Appearance, Space::Visual];
+
+    fn metric(self) -> MetricKind {
+        match self {
+            Space::Text | Space::Visual => MetricKind::IP,
+            Space::Appearance => MetricKind::L2sq,
+        }
+    }
 }
 
 /// Which windows a query may return.
@@ -98,9 +125,9 @@ struct State {
     windows: HashMap<u64, Arc<IndexedWindow>>,
     /// camera → start (ms) → key.
     cameras: HashMap<Arc<str>, BTreeMap<i64, u64>>,
-    /// Created with the first text embedding (its length fixes the dimension).
-    text: Option<Index>,
-    appearance: Option<Index>,
+    /// One HNSW graph per [`Space`], in `Space::ALL` order, each created with the first
+    /// vector of its space (whose length fixes the dimension).
+    graphs: [Option<Index>; 3],
     /// Longest window seen: a time filter must look this far before `since` for overlaps.
     longest_ms: i64,
     next_key: u64,
@@ -178,8 +205,7 @@ impl MomentIndex {
             state: RwLock::new(State {
                 windows: HashMap::new(),
                 cameras: HashMap::new(),
-                text: None,
-                appearance: None,
+                graphs: [None, None, None],
                 longest_ms: 0,
                 next_key: 0,
             }),
@@ -211,6 +237,7 @@ impl MomentIndex {
                 caption: window.caption.clone(),
                 text_embedding: window.text_embedding.clone().map(Vec::into_boxed_slice),
                 appearance: window.appearance.clone().into_boxed_slice(),
+                visual_embedding: window.visual_embedding.clone().map(Vec::into_boxed_slice),
             });
             let existing = state
                 .cameras
@@ -222,13 +249,10 @@ impl MomentIndex {
             }
             let key = state.next_key;
             state.next_key += 1;
-            if let Some(embedding) = &indexed.text_embedding {
-                if state.text.is_none() {
-                    state.text = Some(new_hnsw(embedding.len(), MetricKind::IP)?);
+            for (space, graph) in Space::ALL.into_iter().zip(&mut state.graphs) {
+                if let (Some(vector), None) = (indexed.vector(space), &graph) {
+                    *graph = Some(new_hnsw(vector.len(), space.metric())?);
                 }
-            }
-            if !indexed.appearance.is_empty() && state.appearance.is_none() {
-                state.appearance = Some(new_hnsw(indexed.appearance.len(), MetricKind::L2sq)?);
             }
             state.longest_ms = state.longest_ms.max(indexed.end_ms - indexed.start_ms);
             state
@@ -239,20 +263,14 @@ impl MomentIndex {
             state.windows.insert(key, indexed.clone());
             added.push((key, indexed));
         }
-        let text: Vec<(u64, &[f32])> = added
-            .iter()
-            .filter_map(|(key, w)| Some((*key, w.text_embedding.as_deref()?)))
-            .collect();
-        let appearance: Vec<(u64, &[f32])> = added
-            .iter()
-            .filter(|(_, w)| !w.appearance.is_empty())
-            .map(|(key, w)| (*key, &*w.appearance))
-            .collect();
-        if let Some(index) = &state.text {
-            add_parallel(index, &text)?;
-        }
-        if let Some(index) = &state.appearance {
-            add_parallel(index, &appearance)?;
+        for (space, graph) in Space::ALL.into_iter().zip(&state.graphs) {
+            let vectors: Vec<(u64, &[f32])> = added
+                .iter()
+                .filter_map(|(key, w)| Some((*key, w.vector(space)?)))
+                .collect();
+            if let Some(index) = graph {
+                add_parallel(index, &vectors)?;
+            }
         }
         Ok(())
     }
@@ -319,6 +337,23 @@ impl MomentIndex {
         cameras
     }
 
+    /// A camera's windows that start within `[start_ms, end_ms)`, in time order.
+    pub fn windows_between(
+        &self,
+        camera: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Arc<IndexedWindow>> {
+        let state = self.state.read().expect("moment index lock");
+        let Some(starts) = state.cameras.get(camera) else {
+            return Vec::new();
+        };
+        starts
+            .range(start_ms..end_ms)
+            .filter_map(|(_, key)| state.windows.get(key).cloned())
+            .collect()
+    }
+
     pub fn has_camera(&self, camera: &str) -> bool {
         let state = self.state.read().expect("moment index lock");
         state.cameras.get(camera).is_some_and(|s| !s.is_empty())
@@ -358,11 +393,7 @@ impl MomentIndex {
         count: usize,
     ) -> Result<Vec<Hit>, IndexError> {
         let state = self.state.read().expect("moment index lock");
-        let index = match space {
-            Space::Text => state.text.as_ref(),
-            Space::Appearance => state.appearance.as_ref(),
-        };
-        let Some(index) = index else {
+        let Some(index) = state.graph(space) else {
             return Ok(Vec::new());
         };
         if query.len() != index.dimensions() {
@@ -404,12 +435,9 @@ impl MomentIndex {
         let mut hits: Vec<Hit> = state
             .selected(filter)
             .filter_map(|window| {
-                let vector = match space {
-                    Space::Text => window.text_embedding.as_deref()?,
-                    Space::Appearance => Some(&*window.appearance).filter(|v| !v.is_empty())?,
-                };
+                let vector = window.vector(space)?;
                 let distance = match space {
-                    Space::Text => 1.0 - dot(query, vector),
+                    Space::Text | Space::Visual => 1.0 - dot(query, vector),
                     Space::Appearance => {
                         argus_operators::appearance::distance_squared(query, vector)
                     }
@@ -424,6 +452,11 @@ impl MomentIndex {
 }
 
 impl State {
+    fn graph(&self, space: Space) -> Option<&Index> {
+        let position = Space::ALL.iter().position(|&s| s == space)?;
+        self.graphs[position].as_ref()
+    }
+
     fn remove_key(&mut self, key: u64) {
         let Some(window) = self.windows.remove(&key) else {
             return;
@@ -434,7 +467,7 @@ impl State {
                 self.cameras.remove(&window.camera_id);
             }
         }
-        for index in [&self.text, &self.appearance].into_iter().flatten() {
+        for index in self.graphs.iter().flatten() {
             if index.contains(key) {
                 // Removal only fails for a key that is absent, which was just checked.
                 let _ = index.remove(key);
@@ -487,9 +520,14 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// 0–255 scale, so frames of one scene score above ~0.8 and different scenes below ~0.4).
 fn similarity(space: Space, distance: f32) -> f32 {
     match space {
-        Space::Text => 1.0 - distance,
-        Space::Appearance => 1.0 / (1.0 + distance.max(0.0).sqrt() / 32.0),
+        Space::Text | Space::Visual => 1.0 - distance,
+        Space::Appearance => appearance_similarity(distance),
     }
+}
+
+/// The similarity of two colour layouts at squared L2 distance `distance`.
+pub fn appearance_similarity(distance: f32) -> f32 {
+    1.0 / (1.0 + distance.max(0.0).sqrt() / 32.0)
 }
 
 #[cfg(test)]
@@ -512,6 +550,8 @@ mod tests {
             embedding_model: "test".into(),
             text_embedding: embedding,
             appearance: vec![start_s as f32, 0.0, 0.0],
+            visual_model: None,
+            visual_embedding: None,
             produced_at: Utc::now(),
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::embedder::Embedder;
+use super::embedder::{Embedder, VisualEmbedder};
 use super::index::MomentIndex;
 use super::store::MomentStore;
 use super::window::{ClosedWindow, FrameSummary, MomentWindow, WindowBuilder};
@@ -31,6 +31,8 @@ struct Inner {
     /// Per camera, the end (ms) of the newest window stored: everything before it is indexed.
     indexed_until: Mutex<HashMap<String, i64>>,
     embedder: Embedder,
+    /// Embeds each window's middle frame, when an image-text encoder is configured.
+    visual: Option<VisualEmbedder>,
     kafka: KafkaPublisher,
     topic: String,
     store: MomentStore,
@@ -40,9 +42,11 @@ struct Inner {
 }
 
 impl MomentIndexer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         window_length: Duration,
         embedder: Embedder,
+        visual: Option<VisualEmbedder>,
         kafka: KafkaPublisher,
         topic: String,
         store: MomentStore,
@@ -55,6 +59,7 @@ impl MomentIndexer {
                 builders: Mutex::new(HashMap::new()),
                 indexed_until: Mutex::new(HashMap::new()),
                 embedder,
+                visual,
                 kafka,
                 topic,
                 store,
@@ -62,6 +67,12 @@ impl MomentIndexer {
                 metrics,
             }),
         }
+    }
+
+    /// Whether frames should carry their image ([`FrameSummary::image`]): only an image-text
+    /// encoder needs it.
+    pub fn wants_images(&self) -> bool {
+        self.inner.visual.is_some()
     }
 
     /// Adds an analysed frame to its camera's open window, indexing the previous window when
@@ -213,20 +224,10 @@ impl MomentIndexer {
     async fn index_window(&self, closed: ClosedWindow) {
         let inner = &self.inner;
         let camera = closed.camera_id.clone();
-        let document = closed.ocr_text.join("\n");
-        let text_embedding = if document.trim().is_empty() {
-            None
-        } else {
-            match inner.embedder.embed(vec![document]).await {
-                Ok(mut embeddings) => embeddings.pop(),
-                Err(error) => {
-                    // Still indexed: searchable by image, and by text once re-indexed.
-                    tracing::error!(camera = %camera, %error, "window text not embedded");
-                    inner.metrics.errors.with_label_values(&["operator"]).inc();
-                    None
-                }
-            }
-        };
+        let (text_embedding, visual_embedding) = tokio::join!(
+            self.embed_text(&camera, closed.ocr_text.join("\n")),
+            self.embed_frame(&camera, closed.image.clone()),
+        );
         let window = MomentWindow {
             schema_version: MomentWindow::SCHEMA_VERSION,
             message_id: uuid::Uuid::now_v7(),
@@ -240,6 +241,11 @@ impl MomentIndexer {
             embedding_model: inner.embedder.model().to_owned(),
             text_embedding,
             appearance: closed.appearance,
+            visual_model: visual_embedding
+                .is_some()
+                .then(|| inner.visual.as_ref().map(|v| v.model().to_owned()))
+                .flatten(),
+            visual_embedding,
             produced_at: Utc::now(),
         };
         self.store_window(&window, closed.thumbnail.as_deref())
@@ -255,5 +261,46 @@ impl MomentIndexer {
             .expect("indexed_until lock")
             .insert(camera.clone(), window.end.timestamp_millis());
         tracing::debug!(camera = %camera, start = %window.start, text = window.ocr_text.len(), "window indexed");
+    }
+
+    /// The embedding of a window's text; `None` for a window without text, or when the model
+    /// fails (the window is still indexed: searchable by image, and by text once re-indexed).
+    async fn embed_text(&self, camera: &str, document: String) -> Option<Vec<f32>> {
+        if document.trim().is_empty() {
+            return None;
+        }
+        match self.inner.embedder.embed(vec![document]).await {
+            Ok(mut embeddings) => embeddings.pop(),
+            Err(error) => {
+                tracing::error!(camera, %error, "window text not embedded");
+                self.inner
+                    .metrics
+                    .errors
+                    .with_label_values(&["operator"])
+                    .inc();
+                None
+            }
+        }
+    }
+
+    /// The image-text embedding of a window's middle frame, when an encoder is configured.
+    async fn embed_frame(
+        &self,
+        camera: &str,
+        image: Option<Arc<argus_operators::BgrImage>>,
+    ) -> Option<Vec<f32>> {
+        let (visual, image) = (self.inner.visual.as_ref()?, image?);
+        match visual.embed_images(vec![image]).await {
+            Ok(mut embeddings) => embeddings.pop(),
+            Err(error) => {
+                tracing::error!(camera, %error, "window frame not embedded");
+                self.inner
+                    .metrics
+                    .errors
+                    .with_label_values(&["operator"])
+                    .inc();
+                None
+            }
+        }
     }
 }

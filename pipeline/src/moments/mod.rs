@@ -1,8 +1,10 @@
 //! Moment retrieval: every stream is cut into short windows ([`window`]), each summarised by
-//! its on-screen text, tags, caption and colour layout, embedded ([`embedder`]), published on
+//! its on-screen text, tags, caption and colour layout, embedded ([`embedder`]: a sentence
+//! model for the text and, when configured, a CLIP or SigLIP encoder for the frame), published on
 //! the moments topic, stored in Redis ([`store`]) and indexed in memory ([`index`]). Analysts'
 //! queries — text or an example image, with camera and time filters — score windows, merge
-//! adjacent hits into moments and return the best ([`query`]). [`eval`] scores the answers
+//! adjacent hits into moments and return the best ([`query`]), optionally reranked by the LLM
+//! ([`rerank`]). [`eval`] scores the answers
 //! against ground truth as the public benchmarks do.
 
 pub mod benchmark;
@@ -14,11 +16,12 @@ pub mod index;
 pub mod indexer;
 pub mod query;
 pub mod recording;
+pub mod rerank;
 pub mod search;
 pub mod store;
 pub mod window;
 
-pub use embedder::Embedder;
+pub use embedder::{Embedder, VisualEmbedder};
 pub use index::{MomentIndex, SearchMethod, Space, WindowFilter};
 pub use indexer::MomentIndexer;
 pub use search::MomentSearch;

@@ -5,6 +5,11 @@
 //! window's text embedding (meaning: "lorry" finds "TRUCK"), and how many of its words appear
 //! on screen, in tags or in the caption (evidence an analyst can check). An image query is
 //! scored on colour layout similarity.
+//!
+//! With an image-text encoder configured (CLIP, SigLIP), a window also has a visual score:
+//! how well its middle frame matches the query text (or looks like the query image) in the
+//! encoder's space. Either signal alone can carry a window, and both together rank it higher:
+//! they are combined as independent evidence, `1 − (1 − a)(1 − b)` ([`combine`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -43,11 +48,24 @@ const STOPWORDS: &[&str] = &[
     "find",
 ];
 
+/// Share of a visual match that counts in a window's score: a frame that looks right but
+/// shows no matching text or caption ranks below one that also does.
+pub const VISUAL_WEIGHT: f32 = 0.8;
+
 /// One window's score for a query, with the words that matched.
 #[derive(Debug, Clone)]
 pub struct ScoredWindow {
     pub window: Arc<IndexedWindow>,
     pub score: f32,
+    /// How well the window's frame matched in the image-text space, in [0, 1], when it was
+    /// scored there.
+    pub visual: Option<f32>,
+}
+
+/// Two scores in [0, 1] combined as independent evidence: either alone counts in full, both
+/// together count more, never above 1.
+pub fn combine(a: f32, b: f32) -> f32 {
+    1.0 - (1.0 - a.clamp(0.0, 1.0)) * (1.0 - b.clamp(0.0, 1.0))
 }
 
 /// A found moment.
@@ -75,6 +93,13 @@ pub struct Evidence {
     pub caption: Option<String>,
     /// The query words found.
     pub words: Vec<String>,
+    /// The best visual match of the moment's frames (image-text encoder, 0–1), when the
+    /// query was scored visually.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visual: Option<f32>,
+    /// The LLM's relevance judgement (0–1), when the query asked for a rerank.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<f32>,
 }
 
 /// Lower-case words of `text`: letters and digits.
@@ -285,7 +310,10 @@ pub fn moments(
 const MAX_EVIDENCE_LINES: usize = 8;
 
 fn evidence(terms: &[String], windows: &[ScoredWindow]) -> Evidence {
-    let mut evidence = Evidence::default();
+    let mut evidence = Evidence {
+        visual: windows.iter().filter_map(|w| w.visual).reduce(f32::max),
+        ..Evidence::default()
+    };
     if terms.is_empty() {
         return evidence;
     }
@@ -447,6 +475,7 @@ mod tests {
             caption: None,
             text_embedding: None,
             appearance: Box::new([]),
+            visual_embedding: None,
         })
     }
 
@@ -454,11 +483,33 @@ mod tests {
         ScoredWindow {
             window: window(camera, start_s, text),
             score,
+            visual: None,
         }
     }
 
     fn url(camera: &str, start: i64) -> String {
         format!("{camera}/{start}")
+    }
+
+    #[test]
+    fn combined_scores_let_either_signal_carry_a_window_and_reward_both() {
+        assert_eq!(combine(0.0, 0.0), 0.0);
+        assert!((combine(0.7, 0.0) - 0.7).abs() < 1e-6);
+        assert!((combine(0.0, 0.7) - 0.7).abs() < 1e-6);
+        assert!((combine(0.5, 0.5) - 0.75).abs() < 1e-6);
+        assert!(combine(0.9, 0.9) < 1.0 && combine(0.9, 0.9) > 0.9);
+        assert_eq!(combine(1.5, -1.0), 1.0, "inputs are clamped to [0, 1]");
+    }
+
+    #[test]
+    fn a_moment_quotes_its_best_visual_match() {
+        let mut first = scored("gate3", 10, 0.6, &[]);
+        first.visual = Some(0.4);
+        let mut second = scored("gate3", 12, 0.7, &[]);
+        second.visual = Some(0.9);
+        let found = moments(vec![first, second], &[], 5, url);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].evidence.visual, Some(0.9));
     }
 
     #[test]

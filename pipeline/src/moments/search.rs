@@ -7,9 +7,10 @@ use argus_operators::BgrImage;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::embedder::Embedder;
-use super::index::{CameraCoverage, MomentIndex, SearchMethod, Space};
+use super::embedder::{Embedder, VisualEmbedder};
+use super::index::{CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space};
 use super::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
+use super::rerank::{Candidate, MomentReranker};
 use super::store::MomentStore;
 use crate::config::MomentsConfig;
 use crate::metrics::Metrics;
@@ -23,6 +24,9 @@ pub enum SearchError {
     /// Nothing to play (HTTP 404).
     #[error("{0}")]
     NoClip(String),
+    /// A model the query needs could not run, e.g. the rerank model is not installed (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
     /// Ours (HTTP 5xx).
     #[error("moment search failed: {0}")]
     Internal(String),
@@ -44,6 +48,8 @@ pub struct MomentSearch {
     pub index: Arc<MomentIndex>,
     pub store: MomentStore,
     embedder: Embedder,
+    visual: Option<VisualEmbedder>,
+    reranker: MomentReranker,
     config: MomentsConfig,
     metrics: Metrics,
 }
@@ -55,6 +61,24 @@ fn thumbnail_url(camera: &str, start_ms: i64) -> String {
     format!("{THUMBNAIL_PATH}/{camera}/{start_ms}.jpg")
 }
 
+/// The windows of two searches, each once (a window is one `Arc` in the index).
+fn union(first: Vec<Hit>, second: Vec<Hit>) -> Vec<Arc<IndexedWindow>> {
+    let mut seen = std::collections::HashSet::new();
+    first
+        .into_iter()
+        .chain(second)
+        .map(|(window, _)| window)
+        .filter(|window| seen.insert(Arc::as_ptr(window)))
+        .collect()
+}
+
+/// Cosine of two unit vectors (their dot product); `None` when the window has no vector or
+/// one of another model's length.
+fn cosine(query: &[f32], vector: Option<&[f32]>) -> Option<f32> {
+    let vector = vector.filter(|v| v.len() == query.len())?;
+    Some(query.iter().zip(vector).map(|(a, b)| a * b).sum())
+}
+
 /// Clips are served here: `?camera=…&start_ms=…&end_ms=…`.
 pub const CLIP_PATH: &str = "/api/v1/moments/clip";
 
@@ -63,6 +87,8 @@ impl MomentSearch {
         index: Arc<MomentIndex>,
         store: MomentStore,
         embedder: Embedder,
+        visual: Option<VisualEmbedder>,
+        reranker: MomentReranker,
         config: MomentsConfig,
         metrics: Metrics,
     ) -> Self {
@@ -70,6 +96,8 @@ impl MomentSearch {
             index,
             store,
             embedder,
+            visual,
+            reranker,
             config,
             metrics,
         }
@@ -83,39 +111,61 @@ impl MomentSearch {
         Ok(limit)
     }
 
-    /// Moments matching a text query.
+    /// Moments matching a text query; with `rerank`, the best `moments.rerank_candidates`
+    /// are re-scored by the LLM ([`super::rerank`]).
     pub async fn by_text(
         &self,
         text: &str,
         filters: &FilterRequest,
         limit: Option<usize>,
+        rerank: bool,
     ) -> Result<SearchAnswer, SearchError> {
         let started = Instant::now();
         let text = query::check_text(text)?;
         let limit = self.check_limit(limit)?;
         let filter = query::check_filter(filters, Utc::now(), |c| self.index.has_camera(c))?;
-        let embedding = self
-            .embedder
-            .embed(vec![text.to_owned()])
-            .await
-            .map_err(|e| SearchError::Internal(e.to_string()))?
+        let internal = |e: argus_operators::OperatorError| SearchError::Internal(e.to_string());
+        let (embedding, visual_query) =
+            tokio::join!(self.embedder.embed(vec![text.to_owned()]), async {
+                match &self.visual {
+                    Some(visual) => visual.embed_text(text).await.map(Some),
+                    None => Ok(None),
+                }
+            });
+        let embedding = embedding
+            .map_err(internal)?
             .pop()
             .ok_or_else(|| SearchError::Internal("no embedding returned".into()))?;
+        let visual_query = visual_query.map_err(internal)?;
         let terms = query::query_terms(text);
-        let (hits, method) = self
-            .index
-            .search(Space::Text, &embedding, &filter, query::CANDIDATES)
-            .map_err(|e| SearchError::Internal(e.to_string()))?;
-        let scored: Vec<ScoredWindow> = hits
+        let (hits, method) = self.search(Space::Text, &embedding, &filter)?;
+        let visual_hits = match &visual_query {
+            Some(query) => self.search(Space::Visual, query, &filter)?.0,
+            None => Vec::new(),
+        };
+        let scored = union(hits, visual_hits)
             .into_iter()
-            .map(|(window, similarity)| ScoredWindow {
-                score: query::text_score(&terms, &window, similarity),
-                window,
+            .map(|window| {
+                let similarity = cosine(&embedding, window.text_embedding.as_deref());
+                let text_score = query::text_score(&terms, &window, similarity.unwrap_or(0.0));
+                let visual =
+                    self.visual
+                        .as_ref()
+                        .zip(visual_query.as_ref())
+                        .and_then(|(visual, query)| {
+                            cosine(query, window.visual_embedding.as_deref())
+                                .map(|c| visual.text_match(c))
+                        });
+                ScoredWindow {
+                    score: query::combine(text_score, query::VISUAL_WEIGHT * visual.unwrap_or(0.0)),
+                    visual,
+                    window,
+                }
             })
             .collect();
-        Ok(self
-            .answer(scored, &terms, limit, method, started, "text")
-            .await)
+        let rerank = rerank.then_some(text);
+        self.answer(scored, &terms, limit, rerank, method, started, "text")
+            .await
     }
 
     /// Moments that look like `image` (any encoded image format).
@@ -131,30 +181,83 @@ impl MomentSearch {
         let image = BgrImage::decode(image).map_err(|e| QueryError::BadImage(e.to_string()))?;
         let descriptor = argus_operators::appearance::colour_layout(&image)
             .map_err(|e| QueryError::BadImage(e.to_string()))?;
-        let (hits, method) = self
-            .index
-            .search(Space::Appearance, &descriptor, &filter, query::CANDIDATES)
-            .map_err(|e| SearchError::Internal(e.to_string()))?;
-        let scored = hits
+        let visual_query = match &self.visual {
+            Some(visual) => visual
+                .embed_images(vec![std::sync::Arc::new(image)])
+                .await
+                .map_err(|e| SearchError::Internal(e.to_string()))?
+                .pop(),
+            None => None,
+        };
+        let (hits, method) = self.search(Space::Appearance, &descriptor, &filter)?;
+        let visual_hits = match &visual_query {
+            Some(query) => self.search(Space::Visual, query, &filter)?.0,
+            None => Vec::new(),
+        };
+        let scored = union(hits, visual_hits)
             .into_iter()
-            .map(|(window, score)| ScoredWindow { window, score })
+            .map(|window| {
+                let layout = (!window.appearance.is_empty()).then(|| {
+                    let distance = argus_operators::appearance::distance_squared(
+                        &descriptor,
+                        &window.appearance,
+                    );
+                    super::index::appearance_similarity(distance)
+                });
+                // Image-to-image cosine of one encoder is already a similarity in [−1, 1].
+                let visual = visual_query
+                    .as_ref()
+                    .and_then(|query| cosine(query, window.visual_embedding.as_deref()))
+                    .map(|c| c.max(0.0));
+                let score = match visual {
+                    Some(visual) => query::combine(layout.unwrap_or(0.0), visual),
+                    None => layout.unwrap_or(0.0),
+                };
+                ScoredWindow {
+                    window,
+                    score,
+                    visual,
+                }
+            })
             .collect();
-        Ok(self
-            .answer(scored, &[], limit, method, started, "image")
-            .await)
+        self.answer(scored, &[], limit, None, method, started, "image")
+            .await
     }
 
+    /// The [`query::CANDIDATES`] windows nearest `query` in `space`.
+    fn search(
+        &self,
+        space: Space,
+        query: &[f32],
+        filter: &super::index::WindowFilter,
+    ) -> Result<(Vec<Hit>, SearchMethod), SearchError> {
+        self.index
+            .search(space, query, filter, query::CANDIDATES)
+            .map_err(|e| SearchError::Internal(e.to_string()))
+    }
+
+    /// Scored windows → moments (reranked when `rerank` holds the query text) with their
+    /// clips.
+    #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
         scored: Vec<ScoredWindow>,
         terms: &[String],
         limit: usize,
+        rerank: Option<&str>,
         method: SearchMethod,
         started: Instant,
         kind: &str,
-    ) -> SearchAnswer {
+    ) -> Result<SearchAnswer, SearchError> {
         let candidates = scored.len();
-        let mut moments = query::moments(scored, terms, limit, thumbnail_url);
+        let mut moments = match rerank {
+            Some(text) => {
+                let wanted = limit.max(self.config.rerank_candidates);
+                let moments = query::moments(scored, terms, wanted, thumbnail_url);
+                self.rerank(text, moments, limit).await?
+            }
+            None => query::moments(scored, terms, limit, thumbnail_url),
+        };
         // One read per camera. Without Redis there are no clips, but the moments still answer.
         let mut recordings = std::collections::HashMap::new();
         for moment in &mut moments {
@@ -176,11 +279,16 @@ impl MomentSearch {
             }
         }
         let took = started.elapsed();
+        let kind = if rerank.is_some() {
+            "text_reranked"
+        } else {
+            kind
+        };
         self.metrics
             .moment_query_latency
             .with_label_values(&[kind])
             .observe(took.as_secs_f64());
-        SearchAnswer {
+        Ok(SearchAnswer {
             moments,
             method: match method {
                 SearchMethod::Exact => "exact",
@@ -188,7 +296,64 @@ impl MomentSearch {
             },
             candidates,
             took_ms: took.as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Re-scores `moments` with the LLM's relevance (the mean of both scores) and keeps the
+    /// best `limit`.
+    async fn rerank(
+        &self,
+        text: &str,
+        mut moments: Vec<Moment>,
+        limit: usize,
+    ) -> Result<Vec<Moment>, SearchError> {
+        if moments.is_empty() {
+            return Ok(moments);
         }
+        let candidates = moments
+            .iter()
+            .map(|moment| {
+                let mut candidate = Candidate::default();
+                let windows = self.index.windows_between(
+                    &moment.camera_id,
+                    moment.start.timestamp_millis(),
+                    moment.end.timestamp_millis(),
+                );
+                for window in windows {
+                    for line in &window.ocr_text {
+                        if !candidate.ocr.contains(line) {
+                            candidate.ocr.push(line.clone());
+                        }
+                    }
+                    for tag in &window.tags {
+                        if !candidate.tags.contains(tag) {
+                            candidate.tags.push(tag.clone());
+                        }
+                    }
+                    if candidate.caption.is_none() {
+                        candidate.caption = window.caption.clone();
+                    }
+                }
+                candidate
+            })
+            .collect();
+        let relevance = self
+            .reranker
+            .relevance(text, candidates)
+            .await
+            .map_err(|e| {
+                SearchError::Unavailable(format!(
+                    "the rerank model could not run ({e}); ask without rerank, or install \
+                     moments.rerank_model"
+                ))
+            })?;
+        for (moment, relevance) in moments.iter_mut().zip(relevance) {
+            moment.evidence.rerank = Some(relevance);
+            moment.score = 0.5 * (moment.score + relevance);
+        }
+        moments.sort_by(|a, b| b.score.total_cmp(&a.score));
+        moments.truncate(limit);
+        Ok(moments)
     }
 
     /// A WebM clip of the camera's video from `start_ms` to `end_ms`.

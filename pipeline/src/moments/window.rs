@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use argus_operators::ocr::TextLine;
+use argus_operators::BgrImage;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -33,6 +36,13 @@ pub struct MomentWindow {
     pub text_embedding: Option<Vec<f32>>,
     /// MPEG-7 colour layout of the window's middle frame, for search by image.
     pub appearance: Vec<f32>,
+    /// The image-text encoder that produced `visual_embedding` (added within v1: optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visual_model: Option<String>,
+    /// Unit-length embedding of the middle frame in the image-text encoder's space, for
+    /// text-to-image and image-to-image search; absent when no encoder is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visual_embedding: Option<Vec<f32>>,
     pub produced_at: DateTime<Utc>,
 }
 
@@ -61,6 +71,8 @@ pub struct FrameSummary<'a> {
     pub appearance: Vec<f32>,
     /// A JPEG of the frame, for the window's thumbnail.
     pub thumbnail: Option<Vec<u8>>,
+    /// The frame itself, kept when the window is embedded by an image-text encoder.
+    pub image: Option<Arc<BgrImage>>,
 }
 
 /// A window that has all its frames, before embedding.
@@ -73,6 +85,8 @@ pub struct ClosedWindow {
     pub ocr_text: Vec<String>,
     pub appearance: Vec<f32>,
     pub thumbnail: Option<Vec<u8>>,
+    /// The middle frame, when the frames carried their image.
+    pub image: Option<Arc<BgrImage>>,
 }
 
 /// Gathers one camera's frames into consecutive windows aligned to multiples of the window
@@ -91,6 +105,7 @@ struct OpenWindow {
     /// The middle frame represents the window; the first one until it is known.
     appearance: Vec<f32>,
     thumbnail: Option<Vec<u8>>,
+    image: Option<Arc<BgrImage>>,
 }
 
 impl WindowBuilder {
@@ -123,6 +138,7 @@ impl WindowBuilder {
             lines: BTreeMap::new(),
             appearance: Vec::new(),
             thumbnail: None,
+            image: None,
         });
         open.frames += 1;
         for line in frame.ocr {
@@ -136,6 +152,9 @@ impl WindowBuilder {
             open.appearance = frame.appearance;
             if frame.thumbnail.is_some() {
                 open.thumbnail = frame.thumbnail;
+            }
+            if frame.image.is_some() {
+                open.image = frame.image;
             }
         }
         closed
@@ -159,6 +178,7 @@ impl WindowBuilder {
             ocr_text: lines.into_iter().map(|(text, _)| text).collect(),
             appearance: open.appearance,
             thumbnail: open.thumbnail,
+            image: open.image,
         })
     }
 }
@@ -185,6 +205,7 @@ mod tests {
             ocr: lines,
             appearance: vec![seconds as f32],
             thumbnail: None,
+            image: None,
         }
     }
 

@@ -439,6 +439,7 @@ async fn analyse_and_publish(
             ocr: &analysis.ocr,
             appearance,
             thumbnail,
+            image: moments.wants_images().then(|| image.clone()),
         };
         moments.observe(&id, source.is_live(), summary).await;
     }
