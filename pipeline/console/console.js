@@ -262,6 +262,11 @@ function momentCard(moment) {
     evidence.append(tags);
   }
   if (words.size) evidence.append(element("div", "facts", "matched: " + [...words].join(", ")));
+  // Scores from the image-text encoder and the LLM rerank, when the query used them.
+  const judged = [];
+  if (typeof moment.evidence.visual === "number") judged.push(`looks like it: ${moment.evidence.visual.toFixed(2)}`);
+  if (typeof moment.evidence.rerank === "number") judged.push(`LLM relevance: ${moment.evidence.rerank.toFixed(2)}`);
+  if (judged.length) evidence.append(element("div", "facts", judged.join(" · ")));
 
   card.append(media, head, span, evidence);
   if (moment.clip) {
@@ -347,6 +352,7 @@ document.getElementById("moment-search").addEventListener("submit", (event) => {
   }
   const params = momentParams();
   params.set("q", text);
+  if (document.getElementById("moment-rerank").checked) params.set("rerank", "true");
   showMoments(`for “${text}”`, () => fetch(withToken("/api/v1/moments?" + params), { headers: authHeaders() }));
   refreshMomentCameras();
 });

@@ -393,7 +393,7 @@ struct MomentParams {
     until: Option<String>,
     limit: Option<usize>,
     /// Re-score the best moments with the LLM (text queries; slower: about a second per
-    /// candidate on a CPU).
+    /// query on a CPU).
     #[serde(default)]
     rerank: bool,
 }
