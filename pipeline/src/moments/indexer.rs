@@ -144,7 +144,19 @@ impl MomentIndexer {
     ) {
         // Absolute, so clips are found whatever the service's working directory.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-        self.inner.store.put_recording(camera, &path, start).await;
+        // Its length bounds which moments can be played from it; a file whose length cannot
+        // be read still plays (the clip request then says what is wrong).
+        let length = match gstreamer::glib::filename_to_uri(&path, None) {
+            Ok(uri) => tokio::task::spawn_blocking(move || super::recording::duration_of(&uri))
+                .await
+                .ok()
+                .and_then(Result::ok),
+            Err(_) => None,
+        };
+        self.inner
+            .store
+            .put_recording(camera, &path, start, length)
+            .await;
     }
 
     /// The end (ms) of the camera's newest stored window.

@@ -79,7 +79,7 @@ fn recording_id(file: &Path, start: DateTime<Utc>) -> anyhow::Result<String> {
 
 /// The recording's length, read with GStreamer's discoverer: also the first check that the
 /// file is a video GStreamer can read.
-fn duration_of(uri: &str) -> anyhow::Result<Duration> {
+pub(crate) fn duration_of(uri: &str) -> anyhow::Result<Duration> {
     let discoverer = gstreamer_pbutils::Discoverer::new(gstreamer::ClockTime::from_seconds(30))?;
     let info = discoverer
         .discover_uri(uri)

@@ -22,16 +22,24 @@ use super::index::MomentIndex;
 use super::window::MomentWindow;
 use crate::publish::RedisState;
 
-/// Of `recordings` (oldest first), the latest that started at or before `at_ms`.
-pub fn recording_at(
-    recordings: &[(i64, std::path::PathBuf)],
-    at_ms: i64,
-) -> Option<(std::path::PathBuf, i64)> {
+/// One recording of a camera: where its video is, for clips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    pub start_ms: i64,
+    /// Unknown for recordings registered before lengths were kept, or unreadable ones.
+    pub end_ms: Option<i64>,
+    pub path: std::path::PathBuf,
+}
+
+/// Of `recordings` (oldest first), the latest that started at or before `at_ms`, if `at_ms`
+/// is before its end: a later live stream of the same camera has no clip.
+pub fn recording_at(recordings: &[Recording], at_ms: i64) -> Option<(std::path::PathBuf, i64)> {
     recordings
         .iter()
         .rev()
-        .find(|(start, _)| *start <= at_ms)
-        .map(|(start, path)| (path.clone(), *start))
+        .find(|recording| recording.start_ms <= at_ms)
+        .filter(|recording| recording.end_ms.is_none_or(|end| at_ms < end))
+        .map(|recording| (recording.path.clone(), recording.start_ms))
 }
 
 /// Windows fetched per round trip (and added to the index per batch) when loading.
@@ -79,40 +87,41 @@ impl MomentStore {
         format!("{}:moments:{camera}:recordings", self.prefix())
     }
 
-    /// Records that the camera's video from `start` on is the file `path` (for clips).
+    /// Records that the camera's video from `start` on, for `length` when known, is the file
+    /// `path` (for clips). The member is `{start_ms}-{end_ms} {path}`, or `{start_ms} {path}`
+    /// without a length.
     pub async fn put_recording(
         &self,
         camera: &str,
         path: &std::path::Path,
         start: chrono::DateTime<chrono::Utc>,
+        length: Option<std::time::Duration>,
     ) {
         let start_ms = start.timestamp_millis();
+        let span = match length {
+            Some(length) => format!("{start_ms}-{}", start_ms + length.as_millis() as i64),
+            None => start_ms.to_string(),
+        };
         let mut pipeline = redis::pipe();
         pipeline
             .zadd(
                 self.recordings_key(camera),
-                format!("{start_ms} {}", path.display()),
+                format!("{span} {}", path.display()),
                 start_ms,
             )
             .ignore();
         self.redis.write_pipeline(pipeline).await;
     }
 
-    /// The camera's recordings: (start ms, file), oldest first.
-    pub async fn recordings(
-        &self,
-        camera: &str,
-    ) -> redis::RedisResult<Vec<(i64, std::path::PathBuf)>> {
+    /// The camera's recordings, oldest first.
+    pub async fn recordings(&self, camera: &str) -> redis::RedisResult<Vec<Recording>> {
         let mut connection = self.redis.connection().await?;
         let members: Vec<String> = connection
             .zrange(self.recordings_key(camera), 0, -1)
             .await?;
         Ok(members
             .iter()
-            .filter_map(|member| {
-                let (start, path) = member.split_once(' ')?;
-                Some((start.parse().ok()?, std::path::PathBuf::from(path)))
-            })
+            .filter_map(|member| parse_recording(member))
             .collect())
     }
 
@@ -261,16 +270,62 @@ impl MomentStore {
     }
 }
 
+/// A member of a camera's recordings set (see [`MomentStore::put_recording`]).
+fn parse_recording(member: &str) -> Option<Recording> {
+    let (span, path) = member.split_once(' ')?;
+    let (start, end) = match span.split_once('-') {
+        Some((start, end)) => (start, Some(end.parse().ok()?)),
+        None => (span, None),
+    };
+    Some(Recording {
+        start_ms: start.parse().ok()?,
+        end_ms: end,
+        path: std::path::PathBuf::from(path),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    fn recording(start_ms: i64, end_ms: Option<i64>, path: &str) -> Recording {
+        Recording {
+            start_ms,
+            end_ms,
+            path: PathBuf::from(path),
+        }
+    }
+
+    #[test]
+    fn recordings_are_read_with_and_without_their_end() {
+        assert_eq!(
+            parse_recording("1000-7000 /videos/gate 3.mp4"),
+            Some(recording(1000, Some(7000), "/videos/gate 3.mp4"))
+        );
+        assert_eq!(
+            parse_recording("1000 /videos/gate 3.mp4"),
+            Some(recording(1000, None, "/videos/gate 3.mp4"))
+        );
+        assert_eq!(parse_recording("garbage"), None);
+    }
+
+    #[test]
+    fn a_moment_after_a_recording_ends_has_no_clip() {
+        let recordings = vec![recording(1_000, Some(3_000), "/a.mp4")];
+        assert!(recording_at(&recordings, 2_999).is_some());
+        assert_eq!(
+            recording_at(&recordings, 3_000),
+            None,
+            "live video after it"
+        );
+    }
+
     #[test]
     fn a_moment_plays_from_the_latest_recording_that_began_before_it() {
         let recordings = vec![
-            (1_000, PathBuf::from("/a.mp4")),
-            (5_000, PathBuf::from("/b.mp4")),
+            recording(1_000, None, "/a.mp4"),
+            recording(5_000, None, "/b.mp4"),
         ];
         assert_eq!(recording_at(&recordings, 500), None);
         assert_eq!(
