@@ -14,6 +14,31 @@ use tch::{Device, Kind, Tensor};
 
 use crate::OperatorError;
 
+/// Sets `tokenizer` to cut its encodings at `max_tokens` (special tokens included) and to pad
+/// nothing, as `transformers` tokenizes one text. Errors say why in a sentence.
+pub(crate) fn truncate_tokenizer(
+    tokenizer: &mut tokenizers::Tokenizer,
+    max_tokens: usize,
+) -> Result<(), String> {
+    // `tokenizers` subtracts these from the limit unchecked, so a smaller limit would panic.
+    let special = tokenizer.get_post_processor().map_or(0, |processor| {
+        tokenizers::PostProcessor::added_tokens(processor, false)
+    });
+    if max_tokens <= special {
+        return Err(format!(
+            "a limit of {max_tokens} tokens leaves no room beside {special} special tokens"
+        ));
+    }
+    tokenizer
+        .with_padding(None)
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_tokens,
+            ..tokenizers::TruncationParams::default()
+        }))
+        .map_err(|e| format!("cannot truncate to {max_tokens} tokens: {e}"))?;
+    Ok(())
+}
+
 /// The model's hyper-parameters.
 pub const CONFIG_FILE: &str = "config.json";
 /// The `tokenizers` tokenizer.

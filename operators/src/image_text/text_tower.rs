@@ -12,20 +12,9 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use super::config::TextConfig;
 use crate::checkpoint::Checkpoint;
-use crate::nn::{LayerNorm, Linear};
-use crate::vision::Activation;
+use crate::nn::LayerNorm;
+use crate::vision::{Activation, Layer};
 use crate::OperatorError;
-
-struct Layer {
-    norm1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-}
 
 pub(super) struct TextTower {
     token_embedding: Tensor,
@@ -62,20 +51,7 @@ impl TextTower {
             &[config.max_position_embeddings, hidden],
         )?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let l = format!("{p}encoder.layers.{i}");
-                let c = &mut *checkpoint;
-                Ok(Layer {
-                    norm1: LayerNorm::load(c, &format!("{l}.layer_norm1"), hidden, eps)?,
-                    q: Linear::load(c, &format!("{l}.self_attn.q_proj"), hidden, hidden, true)?,
-                    k: Linear::load(c, &format!("{l}.self_attn.k_proj"), hidden, hidden, true)?,
-                    v: Linear::load(c, &format!("{l}.self_attn.v_proj"), hidden, hidden, true)?,
-                    out: Linear::load(c, &format!("{l}.self_attn.out_proj"), hidden, hidden, true)?,
-                    norm2: LayerNorm::load(c, &format!("{l}.layer_norm2"), hidden, eps)?,
-                    fc1: Linear::load(c, &format!("{l}.mlp.fc1"), hidden, inner, true)?,
-                    fc2: Linear::load(c, &format!("{l}.mlp.fc2"), inner, hidden, true)?,
-                })
-            })
+            .map(|i| Layer::load(checkpoint, p, i, (hidden, inner), eps))
             .collect::<Result<Vec<_>, OperatorError>>()?;
         let final_norm = LayerNorm::load(checkpoint, &format!("{p}final_layer_norm"), hidden, eps)?;
         Ok(Self {

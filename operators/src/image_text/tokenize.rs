@@ -9,10 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer};
 
 use super::config::TextConfig;
 use super::ImageTextFamily;
+use crate::checkpoint::truncate_tokenizer;
 use crate::OperatorError;
 
 /// SigLIP's processor length (`padding="max_length"`, the tokenizer's `model_max_length`).
@@ -108,22 +109,7 @@ impl TextTokenizer {
         let pad_id = tokenizer
             .get_padding()
             .map_or(config.pad_token_id, |padding| i64::from(padding.pad_id));
-        // `tokenizers` subtracts these from the limit unchecked, so a smaller limit would panic.
-        let special = tokenizer
-            .get_post_processor()
-            .map_or(0, |processor| processor.added_tokens(false));
-        if max_tokens <= special {
-            return Err(load_error(format!(
-                "a limit of {max_tokens} tokens leaves no room beside {special} special tokens"
-            )));
-        }
-        tokenizer
-            .with_padding(None)
-            .with_truncation(Some(TruncationParams {
-                max_length: max_tokens,
-                ..TruncationParams::default()
-            }))
-            .map_err(|e| load_error(format!("cannot truncate to {max_tokens} tokens: {e}")))?;
+        truncate_tokenizer(&mut tokenizer, max_tokens).map_err(load_error)?;
         let this = Self {
             tokenizer,
             path: path.to_owned(),

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 use tch::{Device, Kind, TchError, Tensor};
-use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer};
 
-use crate::checkpoint::{read_json, required_file};
+use crate::checkpoint::{read_json, required_file, truncate_tokenizer};
 use crate::OperatorError;
 use bert::{Bert, BertConfig};
 
@@ -204,21 +204,6 @@ fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, OperatorE
         message,
     };
     let mut tokenizer = Tokenizer::from_file(path).map_err(|e| load_error(e.to_string()))?;
-    // `tokenizers` subtracts these from the limit unchecked, so a smaller limit would panic.
-    let special = tokenizer
-        .get_post_processor()
-        .map_or(0, |processor| processor.added_tokens(false));
-    if max_tokens <= special {
-        return Err(load_error(format!(
-            "a limit of {max_tokens} tokens leaves no room beside {special} special tokens"
-        )));
-    }
-    tokenizer
-        .with_padding(None)
-        .with_truncation(Some(TruncationParams {
-            max_length: max_tokens,
-            ..TruncationParams::default()
-        }))
-        .map_err(|e| load_error(format!("cannot truncate to {max_tokens} tokens: {e}")))?;
+    truncate_tokenizer(&mut tokenizer, max_tokens).map_err(load_error)?;
     Ok(tokenizer)
 }

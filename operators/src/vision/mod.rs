@@ -194,15 +194,41 @@ impl Activation {
     }
 }
 
-struct Layer {
-    norm1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+/// One pre-norm encoder block of CLIP and SigLIP, the same in their vision and text towers
+/// (`transformers`' `CLIPEncoderLayer` / `SiglipEncoderLayer`): each tower runs it its own way.
+pub(crate) struct Layer {
+    pub(crate) norm1: LayerNorm,
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) out: Linear,
+    pub(crate) norm2: LayerNorm,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
+}
+
+impl Layer {
+    /// The block `{prefix}encoder.layers.{index}` of width `hidden`, MLP width `inner`.
+    pub(crate) fn load(
+        checkpoint: &mut Checkpoint,
+        prefix: &str,
+        index: i64,
+        (hidden, inner): (i64, i64),
+        eps: f64,
+    ) -> Result<Self, OperatorError> {
+        let l = format!("{prefix}encoder.layers.{index}");
+        let c = checkpoint;
+        Ok(Self {
+            norm1: LayerNorm::load(c, &format!("{l}.layer_norm1"), hidden, eps)?,
+            q: Linear::load(c, &format!("{l}.self_attn.q_proj"), hidden, hidden, true)?,
+            k: Linear::load(c, &format!("{l}.self_attn.k_proj"), hidden, hidden, true)?,
+            v: Linear::load(c, &format!("{l}.self_attn.v_proj"), hidden, hidden, true)?,
+            out: Linear::load(c, &format!("{l}.self_attn.out_proj"), hidden, hidden, true)?,
+            norm2: LayerNorm::load(c, &format!("{l}.layer_norm2"), hidden, eps)?,
+            fc1: Linear::load(c, &format!("{l}.mlp.fc1"), hidden, inner, true)?,
+            fc2: Linear::load(c, &format!("{l}.mlp.fc2"), inner, hidden, true)?,
+        })
+    }
 }
 
 /// What [`VisionTower::encode`] returns for a batch of `N` frames.
@@ -296,20 +322,7 @@ impl VisionTower {
             None
         };
         let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let l = format!("{p}encoder.layers.{i}");
-                let c = &mut *checkpoint;
-                Ok(Layer {
-                    norm1: LayerNorm::load(c, &format!("{l}.layer_norm1"), hidden, eps)?,
-                    q: Linear::load(c, &format!("{l}.self_attn.q_proj"), hidden, hidden, true)?,
-                    k: Linear::load(c, &format!("{l}.self_attn.k_proj"), hidden, hidden, true)?,
-                    v: Linear::load(c, &format!("{l}.self_attn.v_proj"), hidden, hidden, true)?,
-                    out: Linear::load(c, &format!("{l}.self_attn.out_proj"), hidden, hidden, true)?,
-                    norm2: LayerNorm::load(c, &format!("{l}.layer_norm2"), hidden, eps)?,
-                    fc1: Linear::load(c, &format!("{l}.mlp.fc1"), hidden, inner, true)?,
-                    fc2: Linear::load(c, &format!("{l}.mlp.fc2"), inner, hidden, true)?,
-                })
-            })
+            .map(|i| Layer::load(checkpoint, p, i, (hidden, inner), eps))
             .collect::<Result<Vec<_>, OperatorError>>()?;
         let post_norm = LayerNorm::load(checkpoint, &format!("{p}post_layernorm"), hidden, eps)?;
         Ok(Self {
