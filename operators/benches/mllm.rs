@@ -4,6 +4,7 @@
 //! source deploy/env.sh
 //! cargo bench -p argus-operators --bench mllm            # all four
 //! cargo bench -p argus-operators --bench mllm -- ccam    # some: tome, temporal, ccam, smollm2
+//! ARGUS_BENCH_THREADS=1 cargo bench -p argus-operators --bench mllm -- smollm2
 //! ```
 //!
 //! 1. `tome`: ToMe `r` sweep on a SigLIP tower (tokens kept, throughput and output fidelity
@@ -11,7 +12,8 @@
 //! 2. `temporal`: cross-frame merging of a fixed camera's frames (tokens kept per frame).
 //! 3. `ccam`: streaming Video-CCAM, the last frame's push against recomputing the projector.
 //! 4. `smollm2`: SmolLM2-135M-Instruct greedy decoding, Argus against `transformers`
-//!    (smollm2_transformers.py, spawned with the venv's Python).
+//!    (smollm2_transformers.py, run beside the bench with the venv's Python), in float32 and
+//!    in bfloat16, with each precision's weight floor.
 //!
 //! The machine this runs on is shared and noisy, so every speed figure is a ratio against a
 //! baseline measured in the same process, the variants interleaved round by round and each
@@ -23,8 +25,9 @@
 use std::error::Error;
 use std::fmt::Write as _;
 use std::fs;
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use argus_operators::ccam::Ccam;
@@ -60,10 +63,9 @@ const CROSS_FRAME_THRESHOLDS: [f64; 3] = [0.9, 0.95, 0.99];
 const CLIP_FRAMES: usize = 20;
 const CCAM_FRAMES: [(usize, usize); 2] = [(16, 5), (96, 3)];
 const LLM_NEW_TOKENS: usize = 64;
-/// Argus rounds run before and after transformers' (as many again), so load drift during
-/// the Python run is seen by both.
-const LLM_ROUNDS_EACH_SIDE: usize = 3;
-/// Passes of the weight floor after each Argus round.
+/// Rounds of the SmolLM2 comparison, each running every variant once.
+const LLM_ROUNDS: usize = 6;
+/// Passes of each weight floor per round.
 const FLOOR_PASSES: usize = 5;
 const LLM_PROMPT: &str = "Describe what a fixed street camera sees in a busy pedestrian \
                           square during one minute in the early evening.";
@@ -83,6 +85,15 @@ fn main() -> Result<()> {
 }
 
 fn run(work: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<()> {
+    // libtorch's default is one thread per core; on a shared machine fewer threads can wait
+    // less for each other, so a run can pin the count (both sides of part 4 use it).
+    if let Ok(threads) = std::env::var("ARGUS_BENCH_THREADS") {
+        tch::set_num_threads(
+            threads
+                .parse()
+                .map_err(|e| format!("ARGUS_BENCH_THREADS={threads}: {e}"))?,
+        );
+    }
     let threads = tch::get_num_threads();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -598,15 +609,288 @@ fn streaming_ccam(work: &Path) -> Result<String> {
 // ---------------------------------------------------------------------------------------
 // 4. SmolLM2 decoding against transformers
 
+/// Decode tokens/s from the time of a 1-token and of an `LLM_NEW_TOKENS`-token `generate`.
+fn decode_rate(first: f64, full: f64) -> f64 {
+    (LLM_NEW_TOKENS - 1) as f64 / (full - first)
+}
+
+/// What the transformers side reports once its models are loaded and warmed up.
 #[derive(Deserialize)]
-struct TransformersTimings {
+struct TransformersSetup {
     torch: String,
     transformers: String,
     threads: i64,
     attn_implementation: String,
-    first_token_s: Vec<f64>,
-    full_s: Vec<f64>,
+}
+
+/// One transformers round: `generate` with 1 and with `LLM_NEW_TOKENS` new tokens.
+#[derive(Deserialize)]
+struct TransformersRound {
+    first_token_s: f64,
+    full_s: f64,
     generated_ids: Vec<u32>,
+}
+
+/// smollm2_transformers.py, running beside the bench and driven one round at a time.
+struct Transformers {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl Transformers {
+    fn spawn(
+        venv: &str,
+        dir: &Path,
+        threads: i32,
+        ids: &[u32],
+    ) -> Result<(Self, TransformersSetup)> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/smollm2_transformers.py");
+        let mut child = Command::new(Path::new(venv).join("bin/python"))
+            .arg(&script)
+            .arg("--model-dir")
+            .arg(dir)
+            .args(["--threads", &threads.to_string()])
+            .args(["--prompt-ids", &serde_json::to_string(ids)?])
+            .args(["--new-tokens", &LLM_NEW_TOKENS.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let input = child
+            .stdin
+            .take()
+            .ok_or("no stdin for the transformers side")?;
+        let output = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or("no stdout for the transformers side")?,
+        );
+        let mut transformers = Self {
+            child,
+            input,
+            output,
+        };
+        let setup = transformers.read()?;
+        Ok((transformers, setup))
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T> {
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            return Err(format!(
+                "smollm2_transformers.py ended early ({})",
+                self.child.wait()?
+            )
+            .into());
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    fn round(&mut self, dtype: &str) -> Result<TransformersRound> {
+        writeln!(self.input, "{dtype}")?;
+        self.input.flush()?;
+        self.read()
+    }
+}
+
+/// The weight floor in one layout: every weight matrix of the checkpoint once against a
+/// one-token input, nothing else.
+struct Floor {
+    /// One-token input and weight, per matrix.
+    passes: Vec<(Tensor, Tensor)>,
+    /// The weights are `[inputs, outputs]` (read by `mm`) rather than the checkpoint's
+    /// `[outputs, inputs]` (read by `linear`, as transformers does).
+    transposed: bool,
+    seconds: Vec<f64>,
+}
+
+impl Floor {
+    fn new(matrices: &[Tensor], kind: Kind, transposed: bool) -> Self {
+        let passes = matrices
+            .iter()
+            .map(|w| {
+                let x = Tensor::ones([1, w.size()[1]], (kind, Device::Cpu));
+                let w = w.to_kind(kind);
+                (x, if transposed { w.tr().contiguous() } else { w })
+            })
+            .collect();
+        Self {
+            passes,
+            transposed,
+            seconds: Vec::new(),
+        }
+    }
+
+    fn pass(&self) {
+        tch::no_grad(|| {
+            for (x, w) in &self.passes {
+                drop(if self.transposed {
+                    x.mm(w)
+                } else {
+                    x.linear::<&Tensor>(w, None)
+                });
+            }
+        })
+    }
+
+    fn round(&mut self) {
+        for _ in 0..FLOOR_PASSES {
+            self.seconds.push(timed(|| self.pass()).0);
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        if self.transposed {
+            "[in, out] weights, `mm`"
+        } else {
+            "[out, in] weights, `linear`"
+        }
+    }
+}
+
+/// One precision's side of the comparison: its Argus model, its weight floors and what each
+/// side measured, round by round.
+struct Precision {
+    /// transformers' name for it, which smollm2_transformers.py takes.
+    name: &'static str,
+    llm: Llm,
+    /// The floor in both weight layouts.
+    floors: [Floor; 2],
+    argus_first: Vec<f64>,
+    argus_full: Vec<f64>,
+    argus_ids: Vec<u32>,
+    hf_first: Vec<f64>,
+    hf_full: Vec<f64>,
+    hf_ids: Vec<u32>,
+}
+
+impl Precision {
+    fn new(name: &'static str, kind: Kind, dir: &Path, matrices: &[Tensor]) -> Result<Self> {
+        Ok(Self {
+            name,
+            llm: Llm::load_with(dir, Device::Cpu, kind)?,
+            floors: [
+                Floor::new(matrices, kind, false),
+                Floor::new(matrices, kind, true),
+            ],
+            argus_first: Vec::new(),
+            argus_full: Vec::new(),
+            argus_ids: Vec::new(),
+            hf_first: Vec::new(),
+            hf_full: Vec::new(),
+            hf_ids: Vec::new(),
+        })
+    }
+
+    /// `generate` with 1 and with `LLM_NEW_TOKENS` new tokens; the generated ids.
+    fn argus_round(&mut self, ids: &[u32]) -> Result<()> {
+        let options = |n: usize| GenerationOptions {
+            max_new_tokens: n,
+            sampling: Sampling::Greedy,
+            return_attention: false,
+        };
+        let (seconds, out) = timed(|| self.llm.generate(ids, &options(1)));
+        out?;
+        self.argus_first.push(seconds);
+        let (seconds, out) = timed(|| self.llm.generate(ids, &options(LLM_NEW_TOKENS)));
+        self.argus_ids = out?.tokens.iter().map(|t| t.id).collect();
+        self.argus_full.push(seconds);
+        Ok(())
+    }
+
+    fn transformers_round(&mut self, transformers: &mut Transformers) -> Result<()> {
+        let round = transformers.round(self.name)?;
+        self.hf_first.push(round.first_token_s);
+        self.hf_full.push(round.full_s);
+        self.hf_ids = round.generated_ids;
+        Ok(())
+    }
+
+    fn floor_round(&mut self) {
+        for floor in &mut self.floors {
+            floor.round();
+        }
+    }
+
+    /// This precision's table rows.
+    fn rows(&self, table: &mut String) -> std::fmt::Result {
+        let (argus_ttft, hf_ttft) = (median(&self.argus_first), median(&self.hf_first));
+        let (argus_full, hf_full) = (median(&self.argus_full), median(&self.hf_full));
+        let (argus_rate, hf_rate) = (
+            decode_rate(argus_ttft, argus_full),
+            decode_rate(hf_ttft, hf_full),
+        );
+        // Each round's Argus decode rate over the same round's transformers rate.
+        let paired: Vec<f64> = (0..self.argus_full.len())
+            .map(|i| {
+                decode_rate(self.argus_first[i], self.argus_full[i])
+                    / decode_rate(self.hf_first[i], self.hf_full[i])
+            })
+            .collect();
+        let (low, high) = paired
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+        let floors = self.floors.each_ref().map(|f| median(&f.seconds));
+        let floor = floors[0].min(floors[1]);
+        let name = self.name;
+        writeln!(
+            table,
+            "| Argus {name} | {} | {argus_rate:.1} | {} | {} |",
+            ms(argus_ttft),
+            ms(1.0 / argus_rate),
+            ms(argus_full)
+        )?;
+        writeln!(
+            table,
+            "| transformers {name} | {} | {hf_rate:.1} | {} | {} |",
+            ms(hf_ttft),
+            ms(1.0 / hf_rate),
+            ms(hf_full)
+        )?;
+        writeln!(
+            table,
+            "| **Argus speed-up, {name}** | {:.2}x | **{:.2}x** (paired rounds: median {:.2}x, {low:.2}–{high:.2}) | | {:.2}x |",
+            hf_ttft / argus_ttft,
+            argus_rate / hf_rate,
+            median(&paired),
+            hf_full / argus_full
+        )?;
+        for (f, seconds) in self.floors.iter().zip(floors) {
+            writeln!(
+                table,
+                "| {name} weight floor, {} | | {:.1} | {} | |",
+                f.label(),
+                1.0 / seconds,
+                ms(seconds)
+            )?;
+        }
+        writeln!(
+            table,
+            "| Argus {name} decode time / the faster floor | | | {:.2}x | |",
+            (1.0 / argus_rate) / floor
+        )
+    }
+
+    /// How many generated tokens Argus and transformers share from the start.
+    fn agreement(&self) -> String {
+        let same = self
+            .argus_ids
+            .iter()
+            .zip(&self.hf_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if same == self.argus_ids.len() && same == self.hf_ids.len() {
+            format!("{}: same {same} tokens", self.name)
+        } else {
+            format!(
+                "{}: the first {same} tokens the same (Argus {}, transformers {} tokens)",
+                self.name,
+                self.argus_ids.len(),
+                self.hf_ids.len()
+            )
+        }
+    }
 }
 
 fn smollm2(threads: i32) -> Result<String> {
@@ -615,161 +899,93 @@ fn smollm2(threads: i32) -> Result<String> {
     let venv =
         std::env::var("ARGUS_VENV").map_err(|_| "ARGUS_VENV is not set: source deploy/env.sh")?;
     let dir = PathBuf::from(models).join("smollm2-135m-instruct-hf");
-    let llm = Llm::load(&dir, Device::Cpu)?;
-    let ids = llm.encode(&llm.render_chat(&[ChatMessage::new("user", LLM_PROMPT)], true)?)?;
-    let options = |n: usize| GenerationOptions {
-        max_new_tokens: n,
-        sampling: Sampling::Greedy,
-        return_attention: false,
-    };
-    let (first, full) = (options(1), options(LLM_NEW_TOKENS));
-    // Warm-up.
-    llm.generate(&ids, &first)?;
-    let generated: Vec<u32> = llm
-        .generate(&ids, &full)?
-        .tokens
-        .iter()
-        .map(|t| t.id)
-        .collect();
-    // The floor of any float32 decoder on this libtorch: every weight matrix of the
-    // checkpoint once against a one-token input (the tied embedding as the output head),
-    // nothing else; decoding one token can read no fewer bytes.
-    let matrices: Vec<(Tensor, Tensor)> = Tensor::read_safetensors(dir.join("model.safetensors"))?
+    // The floor of any decoder on this libtorch: every weight matrix of the checkpoint once
+    // against a one-token input (the tied embedding as the output head), nothing else;
+    // decoding one token can read no fewer bytes in that precision. The kernels stream the
+    // two layouts of a matrix at different speeds, so both are measured.
+    let matrices: Vec<Tensor> = Tensor::read_safetensors(dir.join("model.safetensors"))?
         .into_iter()
         .filter(|(_, w)| w.dim() == 2)
-        .map(|(_, w)| {
-            let w = w.to_kind(Kind::Float);
-            (
-                Tensor::ones([1, w.size()[1]], (Kind::Float, Device::Cpu)),
-                w,
-            )
-        })
+        .map(|(_, w)| w.to_kind(Kind::Float))
         .collect();
-    let floor_pass = || {
-        tch::no_grad(|| {
-            for (x, w) in &matrices {
-                drop(x.linear::<&Tensor>(w, None));
-            }
-        })
-    };
-    floor_pass();
-    let (mut first_s, mut full_s, mut floor_s) = (Vec::new(), Vec::new(), Vec::new());
-    let argus_rounds =
-        |first_s: &mut Vec<f64>, full_s: &mut Vec<f64>, floor_s: &mut Vec<f64>| -> Result<()> {
-            for _ in 0..LLM_ROUNDS_EACH_SIDE {
-                let (seconds, out) = timed(|| llm.generate(&ids, &first));
-                out?;
-                first_s.push(seconds);
-                let (seconds, out) = timed(|| llm.generate(&ids, &full));
-                out?;
-                full_s.push(seconds);
-                for _ in 0..FLOOR_PASSES {
-                    floor_s.push(timed(floor_pass).0);
-                }
-            }
-            Ok(())
-        };
-    argus_rounds(&mut first_s, &mut full_s, &mut floor_s)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/smollm2_transformers.py");
-    let output = Command::new(Path::new(&venv).join("bin/python"))
-        .arg(&script)
-        .arg("--model-dir")
-        .arg(&dir)
-        .args(["--threads", &threads.to_string()])
-        .args(["--prompt-ids", &serde_json::to_string(&ids)?])
-        .args(["--new-tokens", &LLM_NEW_TOKENS.to_string()])
-        .args(["--warmup", "1"])
-        .args(["--runs", &(2 * LLM_ROUNDS_EACH_SIDE).to_string()])
-        .output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "{} failed ({}): {}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
+    let mut precisions = [
+        Precision::new("float32", Kind::Float, &dir, &matrices)?,
+        Precision::new("bfloat16", Kind::BFloat16, &dir, &matrices)?,
+    ];
+    drop(matrices);
+    let llm = &precisions[0].llm;
+    let ids = llm.encode(&llm.render_chat(&[ChatMessage::new("user", LLM_PROMPT)], true)?)?;
+    let (mut transformers, setup) = Transformers::spawn(&venv, &dir, threads, &ids)?;
+    // Warm-up.
+    for precision in &mut precisions {
+        precision.argus_round(&ids)?;
+        for floor in &precision.floors {
+            floor.pass();
+        }
+        precision.argus_first.clear();
+        precision.argus_full.clear();
     }
-    let hf: TransformersTimings = serde_json::from_slice(&output.stdout)?;
-    argus_rounds(&mut first_s, &mut full_s, &mut floor_s)?;
+    // Each round runs every (side, precision) once and the floors, the order rotating from
+    // round to round so none always runs first or after the same neighbour.
+    const STEPS: usize = 6;
+    for round in 0..LLM_ROUNDS {
+        for k in 0..STEPS {
+            let step = (k + round) % STEPS;
+            let precision = &mut precisions[step % 2];
+            match step / 2 {
+                0 => precision.argus_round(&ids)?,
+                1 => precision.transformers_round(&mut transformers)?,
+                _ => precision.floor_round(),
+            }
+        }
+    }
+    drop(transformers.input);
+    transformers.child.wait()?;
 
-    let decode_rate =
-        |first: &[f64], full: &[f64]| (LLM_NEW_TOKENS - 1) as f64 / (median(full) - median(first));
-    let (argus_ttft, hf_ttft) = (median(&first_s), median(&hf.first_token_s));
-    let (argus_rate, hf_rate) = (
-        decode_rate(&first_s, &full_s),
-        decode_rate(&hf.first_token_s, &hf.full_s),
-    );
-    let (argus_full, hf_full) = (median(&full_s), median(&hf.full_s));
-    let floor = median(&floor_s);
     let mut table = String::new();
     writeln!(
         table,
         "### 4. SmolLM2-135M-Instruct greedy decoding: Argus vs transformers\n\n\
          Same checkpoint ($ARGUS_MODEL_DIR/smollm2-135m-instruct-hf), same {}-token chat \
-         prompt, greedy, {LLM_NEW_TOKENS} new tokens, float32 CPU, {threads} intra-op threads \
-         on both sides (transformers {} / torch {}, {} threads, attention `{}`; Argus runs on \
-         the same libtorch). Time to first token = median `generate` with 1 new token; \
-         decode = ({LLM_NEW_TOKENS} − 1) / (median {LLM_NEW_TOKENS}-token time − median \
-         1-token time). Argus: {} rounds, half before and half after transformers' {}. \
-         Same continuation: {}. Floor: every weight matrix of the checkpoint once against a \
-         one-token input (the tied embedding as output head), nothing else — the float32 \
-         weight-streaming cost of one decode step on this libtorch, median of {} passes \
-         taken between Argus's rounds.\n",
+         prompt, greedy, {LLM_NEW_TOKENS} new tokens, CPU, {threads} intra-op threads on both \
+         sides (transformers {} / torch {}, {} threads, attention `{}`; Argus runs on the same \
+         libtorch), each side in float32 and in bfloat16 (weights and activations; \
+         transformers `dtype=torch.bfloat16`, Argus `Llm::load_with(.., Kind::BFloat16)`). \
+         Time to first token = median `generate` with 1 new token; decode = \
+         ({LLM_NEW_TOKENS} − 1) / (median {LLM_NEW_TOKENS}-token time − median 1-token time). \
+         {LLM_ROUNDS} rounds; each runs Argus and transformers in both precisions and \
+         {FLOOR_PASSES} passes of each floor, in an order rotating round by round \
+         (transformers runs beside the bench, driven one round at a time). Paired rounds: \
+         each round's Argus decode rate over the same round's transformers rate. Floor: every \
+         weight matrix of the checkpoint once against a one-token input (the tied embedding \
+         as output head), nothing else, in that precision — the weight-streaming cost of one \
+         decode step on this libtorch — with the weights as the checkpoint stores them \
+         (`[out, in]`, what `linear` and transformers read) and transposed (`[in, out]`, what \
+         Argus's float32 layers read). Continuations: {}; {}.\n",
         ids.len(),
-        hf.transformers,
-        hf.torch,
-        hf.threads,
-        hf.attn_implementation,
-        first_s.len(),
-        hf.full_s.len(),
-        if generated == hf.generated_ids {
-            format!("yes ({} tokens)", generated.len())
-        } else {
-            format!(
-                "NO (Argus {} tokens, transformers {})",
-                generated.len(),
-                hf.generated_ids.len()
-            )
-        },
-        floor_s.len()
+        setup.transformers,
+        setup.torch,
+        setup.threads,
+        setup.attn_implementation,
+        precisions[0].agreement(),
+        precisions[1].agreement(),
     )?;
     writeln!(
         table,
         "| | time to first token, median ms | decode tokens/s | decode ms/token | {LLM_NEW_TOKENS} tokens end to end, median ms |"
     )?;
     writeln!(table, "|---|---|---|---|---|")?;
+    for precision in &precisions {
+        precision.rows(&mut table)?;
+    }
+    let (float, bfloat) = (&precisions[0], &precisions[1]);
     writeln!(
         table,
-        "| Argus | {} | {argus_rate:.1} | {} | {} |",
-        ms(argus_ttft),
-        ms(1.0 / argus_rate),
-        ms(argus_full)
-    )?;
-    writeln!(
-        table,
-        "| transformers | {} | {hf_rate:.1} | {} | {} |",
-        ms(hf_ttft),
-        ms(1.0 / hf_rate),
-        ms(hf_full)
-    )?;
-    writeln!(
-        table,
-        "| Argus speed-up | {:.2}x | {:.2}x | | {:.2}x |",
-        hf_ttft / argus_ttft,
-        argus_rate / hf_rate,
-        hf_full / argus_full
-    )?;
-    writeln!(
-        table,
-        "| float32 weight floor (see above) | | {:.1} | {} | |",
-        1.0 / floor,
-        ms(floor)
-    )?;
-    writeln!(
-        table,
-        "| Argus decode time / floor (same time window) | | | {:.2}x | |",
-        (1.0 / argus_rate) / floor
+        "| Argus bfloat16 over transformers float32 | {:.2}x | {:.2}x | | {:.2}x |",
+        median(&float.hf_first) / median(&bfloat.argus_first),
+        decode_rate(median(&bfloat.argus_first), median(&bfloat.argus_full))
+            / decode_rate(median(&float.hf_first), median(&float.hf_full)),
+        median(&float.hf_full) / median(&bfloat.argus_full)
     )?;
     table.push('\n');
     print!("{table}");

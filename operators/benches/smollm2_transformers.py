@@ -1,18 +1,29 @@
 """SmolLM2 greedy decoding with transformers, the baseline of `cargo bench --bench mllm`.
 
-The bench (operators/benches/mllm.rs) spawns this with the prompt ids Argus tokenized, the
-thread count tch uses and the run counts; it prints one JSON object on stdout with the
-wall-clock time of every `generate` call (max_new_tokens = 1, and = --new-tokens), so the
-bench computes time to first token and decode speed the same way for both sides.
+The bench (operators/benches/mllm.rs) spawns this once with the prompt ids Argus tokenized and
+the thread count tch uses, then drives it round by round so that transformers' rounds
+interleave with Argus's in time (the machine is shared and its load drifts):
+
+* once both models are loaded (float32 and bfloat16, the same checkpoint) and warmed up, this
+  prints one JSON line: versions, threads and attention implementation;
+* for every line `float32` or `bfloat16` read from stdin, it runs `generate` with
+  max_new_tokens = 1 and then = --new-tokens on that model and prints one JSON line with both
+  wall-clock times and the generated ids, so the bench computes time to first token and
+  decode speed the same way for both sides.
+
+It exits when stdin closes.
 """
 
 import argparse
 import json
+import sys
 import time
 
 import torch
 import transformers
 from transformers import AutoModelForCausalLM
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def main() -> None:
@@ -21,17 +32,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--prompt-ids", required=True, help="JSON list of token ids")
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=torch.float32)
-    model.eval()
+    models = {
+        name: AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype).eval()
+        for name, dtype in DTYPES.items()
+    }
     ids = torch.tensor([json.loads(args.prompt_ids)], dtype=torch.long)
     mask = torch.ones_like(ids)
 
-    def generate(new_tokens: int):
+    def generate(model, new_tokens: int):
         with torch.inference_mode():
             start = time.perf_counter()
             out = model.generate(
@@ -43,16 +54,10 @@ def main() -> None:
             )
             return time.perf_counter() - start, out[0, ids.shape[1] :].tolist()
 
-    for _ in range(args.warmup):
-        generate(1)
-        generate(args.new_tokens)
-    first, full, generated = [], [], []
-    # Interleaved, as the Rust side does, so load drift hits both the same.
-    for _ in range(args.runs):
-        seconds, _ = generate(1)
-        first.append(seconds)
-        seconds, generated = generate(args.new_tokens)
-        full.append(seconds)
+    for model in models.values():
+        generate(model, 1)
+        generate(model, args.new_tokens)
+    model = models["float32"]
     print(
         json.dumps(
             {
@@ -60,12 +65,18 @@ def main() -> None:
                 "transformers": transformers.__version__,
                 "threads": torch.get_num_threads(),
                 "attn_implementation": model.config._attn_implementation,
-                "first_token_s": first,
-                "full_s": full,
-                "generated_ids": generated,
             }
-        )
+        ),
+        flush=True,
     )
+    for line in sys.stdin:
+        model = models[line.strip()]
+        first, _ = generate(model, 1)
+        full, generated = generate(model, args.new_tokens)
+        print(
+            json.dumps({"first_token_s": first, "full_s": full, "generated_ids": generated}),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ const MISSING_HINT: &str = "a Llama checkpoint folder needs config.json, model.s
 pub struct GenerationOptions {
     pub max_new_tokens: usize,
     pub sampling: Sampling,
-    /// Return [`Generation::attention`]. Costs a copy of every layer's attention row per token.
+    /// Return [`Generation::attention`]. Costs a copy of every layer's attention row per token,
+    /// and attention computed step by step (scores, softmax, weighted sum) instead of
+    /// libtorch's fused kernel, which does not return the probabilities.
     pub return_attention: bool,
 }
 
@@ -146,13 +148,28 @@ fn special_token(token: Option<SpecialToken>) -> String {
 }
 
 impl Llm {
-    /// Loads the checkpoint in `dir` onto `device`.
+    /// Loads the checkpoint in `dir` onto `device`, computing in float32 (what the parity
+    /// tests against transformers hold to 1e-4).
     pub fn load(dir: &Path, device: Device) -> Result<Self, OperatorError> {
+        Self::load_with(dir, device, Kind::Float)
+    }
+
+    /// Loads the checkpoint in `dir` onto `device`, computing in `kind`: [`Kind::Float`], or
+    /// [`Kind::BFloat16`] for serving, which halves the bytes each decoded token reads (on
+    /// CPUs with bfloat16 instructions, faster decoding) at the cost of float32 parity:
+    /// greedy output can part from float32's where two candidates are nearly tied.
+    /// Embeddings, logits, log-probabilities and attention are float32 either way.
+    pub fn load_with(dir: &Path, device: Device, kind: Kind) -> Result<Self, OperatorError> {
+        if !matches!(kind, Kind::Float | Kind::BFloat16) {
+            return Err(OperatorError::InvalidInput(format!(
+                "the decoder computes in Float or BFloat16, not {kind:?}"
+            )));
+        }
         let config_path = required_file(dir, CONFIG_FILE, MISSING_HINT)?;
         let tokenizer_path = required_file(dir, TOKENIZER_FILE, MISSING_HINT)?;
         let config = LlamaConfig::load(&config_path)?;
         let mut checkpoint = Checkpoint::open_dir(dir, device, MISSING_HINT)?;
-        let model = Llama::load(&config, &mut checkpoint)?;
+        let model = Llama::load(&config, &mut checkpoint, kind)?;
         let tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| OperatorError::ModelLoad {
                 path: tokenizer_path.clone(),
@@ -301,29 +318,37 @@ impl Llm {
                 self.name
             )));
         }
-        tch::no_grad(|| self.model.embed(&self.id_tensor(ids)?))
-            .map_err(|e| self.inference_error(e.to_string()))
+        tch::no_grad(|| {
+            self.model
+                .embed(&self.id_tensor(ids)?)?
+                .f_to_kind(Kind::Float)
+        })
+        .map_err(|e| self.inference_error(e.to_string()))
     }
 
     /// Logits `[tokens, vocab]` (float32, CPU) for every position of `ids`, from one full pass
     /// without a cache: position `i` predicts token `i + 1`.
     pub fn logits(&self, ids: &[u32]) -> Result<Tensor, OperatorError> {
+        let positions = ids.len() as i64;
+        if positions > self.max_positions {
+            return Err(OperatorError::InvalidInput(format!(
+                "{positions} tokens exceed the {} positions of {}",
+                self.max_positions, self.name
+            )));
+        }
         let embeddings = self.embed_tokens(ids)?;
         tch::no_grad(|| {
-            let mut cache = self.model.new_cache();
-            let (hidden, _) = self
-                .model
-                .forward(&embeddings.f_unsqueeze(0)?, &mut cache, false)?;
-            self.model
-                .logits(&hidden)?
-                .f_squeeze_dim(0)?
-                .f_to_device(Device::Cpu)
+            let mut cache = self.model.new_cache(positions)?;
+            let input = embeddings.f_to_kind(self.model.kind())?;
+            let (hidden, _) = self.model.forward(&input, &mut cache, false)?;
+            self.model.logits(&hidden)?.f_to_device(Device::Cpu)
         })
         .map_err(|e| self.inference_error(e.to_string()))
     }
 
     /// Generates a continuation of a prompt given as embeddings `[tokens, hidden]`, such as
-    /// [`Llm::embed_tokens`] rows with other rows spliced in.
+    /// [`Llm::embed_tokens`] rows with other rows spliced in (converted to the model's
+    /// precision).
     pub fn generate_from_embeddings(
         &self,
         embeddings: &Tensor,
@@ -376,11 +401,13 @@ impl Llm {
             Sampling::Sample { seed, .. } => Some(Rng::new(seed)),
             Sampling::Greedy => None,
         };
-        let mut cache = self.model.new_cache();
+        // Room for every position generation can reach, so the cache never grows.
+        let mut cache = self
+            .model
+            .new_cache(prompt + options.max_new_tokens as i64)?;
         let mut input = embeddings
             .f_to_device(self.device)?
-            .f_to_kind(Kind::Float)?
-            .f_unsqueeze(0)?;
+            .f_to_kind(self.model.kind())?;
         let mut tokens = Vec::new();
         let mut rows = Vec::new();
         let mut stop = StopReason::MaxTokens;
@@ -388,7 +415,7 @@ impl Llm {
             let (hidden, attentions) =
                 self.model
                     .forward(&input, &mut cache, options.return_attention)?;
-            let last = hidden.f_select(1, -1)?;
+            let last = hidden.f_narrow(0, -1, 1)?;
             if options.return_attention {
                 // Each layer's `[1, heads, queries, positions]`: the last query, prompt keys.
                 let layers = attentions
@@ -423,7 +450,7 @@ impl Llm {
                 stop = StopReason::StopToken;
                 break;
             }
-            input = self.model.embed(&self.id_tensor(&[id])?)?.f_unsqueeze(0)?;
+            input = self.model.embed(&self.id_tensor(&[id])?)?;
         }
         let attention = if options.return_attention && !rows.is_empty() {
             Some(Tensor::f_stack(&rows, 0)?)
