@@ -144,19 +144,23 @@ impl MomentIndexer {
     ) {
         // Absolute, so clips are found whatever the service's working directory.
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-        // Its length bounds which moments can be played from it; a file whose length cannot
-        // be read still plays (the clip request then says what is wrong).
-        let length = match gstreamer::glib::filename_to_uri(&path, None) {
-            Ok(uri) => tokio::task::spawn_blocking(move || super::recording::duration_of(&uri))
-                .await
-                .ok()
-                .and_then(Result::ok),
-            Err(_) => None,
+        let store = &self.inner.store;
+        store.put_recording(camera, &path, start, None).await;
+        // Its length bounds which moments can be played from it. It is read beside the stream,
+        // never before it: GStreamer's discoverer can stall on a damaged file, which must
+        // fail through the stream's own pipeline, with its own error, not hang here.
+        let Ok(uri) = gstreamer::glib::filename_to_uri(&path, None) else {
+            return;
         };
-        self.inner
-            .store
-            .put_recording(camera, &path, start, length)
-            .await;
+        let (store, camera) = (store.clone(), camera.to_owned());
+        tokio::spawn(async move {
+            let probe = tokio::task::spawn_blocking(move || super::recording::duration_of(&uri));
+            if let Ok(Ok(Ok(length))) = tokio::time::timeout(Duration::from_secs(40), probe).await {
+                store
+                    .put_recording(&camera, &path, start, Some(length))
+                    .await;
+            }
+        });
     }
 
     /// The end (ms) of the camera's newest stored window.

@@ -89,7 +89,7 @@ impl MomentStore {
 
     /// Records that the camera's video from `start` on, for `length` when known, is the file
     /// `path` (for clips). The member is `{start_ms}-{end_ms} {path}`, or `{start_ms} {path}`
-    /// without a length.
+    /// without a length; a length given later replaces the entry without one.
     pub async fn put_recording(
         &self,
         camera: &str,
@@ -103,7 +103,13 @@ impl MomentStore {
             None => start_ms.to_string(),
         };
         let mut pipeline = redis::pipe();
+        // Replaces the recording's entry without a length, if there is one.
         pipeline
+            .zrem(
+                self.recordings_key(camera),
+                format!("{start_ms} {}", path.display()),
+            )
+            .ignore()
             .zadd(
                 self.recordings_key(camera),
                 format!("{span} {}", path.display()),
