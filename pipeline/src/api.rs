@@ -632,6 +632,13 @@ async fn moments_by_image(
         (Ok(search), Ok(params)) => (search, params),
         (Err(error), _) | (_, Err(error)) => return error.into_response(),
     };
+    if params.rerank {
+        // Said, not ignored: the LLM reads text evidence, which an image query has none of.
+        return error(
+            StatusCode::BAD_REQUEST,
+            "rerank applies to text queries only",
+        );
+    }
     let image = match body {
         Ok(image) => image,
         Err(_) => {

@@ -537,9 +537,9 @@ fn bad_moment_queries_get_clear_4xx_errors() {
         let message = answer["error"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{path}: {message}");
     }
-    let by_image = |body: &[u8]| {
+    let by_image_at = |query: &str, body: &[u8]| {
         let mut response = ureq::post(&format!(
-            "http://127.0.0.1:{http_port}/api/v1/moments/by-image"
+            "http://127.0.0.1:{http_port}/api/v1/moments/by-image{query}"
         ))
         .config()
         .http_status_as_error(false)
@@ -550,6 +550,13 @@ fn bad_moment_queries_get_clear_4xx_errors() {
         let answer: serde_json::Value = response.body_mut().read_json().unwrap();
         (status, answer)
     };
+    let by_image = |body: &[u8]| by_image_at("", body);
+    let (code, answer) = by_image_at("?rerank=true", b"GIF89a");
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("text queries only"));
     let (code, answer) = by_image(b"GIF89a-but-not-really");
     assert_eq!(code, 415, "{answer}");
     assert!(answer["error"]
