@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! uridecodebin | v4l2src ! decodebin | videotestsrc
-//!     ─video─▶ identity(drop-allocation) ▶ videorate(drop-only) ▶ videoconvert ▶ videoscale
-//!              ▶ capsfilter(BGR, fps, size) ▶ appsink
+//!     ─video─▶ videorate(drop-only) ▶ videoconvert ▶ videoscale ▶ capsfilter(BGR, fps, size)
+//!              ▶ appsink
 //!     └other─▶ fakesink
 //! ```
 //! Sampling happens first so conversion and scaling only touch the frames we keep; all pixel
-//! work is GStreamer's, Rust only copies the final BGR rows out of the buffer. Decoders are
-//! chosen by `decodebin`'s ranking, so hardware decoders win where their plugins are installed;
-//! the one chosen is reported by [`Decoder::decoder_name`].
+//! work is GStreamer's, Rust only copies the final BGR rows out of the buffer. Nothing sits
+//! between the decoder and the converter's allocation answer: with it, `avdec_*` decodes
+//! straight into buffers the converter reads and copies no frame (blocking that answer, as an
+//! earlier version did, made it copy every decoded frame). Decoders are chosen by
+//! `decodebin`'s ranking, so hardware decoders win where their plugins are installed; the one
+//! chosen is reported by [`Decoder::decoder_name`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,12 +99,6 @@ impl Decoder {
         decoded: IntCounter,
     ) -> Result<Self, DecoderError> {
         let pipeline = gst::Pipeline::with_name(&format!("stream-{}", settings.stream_id));
-        // The converter's buffer-pool proposal would travel up to the decoder and make it copy
-        // every decoded frame into that pool, although sampling keeps only a few of them
-        // (measured: 0.75 of bare decoding speed with it, ~0.9 without). Dropping the
-        // allocation query lets the decoder keep its own buffers.
-        let allocation_barrier = make("identity")?;
-        allocation_barrier.set_property("drop-allocation", true);
         let rate = make("videorate")?;
         rate.set_property("drop-only", true);
         let convert = make("videoconvert")?;
@@ -125,23 +122,14 @@ impl Decoder {
             ))
         })?;
         filter.set_property("caps", output_caps(framerate, None));
-        let chain = [
-            &allocation_barrier,
-            &rate,
-            &convert,
-            &scale,
-            &filter,
-            sink.upcast_ref(),
-        ];
+        let chain = [&rate, &convert, &scale, &filter, sink.upcast_ref()];
         pipeline
             .add_many(chain)
             .map_err(|e| DecoderError::Build(e.to_string()))?;
         gst::Element::link_many(chain).map_err(|e| DecoderError::Build(e.to_string()))?;
 
         // Where decoded video enters the sampling chain; every buffer here is a decoded frame.
-        let rate_sink = allocation_barrier
-            .static_pad("sink")
-            .expect("identity has a sink pad");
+        let rate_sink = rate.static_pad("sink").expect("videorate has a sink pad");
         rate_sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             decoded.inc();
             gst::PadProbeReturn::Ok
