@@ -88,7 +88,7 @@ fn test_video(path: &Path, pattern: &str, text: Option<&str>) {
     encode(&format!(
         "videotestsrc pattern={pattern} num-buffers=200 \
          ! video/x-raw,width=1280,height=720,framerate=10/1 {overlay}\
-         ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
          ! filesink location=\"{}\"",
         path.display()
     ));

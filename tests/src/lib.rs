@@ -75,7 +75,7 @@ pub fn make_text_video(path: &Path, text: &str, seconds: u32) {
         "videotestsrc pattern=smpte num-buffers={frames} \
          ! video/x-raw,width=1280,height=720,framerate=10/1 \
          ! textoverlay text=\"{text}\" font-desc=\"Sans Bold 56\" shaded-background=true valignment=center halignment=center \
-         ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
          ! filesink location=\"{location}\"",
         frames = seconds * 10,
         location = path.display(),
@@ -90,7 +90,7 @@ pub fn make_moving_video(path: &Path, seconds: u32) {
     let description = format!(
         "videotestsrc pattern=ball num-buffers={frames} \
          ! video/x-raw,width=1280,height=720,framerate=10/1 \
-         ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
          ! filesink location=\"{location}\"",
         frames = seconds * 10,
         location = path.display(),
@@ -153,7 +153,7 @@ impl RtspServer {
 
     /// A live 320x240 5 fps H.264 camera at each mount, showing a moving ball.
     pub fn serve_live(mounts: &[&str], port: u16) -> Self {
-        let launch = "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=5/1 \
+        let launch = "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=5/1 \
              ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=5 ! rtph264pay name=pay0 pt=96 config-interval=1 )";
         let factories: Vec<(&str, String)> = mounts
             .iter()
