@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use argus::moments::{MomentIndex, MomentWindow, SearchMethod, Space, WindowFilter};
+use argus::moments::{IndexModels, MomentIndex, MomentWindow, SearchMethod, Space, WindowFilter};
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -98,7 +98,13 @@ fn main() {
     );
     for &size in &sizes {
         // The service's default threshold, so `auto` shows what it would choose.
-        let index = MomentIndex::new(20_000);
+        let index = MomentIndex::new(
+            20_000,
+            IndexModels {
+                text: "synthetic".into(),
+                visual: None,
+            },
+        );
         let span_ms = DAYS * 86_400_000;
         let mut inserting = std::time::Duration::ZERO;
         let mut batch = Vec::with_capacity(BATCH);

@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::moments::{
-    rerank::MomentReranker, Embedder, MomentIndex, MomentIndexer, MomentSearch, MomentStore,
-    VisualEmbedder,
+    reembed::reembed_outdated, rerank::MomentReranker, Embedder, IndexModels, MomentIndex,
+    MomentIndexer, MomentSearch, MomentStore, VisualEmbedder,
 };
 use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
 use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
@@ -284,7 +284,13 @@ pub(crate) async fn start_moments(
         None => None,
     };
     let store = MomentStore::new(redis.clone());
-    let index = Arc::new(MomentIndex::new(config.moments.exact_search_below));
+    let index = Arc::new(MomentIndex::new(
+        config.moments.exact_search_below,
+        IndexModels {
+            text: embedder.model().to_owned(),
+            visual: visual.as_ref().map(|v| v.model().to_owned()),
+        },
+    ));
     let search = MomentSearch::new(
         index.clone(),
         store.clone(),
@@ -297,11 +303,22 @@ pub(crate) async fn start_moments(
     if searchable {
         let started = std::time::Instant::now();
         match store.load_into(&index).await {
-            Ok(count) => tracing::info!(
-                windows = count,
-                seconds = started.elapsed().as_secs_f64(),
-                "moment index loaded from Redis"
-            ),
+            Ok(report) => {
+                tracing::info!(
+                    windows = report.loaded,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "moment index loaded from Redis"
+                );
+                if !report.outdated.is_empty() {
+                    tokio::spawn(reembed_outdated(
+                        store.clone(),
+                        index.clone(),
+                        embedder.clone(),
+                        visual.clone(),
+                        report.outdated,
+                    ));
+                }
+            }
             Err(error) => tracing::error!(%error,
                 "the moment index could not be loaded from Redis: searches see only new windows"),
         }

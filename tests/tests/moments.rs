@@ -240,7 +240,7 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
 
     // A restart rebuilds the index from Redis: the same answer.
     argus.kill();
-    let argus = Argus::start(&config, &[], log(2), http);
+    let mut argus = Argus::start(&config, &[], log(2), http.clone());
     wait_until(Duration::from_secs(60), "the API after a restart", || {
         argus.is_up()
     });
@@ -248,6 +248,76 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
     assert_eq!(
         again["moments"], answer["moments"],
         "the same moments after a restart"
+    );
+
+    // The text model changed while Argus was down: the stored windows carry another model's
+    // vectors, of another dimension. Queries keep working, and the windows are re-embedded
+    // from their stored text into the current model's space.
+    argus.kill();
+    let mut redis = redis_connection(&services);
+    let timeline = format!("{key_prefix}:moments:bench");
+    let starts: Vec<i64> = redis::cmd("ZRANGE")
+        .arg(&timeline)
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis)
+        .unwrap();
+    let window_json = |redis: &mut redis::Connection, start: i64| -> serde_json::Value {
+        let json: String = redis::cmd("GET")
+            .arg(format!("{timeline}:{start}"))
+            .query(redis)
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    let current_model = window_json(&mut redis, starts[0])["embedding_model"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for &start in &starts {
+        let mut window = window_json(&mut redis, start);
+        window["embedding_model"] = "an-older-model".into();
+        if !window["text_embedding"].is_null() {
+            window["text_embedding"] = serde_json::json!([1.0, 0.0, 0.0]);
+        }
+        let _: () = redis::cmd("SET")
+            .arg(format!("{timeline}:{start}"))
+            .arg(window.to_string())
+            .query(&mut redis)
+            .unwrap();
+    }
+    let argus = Argus::start(&config, &[], log(3), http);
+    wait_until(
+        Duration::from_secs(60),
+        "the API after a model change",
+        || argus.is_up(),
+    );
+    let (status, body) = argus.get_status(&format!(
+        "/api/v1/moments?q={}&camera=bench&limit=5",
+        phrase.replace(' ', "+")
+    ));
+    assert_eq!(
+        status, 200,
+        "no dimension mismatch while re-embedding: {body}"
+    );
+    wait_until(Duration::from_secs(120), "every window re-embedded", || {
+        starts.iter().all(|&start| {
+            let window = window_json(&mut redis, start);
+            window["text_embedding"].is_null() || window["embedding_model"] == *current_model
+        })
+    });
+    let spans = |answer: &serde_json::Value| -> Vec<(f64, f64)> {
+        answer["moments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (seconds_of(m, "start"), seconds_of(m, "end")))
+            .collect()
+    };
+    // The index takes each window right after Redis does.
+    wait_until(
+        Duration::from_secs(30),
+        "the same moments once re-embedded",
+        || spans(&search(&argus, &phrase)) == spans(&answer),
     );
     let cameras = argus.get_json("/api/v1/moments/cameras").unwrap();
     let bench = cameras["cameras"]

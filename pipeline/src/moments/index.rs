@@ -5,6 +5,10 @@
 //! approximate HNSW index (`usearch`) with the same filter when they are many. Windows are
 //! keyed by (camera, start) so re-indexing a span replaces it instead of duplicating it.
 //! Redis is the durable copy; this index is rebuilt from it at start ([`super::store`]).
+//! Each embedding space holds only the vectors of its configured model ([`IndexModels`]): a
+//! window embedded by another model (stored before the configuration changed, or published by
+//! a worker not yet upgraded) keeps its place without that vector until it is re-embedded, so
+//! no query ever compares vectors from two models.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -115,10 +119,40 @@ fn hnsw_error(error: impl std::fmt::Display) -> IndexError {
     IndexError(error.to_string())
 }
 
+/// The models whose embeddings the index searches, by their names as windows record them
+/// (`embedding_model`, `visual_model`).
+#[derive(Debug, Clone, Default)]
+pub struct IndexModels {
+    pub text: String,
+    /// `None` when no image-text encoder is configured: visual vectors are not searched.
+    pub visual: Option<String>,
+}
+
+impl IndexModels {
+    /// Whether each of the window's embeddings is in the configured model's space (absent
+    /// embeddings need nothing); windows for which this is false want re-embedding.
+    pub fn is_current(&self, window: &MomentWindow) -> bool {
+        self.text_is_current(window) && self.visual_is_current(window)
+    }
+
+    pub fn text_is_current(&self, window: &MomentWindow) -> bool {
+        window.text_embedding.is_none() || window.embedding_model == self.text
+    }
+
+    /// A window without a visual embedding is current only when no encoder is configured.
+    pub fn visual_is_current(&self, window: &MomentWindow) -> bool {
+        match &self.visual {
+            None => true,
+            Some(model) => window.visual_model.as_ref() == Some(model),
+        }
+    }
+}
+
 /// The index; share it behind an `Arc`.
 pub struct MomentIndex {
     state: RwLock<State>,
     exact_below: usize,
+    models: IndexModels,
 }
 
 struct State {
@@ -200,7 +234,7 @@ fn add_parallel(index: &Index, vectors: &[(u64, &[f32])]) -> Result<(), IndexErr
 }
 
 impl MomentIndex {
-    pub fn new(exact_below: usize) -> Self {
+    pub fn new(exact_below: usize, models: IndexModels) -> Self {
         Self {
             state: RwLock::new(State {
                 windows: HashMap::new(),
@@ -210,7 +244,13 @@ impl MomentIndex {
                 next_key: 0,
             }),
             exact_below,
+            models,
         }
+    }
+
+    /// The models whose vectors the index searches.
+    pub fn models(&self) -> &IndexModels {
+        &self.models
     }
 
     /// Adds a window, replacing the camera's window with the same start if there is one.
@@ -235,9 +275,19 @@ impl MomentIndex {
                 ocr_text: window.ocr_text.clone(),
                 tags: window.tags.clone(),
                 caption: window.caption.clone(),
-                text_embedding: window.text_embedding.clone().map(Vec::into_boxed_slice),
+                text_embedding: window
+                    .text_embedding
+                    .clone()
+                    .filter(|_| window.embedding_model == self.models.text)
+                    .map(Vec::into_boxed_slice),
                 appearance: window.appearance.clone().into_boxed_slice(),
-                visual_embedding: window.visual_embedding.clone().map(Vec::into_boxed_slice),
+                visual_embedding: window
+                    .visual_embedding
+                    .clone()
+                    .filter(|_| {
+                        self.models.visual.is_some() && window.visual_model == self.models.visual
+                    })
+                    .map(Vec::into_boxed_slice),
             });
             let existing = state
                 .cameras
@@ -556,6 +606,13 @@ mod tests {
         }
     }
 
+    fn models() -> IndexModels {
+        IndexModels {
+            text: "test".into(),
+            visual: None,
+        }
+    }
+
     fn unit(angle: f32) -> Vec<f32> {
         vec![angle.cos(), angle.sin()]
     }
@@ -567,7 +624,7 @@ mod tests {
     #[test]
     fn exact_and_approximate_searches_agree_and_honour_filters() {
         for exact_below in [usize::MAX, 0] {
-            let index = MomentIndex::new(exact_below);
+            let index = MomentIndex::new(exact_below, models());
             for n in 0..50 {
                 let camera = if n % 2 == 0 { "a" } else { "b" };
                 index
@@ -595,7 +652,7 @@ mod tests {
 
     #[test]
     fn windows_without_text_never_match_text_and_reinsertion_replaces() {
-        let index = MomentIndex::new(usize::MAX);
+        let index = MomentIndex::new(usize::MAX, models());
         index.insert(&window("a", 0, None)).unwrap();
         index.insert(&window("a", 2, Some(unit(0.0)))).unwrap();
         index.insert(&window("a", 2, Some(unit(1.0)))).unwrap();
@@ -621,7 +678,7 @@ mod tests {
 
     #[test]
     fn retention_removes_from_the_maps_and_from_hnsw() {
-        let index = MomentIndex::new(0);
+        let index = MomentIndex::new(0, models());
         for n in 0..10 {
             index.insert(&window("a", n * 2, Some(unit(0.0)))).unwrap();
         }
@@ -636,5 +693,33 @@ mod tests {
         assert!(hits.iter().all(|(w, _)| w.start_ms >= ms(12)));
         assert_eq!(index.cutoff_keeping_newest("a", 4), None);
         assert_eq!(index.coverage()[0].windows, 4);
+    }
+
+    #[test]
+    fn vectors_of_another_model_are_left_out_of_its_space() {
+        let index = MomentIndex::new(usize::MAX, models());
+        index.insert(&window("a", 0, Some(unit(0.0)))).unwrap();
+        // Stored before the text model changed: another model, another dimension.
+        let mut older = window("a", 2, Some(vec![1.0, 0.0, 0.0]));
+        older.embedding_model = "an-older-model".into();
+        assert!(!index.models().is_current(&older));
+        index.insert(&older).unwrap();
+        assert_eq!(index.len(), 2, "the window itself is kept");
+        for exact_below in [usize::MAX, 0] {
+            let index = MomentIndex::new(exact_below, models());
+            index.insert(&older).unwrap();
+            index.insert(&window("a", 0, Some(unit(0.0)))).unwrap();
+            let (hits, _) = index
+                .search(Space::Text, &unit(0.0), &WindowFilter::default(), 10)
+                .expect("no dimension mismatch");
+            let starts: Vec<i64> = hits.iter().map(|(w, _)| w.start_ms).collect();
+            assert_eq!(starts, vec![ms(0)]);
+        }
+        // Re-embedded, it joins the space.
+        index.insert(&window("a", 2, Some(unit(0.1)))).unwrap();
+        let (hits, _) = index
+            .search(Space::Text, &unit(0.0), &WindowFilter::default(), 10)
+            .unwrap();
+        assert_eq!(hits.len(), 2);
     }
 }

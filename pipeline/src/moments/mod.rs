@@ -16,13 +16,14 @@ pub mod index;
 pub mod indexer;
 pub mod query;
 pub mod recording;
+pub mod reembed;
 pub mod rerank;
 pub mod search;
 pub mod store;
 pub mod window;
 
 pub use embedder::{Embedder, VisualEmbedder};
-pub use index::{MomentIndex, SearchMethod, Space, WindowFilter};
+pub use index::{IndexModels, MomentIndex, SearchMethod, Space, WindowFilter};
 pub use indexer::MomentIndexer;
 pub use search::MomentSearch;
 pub use store::MomentStore;

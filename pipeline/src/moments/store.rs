@@ -164,11 +164,12 @@ impl MomentStore {
         self.redis.write_pipeline(pipeline).await;
     }
 
-    /// Loads every stored window into `index`; returns how many.
-    pub async fn load_into(&self, index: &MomentIndex) -> anyhow::Result<usize> {
+    /// Loads every stored window into `index`: how many, and which were embedded by models
+    /// other than the index's (see [`super::reembed`]).
+    pub async fn load_into(&self, index: &MomentIndex) -> anyhow::Result<LoadReport> {
         let mut connection = self.redis.connection().await?;
         let cameras: Vec<String> = connection.smembers(self.cameras_key()).await?;
-        let mut loaded = 0;
+        let mut report = LoadReport::default();
         for camera in cameras {
             let starts: Vec<i64> = connection.zrange(self.timeline_key(&camera), 0, -1).await?;
             for chunk in starts.chunks(LOAD_CHUNK) {
@@ -188,10 +189,16 @@ impl MomentStore {
                     }
                 }
                 index.insert_many(&windows)?;
-                loaded += windows.len();
+                report.loaded += windows.len();
+                report.outdated.extend(
+                    windows
+                        .iter()
+                        .filter(|w| !index.models().is_current(w))
+                        .map(|w| (w.camera_id.clone(), w.start_ms())),
+                );
             }
         }
-        Ok(loaded)
+        Ok(report)
     }
 
     /// One stored window.
@@ -274,6 +281,14 @@ impl MomentStore {
         }
         Ok(())
     }
+}
+
+/// What [`MomentStore::load_into`] found.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub loaded: usize,
+    /// (camera, start ms) of the windows embedded by a model the index does not search.
+    pub outdated: Vec<(String, i64)>,
 }
 
 /// A member of a camera's recordings set (see [`MomentStore::put_recording`]).
