@@ -410,6 +410,27 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
         }
     }
 
+    // The text recording's windows lose their visual embedding, as if stored before the
+    // encoder was configured: Argus backfills them at start from their thumbnails.
+    let window_at = |redis: &mut redis::Connection, start: i64| -> serde_json::Value {
+        let json: String = redis::cmd("GET")
+            .arg(format!("{timeline}:{start}"))
+            .query(redis)
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    for &start in &starts[..3] {
+        let mut window = window_at(&mut redis, start);
+        let fields = window.as_object_mut().unwrap();
+        fields.remove("visual_model");
+        fields.remove("visual_embedding");
+        let _: () = redis::cmd("SET")
+            .arg(format!("{timeline}:{start}"))
+            .arg(window.to_string())
+            .query(&mut redis)
+            .unwrap();
+    }
+
     let http = format!("http://127.0.0.1:{http_port}");
     let argus = Argus::start_with_env(
         &config,
@@ -419,6 +440,20 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
         http.clone(),
     );
     wait_until(Duration::from_secs(60), "the API", || argus.is_up());
+    wait_until(
+        Duration::from_secs(60),
+        "visual embeddings backfilled",
+        || {
+            starts[..3].iter().all(|&start| {
+                let window = window_at(&mut redis, start);
+                window["visual_model"] == "clip-pair-tiny"
+                    && window["visual_embedding"].as_array().is_some_and(|e| {
+                        let norm: f64 = e.iter().map(|v| v.as_f64().unwrap().powi(2)).sum();
+                        (norm.sqrt() - 1.0).abs() < 1e-3
+                    })
+            })
+        },
+    );
 
     // By image: a ball window's own thumbnail finds the ball recording, on the encoder's
     // near-identical embedding of the same frame.
