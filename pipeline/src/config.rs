@@ -470,7 +470,8 @@ pub struct StreamConfig {
     pub drop_policy: DropPolicy,
     #[serde(default)]
     pub reconnect: ReconnectConfig,
-    /// A live stream that delivers no frame for this many seconds is treated as down.
+    /// A live stream that delivers no frame for this many seconds is treated as down; a
+    /// recording that yields no first frame in this time is treated as unreadable.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout_s: f64,
     /// Frames before this video time are decoded but not analysed: `argus index` resuming

@@ -248,11 +248,18 @@ async fn drive(
     let stall_timeout = Duration::from_secs_f64(stream.stall_timeout_s);
     let stall = tokio::time::sleep(stall_timeout);
     tokio::pin!(stall);
+    // A live source must keep delivering. A recording must deliver its first frame; after
+    // that it may wait as long as the operators make it (backpressure). Without this, a
+    // damaged file on which GStreamer hangs without an error (qtdemux, now and then, on an
+    // MP4 cut before its index) would stay "starting" for ever.
+    let mut watched = true;
     loop {
         tokio::select! {
             Some(frame) = queue.pop() => {
                 if source.is_live() {
                     stall.as_mut().reset(tokio::time::Instant::now() + stall_timeout);
+                } else {
+                    watched = false;
                 }
                 if context.registry.state(id) != Some(StreamState::Running) {
                     let decoder_name = decoder.decoder_name();
@@ -306,8 +313,13 @@ async fn drive(
                     _ => {}
                 }
             }
-            _ = &mut stall, if source.is_live() => {
-                return Ended::Down(format!("no video for {:.0} s", stall_timeout.as_secs_f64()));
+            _ = &mut stall, if watched => {
+                let seconds = stall_timeout.as_secs_f64();
+                return Ended::Down(if source.is_live() {
+                    format!("no video for {seconds:.0} s")
+                } else {
+                    format!("no video decoded in {seconds:.0} s: the recording is damaged or holds no video")
+                });
             }
             _ = stop.changed() => return Ended::Stopped,
         }
