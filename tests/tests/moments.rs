@@ -103,6 +103,47 @@ fn redis_connection(services: &Services) -> redis::Connection {
         .unwrap()
 }
 
+/// One camera's windows as Redis stores them, read and rewritten as JSON.
+struct StoredWindows {
+    redis: redis::Connection,
+    timeline: String,
+}
+
+impl StoredWindows {
+    fn of(services: &Services, key_prefix: &str, camera: &str) -> Self {
+        Self {
+            redis: redis_connection(services),
+            timeline: format!("{key_prefix}:moments:{camera}"),
+        }
+    }
+
+    /// The windows' start times (ms), in order.
+    fn starts(&mut self) -> Vec<i64> {
+        redis::cmd("ZRANGE")
+            .arg(&self.timeline)
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.redis)
+            .unwrap()
+    }
+
+    fn get(&mut self, start: i64) -> serde_json::Value {
+        let json: String = redis::cmd("GET")
+            .arg(format!("{}:{start}", self.timeline))
+            .query(&mut self.redis)
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    }
+
+    fn set(&mut self, start: i64, window: &serde_json::Value) {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:{start}", self.timeline))
+            .arg(window.to_string())
+            .query(&mut self.redis)
+            .unwrap();
+    }
+}
+
 #[test]
 fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
     let services = services();
@@ -254,36 +295,19 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
     // vectors, of another dimension. Queries keep working, and the windows are re-embedded
     // from their stored text into the current model's space.
     argus.kill();
-    let mut redis = redis_connection(&services);
-    let timeline = format!("{key_prefix}:moments:bench");
-    let starts: Vec<i64> = redis::cmd("ZRANGE")
-        .arg(&timeline)
-        .arg(0)
-        .arg(-1)
-        .query(&mut redis)
-        .unwrap();
-    let window_json = |redis: &mut redis::Connection, start: i64| -> serde_json::Value {
-        let json: String = redis::cmd("GET")
-            .arg(format!("{timeline}:{start}"))
-            .query(redis)
-            .unwrap();
-        serde_json::from_str(&json).unwrap()
-    };
-    let current_model = window_json(&mut redis, starts[0])["embedding_model"]
+    let mut stored = StoredWindows::of(&services, &key_prefix, "bench");
+    let starts = stored.starts();
+    let current_model = stored.get(starts[0])["embedding_model"]
         .as_str()
         .unwrap()
         .to_string();
     for &start in &starts {
-        let mut window = window_json(&mut redis, start);
+        let mut window = stored.get(start);
         window["embedding_model"] = "an-older-model".into();
         if !window["text_embedding"].is_null() {
             window["text_embedding"] = serde_json::json!([1.0, 0.0, 0.0]);
         }
-        let _: () = redis::cmd("SET")
-            .arg(format!("{timeline}:{start}"))
-            .arg(window.to_string())
-            .query(&mut redis)
-            .unwrap();
+        stored.set(start, &window);
     }
     let argus = Argus::start(&config, &[], log(3), http);
     wait_until(
@@ -301,7 +325,7 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
     );
     wait_until(Duration::from_secs(120), "every window re-embedded", || {
         starts.iter().all(|&start| {
-            let window = window_json(&mut redis, start);
+            let window = stored.get(start);
             window["text_embedding"].is_null() || window["embedding_model"] == *current_model
         })
     });
@@ -381,22 +405,12 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
     }
 
     // Every stored window carries its middle frame's embedding and the model's name.
-    let mut redis = redis_connection(&services);
-    let timeline = format!("{key_prefix}:moments:scenes");
-    let starts: Vec<i64> = redis::cmd("ZRANGE")
-        .arg(&timeline)
-        .arg(0)
-        .arg(-1)
-        .query(&mut redis)
-        .unwrap();
+    let mut stored = StoredWindows::of(&services, &key_prefix, "scenes");
+    let starts = stored.starts();
     assert_eq!(starts.len(), 6, "two recordings of 6 s in 2 s windows");
     let schema = schema("moment-window");
-    for start in &starts {
-        let json: String = redis::cmd("GET")
-            .arg(format!("{timeline}:{start}"))
-            .query(&mut redis)
-            .unwrap();
-        let window: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for &start in &starts {
+        let window = stored.get(start);
         assert_eq!(window["visual_model"], "clip-pair-tiny", "{window}");
         let embedding = window["visual_embedding"].as_array().expect("embedded");
         let norm: f64 = embedding
@@ -412,23 +426,12 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
 
     // The text recording's windows lose their visual embedding, as if stored before the
     // encoder was configured: Argus backfills them at start from their thumbnails.
-    let window_at = |redis: &mut redis::Connection, start: i64| -> serde_json::Value {
-        let json: String = redis::cmd("GET")
-            .arg(format!("{timeline}:{start}"))
-            .query(redis)
-            .unwrap();
-        serde_json::from_str(&json).unwrap()
-    };
     for &start in &starts[..3] {
-        let mut window = window_at(&mut redis, start);
+        let mut window = stored.get(start);
         let fields = window.as_object_mut().unwrap();
         fields.remove("visual_model");
         fields.remove("visual_embedding");
-        let _: () = redis::cmd("SET")
-            .arg(format!("{timeline}:{start}"))
-            .arg(window.to_string())
-            .query(&mut redis)
-            .unwrap();
+        stored.set(start, &window);
     }
 
     let http = format!("http://127.0.0.1:{http_port}");
@@ -445,7 +448,7 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
         "visual embeddings backfilled",
         || {
             starts[..3].iter().all(|&start| {
-                let window = window_at(&mut redis, start);
+                let window = stored.get(start);
                 window["visual_model"] == "clip-pair-tiny"
                     && window["visual_embedding"].as_array().is_some_and(|e| {
                         let norm: f64 = e.iter().map(|v| v.as_f64().unwrap().powi(2)).sum();
