@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use argus_operators::llm::{ChatMessage, GenerationOptions, Llm, Sampling, StopReason};
+use argus_operators::llm::{ChatMessage, Generation, GenerationOptions, Llm, Sampling, StopReason};
 use argus_operators::OperatorError;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
@@ -111,20 +111,25 @@ fn tiny_qwen2_logits_match_transformers() {
     assert!(error <= TOLERANCE, "logits differ by {error}");
 }
 
-#[test]
-fn tiny_llama_attention_matches_transformers() {
-    let reference: TinyReference = read(&tiny_dir().join("reference.json"));
-    let model = Llm::load(&tiny_dir(), Device::Cpu).unwrap();
-    let generation = model
+/// Three greedy tokens with the attention probabilities of every step.
+fn three_tokens_with_attention(model: &Llm, ids: &[u32]) -> Generation {
+    model
         .generate(
-            &reference.ids,
+            ids,
             &GenerationOptions {
                 max_new_tokens: 3,
                 return_attention: true,
                 ..GenerationOptions::default()
             },
         )
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn tiny_llama_attention_matches_transformers() {
+    let reference: TinyReference = read(&tiny_dir().join("reference.json"));
+    let model = Llm::load(&tiny_dir(), Device::Cpu).unwrap();
+    let generation = three_tokens_with_attention(&model, &reference.ids);
     let attention = generation.attention.unwrap();
     let prompt = reference.ids.len() as i64;
     let layers = reference.attentions.len() as i64;
@@ -465,16 +470,7 @@ fn tiny_bfloat16_logits_stay_close_to_float32() {
         eprintln!("{name} bfloat16 logits: max abs error {error:e}");
         assert!(error <= 0.25, "{name}: bfloat16 logits differ by {error}");
         // The explicit attention path, which the fused kernel's decoding steps bypass.
-        let generation = model
-            .generate(
-                &reference.ids,
-                &GenerationOptions {
-                    max_new_tokens: 3,
-                    return_attention: true,
-                    ..GenerationOptions::default()
-                },
-            )
-            .unwrap();
+        let generation = three_tokens_with_attention(&model, &reference.ids);
         let attention = generation.attention.unwrap();
         assert_eq!(attention.kind(), Kind::Float);
         assert_eq!(attention.size()[3], reference.ids.len() as i64);
