@@ -18,6 +18,9 @@ export ARGUS_TEST_KAFKA_BROKERS="127.0.0.1:${ARGUS_KAFKA_PORT:-19092}"
 export ARGUS_TEST_REDIS_URL="redis://127.0.0.1:${ARGUS_REDIS_PORT:-16379}"
 export ARGUS_TEST_ARTIFACTS="${ARGUS_TEST_ARTIFACTS:-$PWD/target/test-artifacts}"
 
+echo "== fresh-machine checks (empty cache, shellcheck)"
+"$here/check-fresh.sh"
+
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
