@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Starts or stops the local services Argus talks to: Redis and a Kafka-protocol broker
-# (tansu, in memory). Each set of services has a name and its own ports and state folder,
-# so `make run` (name "local") and `make test` (name "test") never collide.
+# (tansu). Each set of services has a name and its own ports and state folder, so `make run`
+# (name "local") and `make test` (name "test") never collide.
+#
+# "local" is durable: Redis appends every write to its AOF (fsync every second) and the
+# broker keeps its topics in SQLite, both in the state folder ($ARGUS_CACHE/run/local), so
+# `make stop && make run` or a reboot keeps the moment index, captions, alerts and topics.
+# "test" is ephemeral (no AOF, broker in memory): every test run starts clean.
+# ARGUS_DURABLE=1 or 0 overrides that choice for any name.
 #
 #   deploy/services.sh start [NAME]     start what is not already running
 #   deploy/services.sh stop [NAME]      stop what this script started
@@ -20,6 +26,10 @@ case "$name" in
   local) kafka_port="${ARGUS_KAFKA_PORT:-9092}"; redis_port="${ARGUS_REDIS_PORT:-6379}" ;;
   test)  kafka_port="${ARGUS_KAFKA_PORT:-19092}"; redis_port="${ARGUS_REDIS_PORT:-16379}" ;;
   *)     kafka_port="${ARGUS_KAFKA_PORT:?set ARGUS_KAFKA_PORT}"; redis_port="${ARGUS_REDIS_PORT:?set ARGUS_REDIS_PORT}" ;;
+esac
+case "$name" in
+  local) durable="${ARGUS_DURABLE:-1}" ;;
+  *) durable="${ARGUS_DURABLE:-0}" ;;
 esac
 state="$ARGUS_CACHE/run/$name"
 mkdir -p "$state"
@@ -47,10 +57,15 @@ start() {
   elif listening "$redis_port"; then
     log "port $redis_port already answers: using that Redis"
   else
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    local persistence=(--save '' --appendonly no) kept="nothing is kept"
+    if [ "$durable" = 1 ]; then
+      persistence=(--save '' --appendonly yes --appendfsync everysec)
+      kept="append-only file in $state"
+    fi
+    redis-server --port "$redis_port" --bind 127.0.0.1 "${persistence[@]}" \
       --daemonize yes --pidfile "$state/redis.pid" --logfile "$state/redis.log" --dir "$state"
     wait_for_port "$redis_port" "redis-server" "$state/redis.log"
-    log "Redis on 127.0.0.1:$redis_port"
+    log "Redis on 127.0.0.1:$redis_port ($kept)"
   fi
 
   if alive "$state/tansu.pid"; then
@@ -58,13 +73,22 @@ start() {
   elif listening "$kafka_port"; then
     log "port $kafka_port already answers: using that Kafka broker"
   else
-    nohup "$ARGUS_TANSU" broker \
+    local tansu="$ARGUS_TANSU" storage="memory://tansu/" kept="in memory"
+    if [ "$durable" = 1 ]; then
+      # Relative to the broker's working folder (the state folder).
+      tansu="$ARGUS_TANSU_DURABLE" storage="sqlite://tansu.db" kept="SQLite in $state/tansu.db"
+    fi
+    if [ ! -x "$tansu" ]; then
+      log "the broker $tansu is not installed: run deploy/setup.sh"
+      return 1
+    fi
+    (cd "$state" && exec nohup "$tansu" broker \
       --listener-url "tcp://127.0.0.1:$kafka_port" \
       --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-      --storage-engine memory://tansu/ >"$state/tansu.log" 2>&1 &
+      --storage-engine "$storage" >"$state/tansu.log" 2>&1) &
     echo $! >"$state/tansu.pid"
     wait_for_port "$kafka_port" "tansu" "$state/tansu.log"
-    log "Kafka-protocol broker (tansu, in memory) on 127.0.0.1:$kafka_port"
+    log "Kafka-protocol broker (tansu, $kept) on 127.0.0.1:$kafka_port"
   fi
 }
 

