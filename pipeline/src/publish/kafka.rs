@@ -24,6 +24,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, 
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Notify;
 
+use super::kafka_log::{BrokerLog, ProducerLogContext};
 use super::spill::{SpillError, SpillQueue, SpilledMessage};
 use crate::config::{KafkaConfig, SpillConfig, SpillFullPolicy};
 use crate::metrics::Metrics;
@@ -112,8 +113,9 @@ pub struct KafkaPublisher {
 struct Inner {
     /// Replaced when librdkafka reports a fatal error (an idempotent producer fenced after an
     /// outage cannot send again; librdkafka's advice is a new instance).
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<LoggedProducer>,
     producer_config: ClientConfig,
+    broker_log: Arc<BrokerLog>,
     spill: SpillQueue,
     /// True while messages go to the spill file instead of the producer. Held while sending or
     /// spilling so that the switch and the sends it orders cannot interleave.
@@ -125,6 +127,9 @@ struct Inner {
     brokers: String,
     metrics: Metrics,
 }
+
+/// The producer, with librdkafka's errors and log lines summarised (see [`super::kafka_log`]).
+type LoggedProducer = FutureProducer<ProducerLogContext>;
 
 /// Delivery errors that no retry can cure: the message is reported and not spilled.
 fn is_permanent(error: &KafkaError) -> bool {
@@ -163,8 +168,12 @@ impl KafkaPublisher {
                 "queue.buffering.max.kbytes",
                 (config.max_in_memory_bytes / 1024).max(1).to_string(),
             );
-        let producer: FutureProducer = producer_config
-            .create()
+        let broker_log = Arc::new(BrokerLog::default());
+        let producer: LoggedProducer = producer_config
+            .create_with_context(ProducerLogContext {
+                log: broker_log.clone(),
+                brokers: config.brokers.clone(),
+            })
             .map_err(KafkaPublishError::Config)?;
         let spill = SpillQueue::open(spill_path)?;
         let left_over = spill.len();
@@ -174,6 +183,7 @@ impl KafkaPublisher {
             inner: Arc::new(Inner {
                 producer: RwLock::new(producer),
                 producer_config,
+                broker_log,
                 spill,
                 spilling: Mutex::new(left_over > 0),
                 next_sequence: AtomicU64::new(next_sequence),
@@ -361,7 +371,7 @@ impl KafkaPublisher {
 }
 
 impl Inner {
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> LoggedProducer {
         self.producer.read().expect("producer lock").clone()
     }
 
@@ -386,7 +396,12 @@ impl Inner {
         else {
             return false;
         };
-        match self.producer_config.create::<FutureProducer>() {
+        match self
+            .producer_config
+            .create_with_context::<_, LoggedProducer>(ProducerLogContext {
+                log: self.broker_log.clone(),
+                brokers: self.brokers.clone(),
+            }) {
             Ok(fresh) => {
                 tracing::warn!(?code, %reason, "the Kafka producer hit a fatal error; continuing with a new one");
                 *self.producer.write().expect("producer lock") = fresh;
@@ -448,7 +463,7 @@ impl Inner {
         }
         *spilling = true;
         tracing::warn!(brokers = %self.brokers, reason = why,
-            file = %self.spill.path().display(), "Kafka unavailable: messages go to the spill file until it is back");
+            file = %self.spill.path().display(), "messages go to the spill file until Kafka is back");
         // What librdkafka still holds comes back as failed deliveries and is spilled in order.
         self.producer()
             .purge(PurgeConfig::default().queue().inflight().non_blocking());
@@ -471,6 +486,7 @@ impl Inner {
     }
 
     fn delivered(&self, topic: &str, started: Instant) {
+        self.broker_log.available(&self.brokers);
         self.count_delivery(topic, "delivered");
         self.metrics
             .publish_latency
@@ -583,7 +599,11 @@ async fn drain(inner: std::sync::Weak<Inner>) {
             if inner.renew_producer_if_fatal(&error) {
                 continue;
             }
-            tracing::warn!(%error, waiting = inner.spill.len(), retry_in_ms = backoff.as_millis() as u64,
+            // Counted into the outage's periodic summary rather than logged each round.
+            inner
+                .broker_log
+                .unavailable(&inner.brokers, &error.to_string());
+            tracing::debug!(%error, waiting = inner.spill.len(), retry_in_ms = backoff.as_millis() as u64,
                 "Kafka still unavailable; spilled messages wait");
             drop(inner);
             tokio::time::sleep(backoff).await;

@@ -1,6 +1,7 @@
 //! Publishing: Kafka topics for downstream services, Redis for live state.
 
 pub mod kafka;
+pub mod kafka_log;
 pub mod messages;
 pub mod redis;
 pub mod spill;
