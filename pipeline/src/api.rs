@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | GET | `/` | the operator console (stream grid, live results) |
 //! | GET | `/healthz` | alive |
-//! | GET | `/readyz` | ready: Kafka and Redis answer, models loaded (503 names what is not) |
+//! | GET | `/readyz` | ready: Kafka and Redis answer, models and the moment index loaded (503 names what is not, with the index's `loaded`/`total`) |
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/api/v1/streams` | every stream's status |
 //! | POST | `/api/v1/streams` | add a stream (body: a `[[streams]]` entry as JSON) |
@@ -25,13 +25,16 @@
 //! the control topic and answer `202 Accepted` with its partition: whichever worker owns that
 //! partition runs it. GET lists the streams this worker runs.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tower::ServiceExt;
 
 use crate::access::{self, Access};
 use crate::captions::alerts::AlertRule;
@@ -67,6 +70,48 @@ pub struct ApiState {
     pub moments: Option<MomentSearch>,
     /// Unset when `captions.enabled` is false.
     pub captions: Option<Captioner>,
+}
+
+/// The HTTP server as it runs from the first moment of a start, before the models are loaded
+/// and the moment index is read: Kubernetes probes and users get an answer at once.
+/// `/healthz` answers `ok`; everything else answers 503 "starting" until [`ApiSlot::install`]
+/// hands over the full API, which then serves every request.
+#[derive(Clone, Default)]
+pub struct ApiSlot(Arc<OnceLock<Router>>);
+
+impl ApiSlot {
+    pub fn install(&self, api: Router) {
+        if self.0.set(api).is_err() {
+            tracing::warn!("the API was installed twice; the first one stays");
+        }
+    }
+
+    /// Serve this with `into_make_service_with_connect_info::<SocketAddr>()`; the client
+    /// address reaches the full API's rate limit through the request's extensions.
+    pub fn router(&self) -> Router {
+        let slot = self.clone();
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .fallback(move |request: Request| {
+                let slot = slot.clone();
+                async move {
+                    match slot.0.get() {
+                        Some(api) => match api.clone().oneshot(request).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        },
+                        None => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Json(json!({
+                                "ready": false,
+                                "error": "Argus is starting: loading models and connecting to Kafka and Redis",
+                            })),
+                        )
+                            .into_response(),
+                    }
+                }
+            })
+    }
 }
 
 /// The API; serve it with `into_make_service_with_connect_info::<SocketAddr>()` (the rate
@@ -270,7 +315,15 @@ async fn readiness(State(state): State<ApiState>) -> Response {
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("no answer within 2 s".to_string()),
     };
-    let ready = kafka.is_ok() && redis.is_ok();
+    let index_loading = state.moments.as_ref().and_then(MomentSearch::loading);
+    let moment_index = match (&state.moments, index_loading) {
+        (None, _) => json!("disabled"),
+        (Some(_), None) => json!("ok"),
+        (Some(_), Some((loaded, total))) => {
+            json!({ "loading": true, "loaded": loaded, "total": total })
+        }
+    };
+    let ready = kafka.is_ok() && redis.is_ok() && index_loading.is_none();
     let describe = |result: &Result<(), String>| match result {
         Ok(()) => "ok".to_string(),
         Err(error) => crate::ingest::redact_text(error),
@@ -280,6 +333,7 @@ async fn readiness(State(state): State<ApiState>) -> Response {
         "kafka": describe(&kafka),
         "redis": describe(&redis),
         "models": "ok",
+        "moment_index": moment_index,
         "kafka_spilled_messages": state.kafka.spilled(),
         "redis_pending_writes": state.redis.pending(),
     });
@@ -423,6 +477,17 @@ impl IntoResponse for SearchError {
             SearchError::Query(_) => StatusCode::BAD_REQUEST,
             SearchError::NoClip(_) => StatusCode::NOT_FOUND,
             SearchError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SearchError::Loading { loaded, total } => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "2")],
+                    Json(json!({
+                        "error": self.to_string(),
+                        "loading": { "loaded": loaded, "total": total },
+                    })),
+                )
+                    .into_response()
+            }
             SearchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         error(status, self.to_string())

@@ -8,15 +8,15 @@ use anyhow::Context;
 
 use crate::access::Access;
 use crate::analysis::Analyzer;
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiSlot, ApiState};
 use crate::captions::Captioner;
 use crate::cluster::{self, CameraDirectory};
 use crate::config::Config;
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::moments::{
-    reembed::reembed_outdated, rerank::MomentReranker, Embedder, IndexModels, MomentIndex,
-    MomentIndexer, MomentSearch, MomentStore, VisualEmbedder,
+    rerank::MomentReranker, Embedder, IndexModels, MomentIndex, MomentIndexer, MomentSearch,
+    MomentStore, VisualEmbedder,
 };
 use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
 use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
@@ -41,6 +41,26 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let config = Arc::new(config);
     let metrics = Metrics::new();
     ingest::init()?;
+
+    // Bind first: loading models and the moment index takes seconds to minutes, and a
+    // Kubernetes startup probe (or a user's curl) must get an answer meanwhile.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    let address = listener.local_addr()?;
+    let api_slot = ApiSlot::default();
+    let starting = api_slot.router();
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(
+            listener,
+            starting.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    tracing::info!("HTTP server on http://{address}: /healthz answers; the API follows once the models are loaded");
 
     let analyzer = start_analyzer(&config, &metrics)?;
 
@@ -67,16 +87,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         moments: moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions: captions.clone(),
     });
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
-    let address = listener.local_addr()?;
     let directory = if config.cluster.enabled {
         Some(CameraDirectory::new(&config.kafka, &config.cluster)?)
     } else {
         None
     };
-    let app = api::router(ApiState {
+    api_slot.install(api::router(ApiState {
         registry: registry.clone(),
         manager: manager.clone(),
         metrics: metrics.clone(),
@@ -87,17 +103,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         cors_origins: config.http.cors_origins.clone(),
         moments: moments.map(|(_, search)| search),
         captions,
-    });
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        {
-            tracing::error!(%error, "HTTP server stopped");
-        }
-    });
+    }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
         tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");
     }
@@ -301,30 +307,9 @@ pub(crate) async fn start_moments(
         metrics.clone(),
     );
     if searchable {
-        let started = std::time::Instant::now();
-        match store.load_into(&index).await {
-            Ok(report) => {
-                tracing::info!(
-                    windows = report.loaded,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "moment index loaded from Redis"
-                );
-                if !report.outdated.is_empty() {
-                    tokio::spawn(reembed_outdated(
-                        store.clone(),
-                        index.clone(),
-                        embedder.clone(),
-                        visual.clone(),
-                        report.outdated,
-                    ));
-                }
-            }
-            Err(error) => tracing::error!(%error,
-                "the moment index could not be loaded from Redis: searches see only new windows"),
-        }
-        metrics.moment_index_windows.set(index.len() as i64);
+        // Follow first: windows stored while the load runs are not missed.
         tokio::spawn(search.clone().follow_store());
-        tokio::spawn(search.clone().run_retention());
+        tokio::spawn(search.clone().load_stored());
     }
     let indexer = MomentIndexer::new(
         Duration::from_secs_f64(config.moments.window_s),

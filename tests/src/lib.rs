@@ -357,9 +357,24 @@ impl Argus {
         (status, answer)
     }
 
-    /// Whether the HTTP server answers `/healthz`.
+    /// Whether Argus serves its API with its moment index loaded. `/healthz` answers from the
+    /// first moment of a start, before the models are loaded; `/readyz` names what is still
+    /// loading (and, beside that, whether Kafka and Redis answer, which tests of outages
+    /// look at on their own).
     pub fn is_up(&self) -> bool {
-        ureq::get(&format!("{}/healthz", self.http)).call().is_ok()
+        let Ok(response) = ureq::get(&format!("{}/readyz", self.http))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+        else {
+            return false;
+        };
+        let ready: serde_json::Value = response
+            .into_body()
+            .read_json()
+            .unwrap_or(serde_json::Value::Null);
+        ready.get("moment_index").is_some() && ready["moment_index"].get("loading").is_none()
     }
 
     /// GET with any status; the status code and the JSON answer (Null if not JSON).

@@ -145,6 +145,7 @@ pub async fn run(
     let (_, search) = start_moments(&config, &kafka, &redis, &metrics, true)
         .await?
         .expect("moments are enabled");
+    search.loaded().await;
     let filters = FilterRequest {
         cameras: vec![camera.to_owned()],
         since: Some(start.to_rfc3339()),

@@ -10,8 +10,9 @@ use serde::Serialize;
 use super::embedder::{Embedder, VisualEmbedder};
 use super::index::{CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space};
 use super::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
+use super::reembed::reembed_outdated;
 use super::rerank::{Candidate, MomentReranker};
-use super::store::MomentStore;
+use super::store::{LoadProgress, MomentStore};
 use crate::config::MomentsConfig;
 use crate::metrics::Metrics;
 
@@ -27,6 +28,12 @@ pub enum SearchError {
     /// A model the query needs could not run, e.g. the rerank model is not installed (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// The stored windows are still being loaded into the index after a start (HTTP 503 with
+    /// the progress): an answer now would silently miss the windows not loaded yet.
+    #[error(
+        "the moment index is loading: {loaded} of {total} stored windows so far; retry shortly"
+    )]
+    Loading { loaded: usize, total: usize },
     /// Ours (HTTP 5xx).
     #[error("moment search failed: {0}")]
     Internal(String),
@@ -52,6 +59,7 @@ pub struct MomentSearch {
     reranker: MomentReranker,
     config: MomentsConfig,
     metrics: Metrics,
+    loading: Arc<LoadProgress>,
 }
 
 /// Thumbnails are served by the API under this path: `{camera}/{start_ms}.jpg`.
@@ -100,7 +108,75 @@ impl MomentSearch {
             reranker,
             config,
             metrics,
+            loading: Arc::new(LoadProgress::default()),
         }
+    }
+
+    /// `Some((loaded, total))` while the stored windows are being loaded (see
+    /// [`Self::load_stored`]).
+    pub fn loading(&self) -> Option<(usize, usize)> {
+        self.loading.loading()
+    }
+
+    fn check_loaded(&self) -> Result<(), SearchError> {
+        match self.loading() {
+            Some((loaded, total)) => Err(SearchError::Loading { loaded, total }),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads the windows stored in Redis into the index, in the background of a running
+    /// service: the API is up meanwhile, `/readyz` and queries report the progress. Then
+    /// re-embeds windows of other models and runs retention (which must not run on a
+    /// half-loaded index: the load would put back what it deletes). Queries answer
+    /// [`SearchError::Loading`] from this call on, until the load is over.
+    pub fn load_stored(self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.loading.begin();
+        self.load_then_keep_current()
+    }
+
+    /// Waits until a load begun by [`Self::load_stored`] is over (for `argus eval`, which
+    /// queries right after starting).
+    pub async fn loaded(&self) {
+        while self.loading().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn load_then_keep_current(self) {
+        let started = Instant::now();
+        let loaded = async {
+            let total = self.store.count().await?;
+            self.loading.set_total(total);
+            tracing::info!(windows = total, "loading the moment index from Redis");
+            self.store.load_into(&self.index, &self.loading).await
+        }
+        .await;
+        self.loading.finish();
+        self.metrics
+            .moment_index_windows
+            .set(self.index.len() as i64);
+        match loaded {
+            Ok(report) => {
+                tracing::info!(
+                    windows = report.loaded,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "moment index loaded from Redis"
+                );
+                if !report.outdated.is_empty() {
+                    tokio::spawn(reembed_outdated(
+                        self.store.clone(),
+                        self.index.clone(),
+                        self.embedder.clone(),
+                        self.visual.clone(),
+                        report.outdated,
+                    ));
+                }
+            }
+            Err(error) => tracing::error!(%error,
+                "the moment index could not be loaded from Redis: searches see only new windows"),
+        }
+        self.run_retention().await;
     }
 
     fn check_limit(&self, limit: Option<usize>) -> Result<usize, QueryError> {
@@ -121,6 +197,7 @@ impl MomentSearch {
         rerank: bool,
     ) -> Result<SearchAnswer, SearchError> {
         let started = Instant::now();
+        self.check_loaded()?;
         let text = query::check_text(text)?;
         let limit = self.check_limit(limit)?;
         let filter = query::check_filter(filters, Utc::now(), |c| self.index.has_camera(c))?;
@@ -176,6 +253,7 @@ impl MomentSearch {
         limit: Option<usize>,
     ) -> Result<SearchAnswer, SearchError> {
         let started = Instant::now();
+        self.check_loaded()?;
         let limit = self.check_limit(limit)?;
         let filter = query::check_filter(filters, Utc::now(), |c| self.index.has_camera(c))?;
         let image = BgrImage::decode(image).map_err(|e| QueryError::BadImage(e.to_string()))?;

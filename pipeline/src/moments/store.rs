@@ -15,6 +15,9 @@
 //! (`{camera} {start_ms}`), so every Argus instance — and one running `argus index` beside
 //! the service — adds it to its in-memory index within milliseconds.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use futures::StreamExt;
 use redis::AsyncCommands;
 
@@ -164,9 +167,28 @@ impl MomentStore {
         self.redis.write_pipeline(pipeline).await;
     }
 
-    /// Loads every stored window into `index`: how many, and which were embedded by models
-    /// other than the index's (see [`super::reembed`]).
-    pub async fn load_into(&self, index: &MomentIndex) -> anyhow::Result<LoadReport> {
+    /// How many windows are stored, over every camera: the total a load counts up to.
+    pub async fn count(&self) -> redis::RedisResult<usize> {
+        let mut connection = self.redis.connection().await?;
+        let cameras: Vec<String> = connection.smembers(self.cameras_key()).await?;
+        let mut total = 0;
+        for camera in cameras {
+            let windows: usize = connection.zcard(self.timeline_key(&camera)).await?;
+            total += windows;
+        }
+        Ok(total)
+    }
+
+    /// Loads every stored window into `index`, counting them in `progress` as they go in:
+    /// how many, and which were embedded by models other than the index's (see
+    /// [`super::reembed`]). Parsing and HNSW insertion are CPU work of seconds to minutes,
+    /// so each chunk runs on the blocking pool and the index's write lock is held for one
+    /// chunk at a time: queries and new windows interleave with the load.
+    pub async fn load_into(
+        &self,
+        index: &Arc<MomentIndex>,
+        progress: &LoadProgress,
+    ) -> anyhow::Result<LoadReport> {
         let mut connection = self.redis.connection().await?;
         let cameras: Vec<String> = connection.smembers(self.cameras_key()).await?;
         let mut report = LoadReport::default();
@@ -178,24 +200,30 @@ impl MomentStore {
                     .map(|&start| self.window_key(&camera, start))
                     .collect();
                 let values: Vec<Option<String>> = connection.mget(&keys).await?;
-                let mut windows = Vec::with_capacity(keys.len());
-                for (key, value) in keys.iter().zip(values) {
-                    let Some(json) = value else { continue };
-                    match serde_json::from_str::<MomentWindow>(&json) {
-                        Ok(window) => windows.push(window),
-                        Err(error) => {
-                            tracing::warn!(%key, %error, "skipping an unreadable stored window")
+                let index = index.clone();
+                let (loaded, outdated) = tokio::task::spawn_blocking(move || {
+                    let mut windows = Vec::with_capacity(keys.len());
+                    for (key, value) in keys.iter().zip(values) {
+                        let Some(json) = value else { continue };
+                        match serde_json::from_str::<MomentWindow>(&json) {
+                            Ok(window) => windows.push(window),
+                            Err(error) => {
+                                tracing::warn!(%key, %error, "skipping an unreadable stored window")
+                            }
                         }
                     }
-                }
-                index.insert_many(&windows)?;
-                report.loaded += windows.len();
-                report.outdated.extend(
-                    windows
+                    index.insert_many(&windows)?;
+                    let outdated: Vec<(String, i64)> = windows
                         .iter()
                         .filter(|w| !index.models().is_current(w))
-                        .map(|w| (w.camera_id.clone(), w.start_ms())),
-                );
+                        .map(|w| (w.camera_id.clone(), w.start_ms()))
+                        .collect();
+                    anyhow::Ok((windows.len(), outdated))
+                })
+                .await??;
+                report.loaded += loaded;
+                report.outdated.extend(outdated);
+                progress.advance(chunk.len());
             }
         }
         Ok(report)
@@ -258,7 +286,7 @@ impl MomentStore {
 
     /// Follows windows other processes store and adds them to `index`, until the connection
     /// drops (the caller reconnects).
-    pub async fn follow(&self, index: &MomentIndex) -> anyhow::Result<()> {
+    pub async fn follow(&self, index: &Arc<MomentIndex>) -> anyhow::Result<()> {
         let mut pubsub = self.redis.client().get_async_pubsub().await?;
         pubsub.subscribe(self.channel()).await?;
         let mut notices = pubsub.into_on_message();
@@ -276,10 +304,49 @@ impl MomentStore {
                 continue;
             }
             if let Some(window) = self.get(camera, start_ms).await? {
-                index.insert(&window)?;
+                let index = index.clone();
+                tokio::task::spawn_blocking(move || index.insert(&window)).await??;
             }
         }
         Ok(())
+    }
+}
+
+/// How far the load of the stored windows into the index has got, for `/readyz` and for
+/// queries that arrive before it is done.
+#[derive(Debug, Default)]
+pub struct LoadProgress {
+    loaded: AtomicUsize,
+    total: AtomicUsize,
+    running: AtomicBool,
+}
+
+impl LoadProgress {
+    /// The load begins; its total is not known yet.
+    pub fn begin(&self) {
+        self.running.store(true, Ordering::Release);
+    }
+
+    pub fn set_total(&self, total: usize) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    fn advance(&self, windows: usize) {
+        self.loaded.fetch_add(windows, Ordering::Relaxed);
+    }
+
+    /// The load is over (finished, or failed and logged): searches see what is loaded.
+    pub fn finish(&self) {
+        self.running.store(false, Ordering::Release);
+    }
+
+    /// `Some((loaded, total))` while the load is running.
+    pub fn loading(&self) -> Option<(usize, usize)> {
+        if !self.running.load(Ordering::Acquire) {
+            return None;
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        Some((self.loaded.load(Ordering::Relaxed).min(total), total))
     }
 }
 
