@@ -141,6 +141,73 @@ impl Broker {
     }
 }
 
+/// A broker that keeps its topics on disk (tansu with SQLite, the one `make run` uses), on a
+/// fixed port, so that it can be killed and started again as the same broker.
+pub struct DurableBroker {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl DurableBroker {
+    pub fn start(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut broker = Self {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on its port and its storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        let tansu = std::env::var("ARGUS_TANSU_DURABLE").expect(
+            "ARGUS_TANSU_DURABLE is not set: run the tests with `make test` (deploy/env.sh)",
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
+        let child = Command::new(tansu)
+            .current_dir(&self.dir)
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg("--storage-engine")
+            .arg("sqlite://tansu.db")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the durable tansu starts");
+        self.child = Some(child);
+        wait_for_port(self.port, "the durable tansu");
+    }
+}
+
+impl Drop for DurableBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
