@@ -169,7 +169,8 @@ async fn run_video(
     let metrics = Metrics::new();
     let mut config = config;
     let spill = config.kafka.spill.resolve_path(&config.http);
-    config.kafka.spill.path = Some(spill.with_file_name("kafka-spill-eval.redb"));
+    // One per video: the previous video's search may still hold its file open.
+    config.kafka.spill.path = Some(spill.with_file_name(format!("kafka-spill-eval-{camera}.redb")));
     let spill = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill, &metrics).await?;
     let (_, search) = start_moments(&config, &kafka, &redis, &metrics, true)
