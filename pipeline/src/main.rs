@@ -62,9 +62,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct EvalArgs {
-    /// The benchmark folder (benchmark.mkv, queries.jsonl, image_queries.jsonl).
+    /// The benchmark folder (benchmark.mkv, benchmark-bframes.mp4, queries.jsonl,
+    /// image_queries.jsonl).
     dir: PathBuf,
-    /// The camera name the benchmark video is indexed under.
+    /// The camera name the Matroska video is indexed under; the MP4's gets `-bframes`.
     #[arg(long, default_value = "benchmark")]
     camera: String,
     /// Frames per second to analyse.
@@ -277,16 +278,16 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Eval(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let report = runtime.block_on(argus::moments::benchmark::run(
+            let reports = runtime.block_on(argus::moments::benchmark::run(
                 config,
                 &args.dir,
                 &args.camera,
                 args.fps,
                 args.rerank,
             ))?;
-            argus::moments::benchmark::print(&report);
+            argus::moments::benchmark::print(&reports);
             if let Some(output) = args.output {
-                std::fs::write(&output, serde_json::to_string_pretty(&report)?)
+                std::fs::write(&output, serde_json::to_string_pretty(&reports)?)
                     .with_context(|| format!("cannot write {}", output.display()))?;
             }
             Ok(Outcome::Completed)

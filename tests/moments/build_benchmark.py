@@ -17,16 +17,21 @@ How it is built: every segment is rendered by its own ``gst-launch-1.0``
 process as raw I420 frames at the target caps into a pipe; this script copies
 exactly the segment's number of frames (skipping the frames before a real
 clip's start offset) into a single ``gst-launch-1.0`` encoder process
-(rawvideoparse ! x264enc ! matroskamux). Timing is therefore frame-exact by
+(rawvideoparse ! tee, then x264enc ! matroskamux and x264enc ! mp4mux). Timing is therefore frame-exact by
 construction: a segment covering frames [a, b) spans [a / fps, b / fps)
 seconds, and the text of a phrase segment is on screen for exactly its frames.
-The result is decoded once more afterwards and its frames counted
+Each result is decoded once more afterwards and its frames counted
 (and, when ``gst-discoverer-1.0`` is installed, its reported duration checked).
 
 Outputs in --out DIR:
 
 * ``benchmark.mkv``: H.264 (x264, ultrafast, zerolatency, a keyframe at least
-  every 2 s) in Matroska;
+  every 2 s) in Matroska, where the first frame's PTS is 0;
+* ``benchmark-bframes.mp4``: the same frames as H.264 with B-frames (x264's own preset,
+  not zerolatency) in MP4, as NVR and phone exports are: ``mp4mux`` writes an edit list
+  that starts at the first frame's composition offset, so ``qtdemux`` delivers PTS shifted
+  by it (its segment maps them back: ``start`` = the offset, ``time`` = 0). Same ground
+  truth; ``argus eval`` scores both;
 * ``queries.jsonl``: ``{"id", "kind", "query", "spans": [[start_s, end_s], ...]}``, one
   text query per distinct phrase (``kind`` "phrase", lower-cased) and one in other words
   (``kind`` "paraphrase");
@@ -58,7 +63,7 @@ import tempfile
 import time
 from pathlib import Path
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 REAL_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 REAL_SOURCES = ["vtest.avi", "tree.avi", "Megamind.avi"]
@@ -386,12 +391,16 @@ def render_segment(args, seg, enc_stdin, frame_bytes):
     return copied
 
 
-def encoder_pipeline(args, out_path):
+def encoder_pipeline(args, mkv_path, mp4_path):
+    # The B-frame branch buffers x264's lookahead; its queue must not stall the other one.
+    branch = "queue max-size-bytes=0 max-size-time=0 max-size-buffers=0"
     return (
         f"fdsrc fd=0 blocksize={args.width * args.height * 3 // 2} ! queue max-size-bytes=0 max-size-time=0 max-size-buffers=64 "
-        f"! rawvideoparse format=i420 width={args.width} height={args.height} framerate={args.fps}/1 "
-        f"! x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={2 * args.fps} bitrate=2048 "
-        f'! h264parse ! matroskamux ! filesink location="{out_path}"'
+        f"! rawvideoparse format=i420 width={args.width} height={args.height} framerate={args.fps}/1 ! tee name=raw "
+        f"raw. ! {branch} ! x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={2 * args.fps} bitrate=2048 "
+        f'! h264parse ! matroskamux ! filesink location="{mkv_path}" '
+        f"raw. ! {branch} ! x264enc key-int-max={2 * args.fps} bitrate=2048 "
+        f'! h264parse ! mp4mux ! filesink location="{mp4_path}"'
     )
 
 
@@ -417,7 +426,7 @@ def decode_count_frames(args, path, grab=None):
     frame_bytes = args.width * args.height * 3 // 2
     r, w = os.pipe()
     pipeline = (
-        f'filesrc location="{path}" ! matroskademux ! h264parse ! avdec_h264 ! videoconvert '
+        f'filesrc location="{path}" ! decodebin ! videoconvert '
         f"! video/x-raw,format=I420,width={args.width},height={args.height} ! fdsink fd={w} sync=false"
     )
     proc = subprocess.Popen(gst_args(pipeline), pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -531,7 +540,7 @@ def build_outputs(args, segs):
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description=(
-            "Build a moment-retrieval benchmark: DIR/benchmark.mkv (real street/nature/film clips and "
+            "Build a moment-retrieval benchmark: DIR/benchmark.mkv and DIR/benchmark-bframes.mp4 (real street/nature/film clips and "
             "generated test patterns, many with a large on-screen phrase) plus ground truth: "
             "queries.jsonl (text query -> spans in seconds), image_queries.jsonl (PNG of a pattern -> "
             "spans), segments.json. Deterministic for a seed; rerunning with the same arguments on a "
@@ -567,7 +576,7 @@ def main(argv=None):
     out = args.out
     arguments = {"minutes": args.minutes, "seed": args.seed, "width": args.width, "height": args.height, "fps": args.fps}
     manifest_path = out / "manifest.json"
-    expected_files = ["benchmark.mkv", "queries.jsonl", "image_queries.jsonl", "segments.json"]
+    expected_files = ["benchmark.mkv", "benchmark-bframes.mp4", "queries.jsonl", "image_queries.jsonl", "segments.json"]
 
     if manifest_path.is_file() and not args.force:
         try:
@@ -601,11 +610,11 @@ def main(argv=None):
         f"({total_frames / args.fps:.1f} s) at {args.width}x{args.height} {args.fps} fps, seed {args.seed}"
     )
 
-    video = out / "benchmark.mkv"
-    partial = out / "benchmark.mkv.partial"
+    videos = [out / "benchmark.mkv", out / "benchmark-bframes.mp4"]
+    partials = [v.with_name(v.name + ".partial") for v in videos]
     enc_log = tempfile.TemporaryFile()
     enc = subprocess.Popen(
-        gst_args(encoder_pipeline(args, partial)),
+        gst_args(encoder_pipeline(args, *partials)),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=enc_log,
@@ -626,7 +635,8 @@ def main(argv=None):
     if enc.wait() != 0:
         enc_log.seek(0)
         fail(f"encoder failed: {enc_log.read().decode(errors='replace')}")
-    os.replace(partial, video)
+    for partial, video in zip(partials, videos):
+        os.replace(partial, video)
     log(f"encoded in {time.monotonic() - t0:.1f} s; verifying")
 
     segments_out, queries, image_queries = build_outputs(args, segs)
@@ -637,17 +647,19 @@ def main(argv=None):
         snap_dir.mkdir(exist_ok=True)
         for s in segments_out:
             grab[(s["start_frame"] + s["end_frame"]) // 2] = snap_dir / f"seg_{s['index']:02d}.png"
-    decoded = decode_count_frames(args, video, grab)
-    if decoded != total_frames:
-        fail(f"{video} decodes to {decoded} frames, expected {total_frames}")
     duration = total_frames / args.fps
-    disc = discoverer_duration_s(video)
-    if disc is not None and abs(disc - duration) > 1.0 / args.fps:
-        fail(f"gst-discoverer-1.0 says {disc:.3f} s, expected {duration:.3f} s")
-    log(
-        f"verified: {decoded} frames decode = {duration:.3f} s"
-        + (f"; gst-discoverer-1.0: {disc:.3f} s" if disc is not None else "; (gst-discoverer-1.0 not installed)")
-    )
+    discovered = {}
+    for video in videos:
+        decoded = decode_count_frames(args, video, grab if video == videos[0] else None)
+        if decoded != total_frames:
+            fail(f"{video} decodes to {decoded} frames, expected {total_frames}")
+        disc = discovered[video.name] = discoverer_duration_s(video)
+        if disc is not None and abs(disc - duration) > 1.0 / args.fps:
+            fail(f"gst-discoverer-1.0 says {disc:.3f} s for {video.name}, expected {duration:.3f} s")
+        log(
+            f"verified {video.name}: {decoded} frames decode = {duration:.3f} s"
+            + (f"; gst-discoverer-1.0: {disc:.3f} s" if disc is not None else "; (gst-discoverer-1.0 not installed)")
+        )
 
     patterns = [q["pattern"] for q in image_queries]
     write_image_queries_pngs(args, patterns, out / "images")
@@ -658,6 +670,7 @@ def main(argv=None):
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "video": "benchmark.mkv",
+        "videos": [v.name for v in videos],
         "duration_s": duration,
         "frames": total_frames,
         "segments": len(segments_out),
@@ -666,7 +679,7 @@ def main(argv=None):
         "image_queries": len(image_queries),
         "images": [q["image"] for q in image_queries],
         "verified_decoded_frames": decoded,
-        "discoverer_duration_s": disc,
+        "discoverer_duration_s": discovered,
         "build_seconds": round(time.monotonic() - t0, 1),
         "arguments": arguments,  # last: its presence marks a finished build
     }

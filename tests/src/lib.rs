@@ -98,6 +98,188 @@ pub fn make_moving_video(path: &Path, seconds: u32) {
     run_to_end(&description);
 }
 
+/// How a [`make_phrase_recording`] is stored: each a file whose raw GStreamer buffer
+/// timestamps differ from the time a player shows, so only stream time gets it right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeline {
+    /// H.264 with B-frames (`x264enc`'s own settings, not `tune=zerolatency`) in MP4, as
+    /// most NVR and phone exports: `mp4mux` writes an edit list that starts at the first
+    /// frame's composition offset, and `qtdemux` shifts every PTS by it (first buffer
+    /// `dts 0, pts 2 frames`; segment `start = 2 frames, time = 0`).
+    Mp4BFrames,
+    /// The same MP4 with its edit list moved to start `trim_s` seconds into the media, as an
+    /// editor that trims without re-encoding writes it: players start at the frame there,
+    /// and `qtdemux`'s segment says `start = trim_s + 2 frames, time = 0`.
+    Mp4EditList { trim_s: u32 },
+    /// MPEG-TS whose first PTS is past an hour (`videotestsrc timestamp-offset` of one hour;
+    /// `mpegtsmux` adds its own hour: the first PTS is 7200 s, the first PCR 125 ms earlier).
+    /// `tsdemux` counts from the first PCR: the first frame is at stream time 125 ms.
+    MpegTsLargePts,
+}
+
+/// Frame rate of [`make_phrase_recording`]'s videos.
+pub const PHRASE_FPS: u32 = 5;
+
+/// Encodes `seconds` of 640x360 video at [`PHRASE_FPS`] on black, stored as `timeline` says,
+/// with `phrase` on screen exactly for the frames `shown` (numbered from the first frame a
+/// player shows, so frame `n` is at `n / PHRASE_FPS` s).
+pub fn make_phrase_recording(
+    path: &Path,
+    timeline: Timeline,
+    phrase: &str,
+    seconds: u32,
+    shown: std::ops::Range<u32>,
+) {
+    gst::init().unwrap();
+    // Frames the player skips at the start.
+    let hidden = match timeline {
+        Timeline::Mp4EditList { trim_s } => trim_s * PHRASE_FPS,
+        _ => 0,
+    };
+    let (offset, encoder, mux) = match timeline {
+        Timeline::Mp4BFrames | Timeline::Mp4EditList { .. } => {
+            (0, format!("x264enc key-int-max={PHRASE_FPS}"), "mp4mux")
+        }
+        // No B-frames here: their decoding delay would put the first frame later still
+        // after the first PCR (525 ms, measured), and this case is about the large PTS.
+        Timeline::MpegTsLargePts => (
+            3_600_000_000_000u64,
+            format!("x264enc speed-preset=ultrafast key-int-max={PHRASE_FPS}"),
+            "mpegtsmux",
+        ),
+    };
+    let encoded = match timeline {
+        Timeline::Mp4EditList { .. } => path.with_extension("untrimmed.mp4"),
+        _ => path.to_owned(),
+    };
+    let description = format!(
+        "videotestsrc pattern=black num-buffers={frames} timestamp-offset={offset} \
+         ! video/x-raw,width=640,height=360,framerate={PHRASE_FPS}/1 \
+         ! textoverlay name=overlay text=\"\" font-desc=\"Sans Bold 36\" shaded-background=true valignment=center halignment=center \
+         ! videoconvert ! video/x-raw,format=I420 ! {encoder} ! h264parse ! {mux} \
+         ! filesink location=\"{location}\"",
+        frames = (seconds * PHRASE_FPS + hidden),
+        location = encoded.display(),
+    );
+    let pipeline = gst::parse::launch(&description).expect("valid test pipeline");
+    let overlay = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("overlay")
+        .unwrap();
+    // The text changes between frames: set before textoverlay draws each one.
+    let (phrase, shown) = (
+        phrase.to_owned(),
+        (shown.start + hidden)..(shown.end + hidden),
+    );
+    let frame = std::sync::atomic::AtomicU32::new(0);
+    let drawn = overlay.clone();
+    overlay
+        .static_pad("video_sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let n = frame.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let text = if shown.contains(&n) {
+                phrase.as_str()
+            } else {
+                ""
+            };
+            drawn.set_property("text", text);
+            gst::PadProbeReturn::Ok
+        });
+    play_to_end(pipeline);
+    if let Timeline::Mp4EditList { trim_s } = timeline {
+        let mut bytes = std::fs::read(&encoded).unwrap();
+        trim_edit_list(&mut bytes, trim_s);
+        std::fs::write(path, bytes).unwrap();
+        std::fs::remove_file(encoded).unwrap();
+    }
+}
+
+/// Moves an MP4's (single-track, single-edit) edit list `seconds` later into the media and
+/// shortens the edit to match, in place. The movie and track durations are left as they were:
+/// shortened too, `qtdemux` (1.22) stops that much early (46 of 60 frames decoded, measured).
+fn trim_edit_list(mp4: &mut [u8], seconds: u32) {
+    fn find(data: &[u8], range: std::ops::Range<usize>, path: &[&[u8; 4]]) -> usize {
+        let mut at = range.start;
+        while at + 8 <= range.end {
+            let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            if &data[at + 4..at + 8] == path[0] {
+                return if path.len() == 1 {
+                    at
+                } else {
+                    find(data, at + 8..at + size, &path[1..])
+                };
+            }
+            at += size;
+        }
+        panic!("no {:?} box", String::from_utf8_lossy(path[0]));
+    }
+    let read = |data: &[u8], at: usize| u32::from_be_bytes(data[at..at + 4].try_into().unwrap());
+    let whole = 0..mp4.len();
+    let mvhd = find(mp4, whole.clone(), &[b"moov", b"mvhd"]);
+    let mdhd = find(mp4, whole.clone(), &[b"moov", b"trak", b"mdia", b"mdhd"]);
+    let elst = find(mp4, whole, &[b"moov", b"trak", b"edts", b"elst"]);
+    for version in [mvhd, mdhd, elst] {
+        assert_eq!(mp4[version + 8], 0, "version 0 boxes (32-bit times)");
+    }
+    assert_eq!(read(mp4, elst + 12), 1, "one edit");
+    // Time scales follow the box header (8), version and flags (4), creation and
+    // modification times (8). The edit: segment duration (movie time scale), media time
+    // (media time scale).
+    let segment = read(mp4, elst + 16) - seconds * read(mp4, mvhd + 20);
+    let media_time = read(mp4, elst + 20) + seconds * read(mp4, mdhd + 20);
+    mp4[elst + 16..elst + 20].copy_from_slice(&segment.to_be_bytes());
+    mp4[elst + 20..elst + 24].copy_from_slice(&media_time.to_be_bytes());
+}
+
+/// Decodes a WebM clip: each frame's PTS and the share of bright pixels in its middle
+/// (white text on [`make_phrase_recording`]'s black shows there; black frames have none).
+pub fn webm_frames(webm: &[u8]) -> Vec<(Duration, f64)> {
+    gst::init().unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), webm).unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! matroskademux ! vp8dec ! videoconvert \
+         ! video/x-raw,format=GRAY8 ! fakesink name=out sync=false",
+        file.path().display()
+    ))
+    .expect("valid clip pipeline");
+    let out = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("out")
+        .unwrap();
+    let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = frames.clone();
+    out.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let (Some(buffer), Some(caps)) = (info.buffer(), pad.current_caps()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let size = caps.structure(0).unwrap();
+            let width = size.get::<i32>("width").unwrap() as usize;
+            let height = size.get::<i32>("height").unwrap() as usize;
+            // GStreamer pads GRAY8 rows to 4 bytes.
+            let stride = width.div_ceil(4) * 4;
+            let map = buffer.map_readable().unwrap();
+            let (rows, columns) = (height / 3..2 * height / 3, width / 6..5 * width / 6);
+            let bright = rows
+                .clone()
+                .flat_map(|y| columns.clone().map(move |x| (y, x)))
+                .filter(|&(y, x)| map[y * stride + x] > 160)
+                .count();
+            let share = bright as f64 / (rows.len() * columns.len()) as f64;
+            let pts = Duration::from_nanos(buffer.pts().map_or(0, |t| t.nseconds()));
+            seen.lock().unwrap().push((pts, share));
+            gst::PadProbeReturn::Ok
+        });
+    play_to_end(pipeline);
+    let frames = frames.lock().unwrap().clone();
+    frames
+}
+
 /// A Matroska file whose video track claims a codec no GStreamer plugin decodes: a real VP8
 /// file with its codec id rewritten (same length, so the file stays well-formed).
 pub fn make_unsupported_codec_video(path: &Path) {
@@ -118,7 +300,10 @@ pub fn make_unsupported_codec_video(path: &Path) {
 }
 
 fn run_to_end(description: &str) {
-    let pipeline = gst::parse::launch(description).expect("valid test pipeline");
+    play_to_end(gst::parse::launch(description).expect("valid test pipeline"));
+}
+
+fn play_to_end(pipeline: gst::Element) {
     pipeline.set_state(gst::State::Playing).unwrap();
     let bus = pipeline.bus().unwrap();
     for message in bus.iter_timed(gst::ClockTime::from_seconds(120)) {

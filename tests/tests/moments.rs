@@ -698,3 +698,148 @@ fn bad_moment_queries_get_clear_4xx_errors() {
     }
     assert!(argus.is_up(), "Argus still serves");
 }
+
+/// Issue 21: recordings whose raw GStreamer timestamps are not what a player shows (B-frames
+/// with an edit list, an edit list that trims the start, an MPEG-TS starting past an hour;
+/// see [`Timeline`] for what GStreamer makes of each) are timed as a player shows them:
+/// frames, moments and clips. The three are indexed and searched in one Argus run.
+#[test]
+fn recordings_are_timed_as_a_player_shows_them() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    const SECONDS: u32 = 12;
+    // On screen for frames 20..40: 4 s to 8 s, two whole windows.
+    let shown = 4 * PHRASE_FPS..8 * PHRASE_FPS;
+    let truth = (
+        f64::from(shown.start) / f64::from(PHRASE_FPS),
+        f64::from(shown.end) / f64::from(PHRASE_FPS),
+    );
+    let frame = 1.0 / f64::from(PHRASE_FPS);
+    let recordings = [
+        (
+            "bframes",
+            Timeline::Mp4BFrames,
+            "bframes.mp4",
+            "TRUCK AT GATE 3",
+        ),
+        (
+            "trimmed",
+            Timeline::Mp4EditList { trim_s: 3 },
+            "trimmed.mp4",
+            "LOADING DOCK CLOSED",
+        ),
+        (
+            "late-ts",
+            Timeline::MpegTsLargePts,
+            "late.ts",
+            "FIRE DOOR OPEN",
+        ),
+    ];
+    let topic = unique("argus.test.timeline");
+    let http_port = free_port();
+    let config = write_config(
+        dir.path(),
+        &services,
+        &topic,
+        &unique("argus-test-timeline"),
+        http_port,
+        &[],
+    );
+    for (camera, timeline, name, phrase) in recordings {
+        let video = dir.path().join(name);
+        make_phrase_recording(&video, timeline, phrase, SECONDS, shown.clone());
+        let args = [
+            "index",
+            video.to_str().unwrap(),
+            "--camera",
+            camera,
+            "--start",
+            START,
+            "--fps",
+            "5",
+        ];
+        let (code, stdout, stderr) = argus_command(&config, &args);
+        assert_eq!(code, 0, "argus index {name} failed:\n{stderr}");
+        assert!(
+            stdout.contains(&format!("{camera}: 6 windows from {SECONDS} s of video")),
+            "{name}: {stdout}"
+        );
+    }
+
+    // The first frame of each is at media time 0, stamped at the recording's start.
+    let results = consume(
+        &services.kafka_brokers,
+        &topic,
+        Duration::from_secs(30),
+        |received| {
+            recordings.iter().all(|(camera, ..)| {
+                received
+                    .iter()
+                    .any(|r| r.key == *camera && r.payload["frame"]["sequence"] == 0)
+            })
+        },
+    );
+    for (camera, _, name, _) in recordings {
+        let first = results
+            .iter()
+            .find(|r| r.key == camera && r.payload["frame"]["sequence"] == 0)
+            .unwrap_or_else(|| panic!("{name}: no first frame result"));
+        let pts = first.payload["frame"]["pts_ns"].as_u64().unwrap() as f64 / 1e9;
+        assert!(pts <= frame, "{name}: the first frame is at {pts} s");
+        assert!(
+            seconds_of(&first.payload["frame"], "wall_time") <= frame,
+            "{name}: {}",
+            first.payload
+        );
+    }
+
+    let http = format!("http://127.0.0.1:{http_port}");
+    let argus = Argus::start(
+        &config,
+        &[],
+        artifacts_dir().join("moments.timeline.log"),
+        http.clone(),
+    );
+    wait_until(Duration::from_secs(60), "the API", || argus.is_up());
+    for (camera, _, name, phrase) in recordings {
+        let (status, answer) = argus.get_status(&format!(
+            "/api/v1/moments?q={}&camera={camera}&limit=3",
+            phrase.to_lowercase().replace(' ', "+")
+        ));
+        assert_eq!(status, 200, "{answer}");
+        let top = &answer["moments"][0];
+        let found = (seconds_of(top, "start"), seconds_of(top, "end"));
+        assert!(
+            iou(found, truth) >= 0.9,
+            "{name}: `{phrase}` is on screen {truth:?} s; the top moment is {found:?}: {answer}"
+        );
+        // The moment's clip starts on the phrase and shows it to the end.
+        let clip = top["clip"]
+            .as_str()
+            .expect("a recording's moment has a clip");
+        let webm = ureq::get(&format!("{http}{clip}"))
+            .call()
+            .expect("the clip is served")
+            .body_mut()
+            .with_config()
+            .limit(50 << 20)
+            .read_to_vec()
+            .unwrap();
+        let frames = webm_frames(&webm);
+        let shows_phrase = |share: f64| share > 0.005;
+        let (first_pts, first_share) = frames[0];
+        assert!(
+            first_pts.as_secs_f64() <= frame && shows_phrase(first_share),
+            "{name}: the clip starts at {first_pts:?} with {first_share} of its middle lit: {frames:?}"
+        );
+        assert!(
+            frames.iter().all(|&(_, share)| shows_phrase(share)),
+            "{name}: every frame of the clip shows the phrase: {frames:?}"
+        );
+        let last = frames.last().unwrap().0.as_secs_f64();
+        assert!(
+            (found.1 - found.0 - frame - last).abs() <= frame,
+            "{name}: the clip spans the moment {found:?}; its last frame is at {last} s"
+        );
+    }
+}

@@ -12,6 +12,23 @@
 //! earlier version did, made it copy every decoded frame). Decoders are chosen by
 //! `decodebin`'s ranking, so hardware decoders win where their plugins are installed; the one
 //! chosen is reported by [`Decoder::decoder_name`].
+//!
+//! ## Media time
+//!
+//! A frame's media time is its **stream time**, the buffer's PTS mapped through the segment
+//! its pad delivered it in, counted for a recording from its first frame: the time a player
+//! shows (OpenCV and ffmpeg read frame 0 at 0 ms). Raw PTS is not that: `qtdemux` shifts
+//! the PTS of a track with composition offsets (B-frames) or an edit list by the edit's
+//! media start (its segment then says `start = shift, time = 0`), and `tsdemux` counts from
+//! the first PCR, a little before the first frame (mpegtsmux: 125 ms, plus the B-frame
+//! delay). Recordings are stamped `start_time + media time` ([`FrameClock::Media`]); a live
+//! source's media time is its stream time as it comes, and its frames keep their own clocks.
+//!
+//! Media time never goes back within one pipeline ([`MediaClock`]). A new segment that moves
+//! it forward (a gap, a seek ahead) is followed as it is. One that moves it back (a
+//! concatenated file restarting at 0, a demuxer resetting its timeline) would stamp frames
+//! over the moments already indexed, so the frames after it continue from the last frame's
+//! time plus one sample interval, keeping their spacing; the first such jump is logged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,7 +65,8 @@ pub struct Frame {
     pub stream_id: Arc<str>,
     /// Position among this stream's sampled frames, from 0; continues across reconnects.
     pub sequence: u64,
-    /// Media timestamp from GStreamer, when the source has one.
+    /// Media time: the buffer's stream time, as a player shows it (see the module doc), when
+    /// the source timestamps its frames.
     pub pts: Option<Duration>,
     pub wall_time: DateTime<Utc>,
     pub clock: FrameClock,
@@ -148,11 +166,12 @@ impl Decoder {
 
         let live = source.is_live();
         let frames = queue.clone();
+        let mut clock = MediaClock::new(Duration::from_secs_f64(1.0 / settings.sample_fps), !live);
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let frame = to_frame(&sample, &settings, live).map_err(|error| {
+                    let frame = to_frame(&sample, &settings, live, &mut clock).map_err(|error| {
                         tracing::error!(stream = %settings.stream_id, %error, "unreadable frame");
                         gst::FlowError::Error
                     })?;
@@ -404,8 +423,78 @@ fn scaled_dimensions(width: i32, height: i32, max_width: u32) -> Option<(i32, i3
     Some((scaled_width, scaled_height))
 }
 
+/// A pipeline's media time (see the module doc): stream time, from the first frame for a
+/// recording, never going back.
+#[derive(Debug)]
+struct MediaClock {
+    /// Where a frame after a backwards jump goes: this long after the last one.
+    interval: Duration,
+    /// Count from the first frame's stream time (recordings) rather than from 0 (live).
+    from_first_frame: bool,
+    /// The stream time that is media time 0, once the first frame set it.
+    origin: Option<Duration>,
+    last: Option<Duration>,
+    /// Added to the time since the origin; grows at each backwards jump. Nanoseconds, signed:
+    /// a file restarting at 0 restarts before the origin.
+    shift_ns: i128,
+    jumps: u32,
+}
+
+impl MediaClock {
+    fn new(interval: Duration, from_first_frame: bool) -> Self {
+        Self {
+            interval,
+            from_first_frame,
+            origin: None,
+            last: None,
+            shift_ns: 0,
+            jumps: 0,
+        }
+    }
+
+    /// The media time of the next frame, whose stream time is `stream_time`.
+    fn place(&mut self, stream_time: Duration) -> Duration {
+        let first = if self.from_first_frame {
+            stream_time
+        } else {
+            Duration::ZERO
+        };
+        let origin = *self.origin.get_or_insert(first);
+        let since_origin = stream_time.as_nanos() as i128 - origin.as_nanos() as i128;
+        let mut time = since_origin + self.shift_ns;
+        if let Some(last) = self.last.filter(|&last| time < last.as_nanos() as i128) {
+            time = (last + self.interval).as_nanos() as i128;
+            self.shift_ns = time - since_origin;
+            self.jumps += 1;
+        }
+        // Never negative: the first frame is 0 and later ones are not before the last.
+        let time = Duration::from_nanos(u64::try_from(time).unwrap_or(0));
+        self.last = Some(time);
+        time
+    }
+}
+
+/// The stream time of `pts` in the sample's segment: what a player shows. A PTS before the
+/// segment's start (a frame decoded only as a reference, should one get through) is time 0;
+/// a sample without a time segment keeps its PTS.
+pub(crate) fn stream_time(sample: &gst::Sample, pts: gst::ClockTime) -> gst::ClockTime {
+    let segment = sample
+        .segment()
+        .and_then(|segment| segment.downcast_ref::<gst::ClockTime>());
+    match segment.and_then(|segment| segment.to_stream_time_full(pts)) {
+        Some(gst::Signed::Positive(time)) => time,
+        Some(gst::Signed::Negative(_)) => gst::ClockTime::ZERO,
+        None => pts,
+    }
+}
+
 /// Copies the BGR rows out of a sample (GStreamer pads rows to 4 bytes; we do not).
-fn to_frame(sample: &gst::Sample, settings: &DecoderSettings, live: bool) -> Result<Frame, String> {
+fn to_frame(
+    sample: &gst::Sample,
+    settings: &DecoderSettings,
+    live: bool,
+    clock: &mut MediaClock,
+) -> Result<Frame, String> {
     let buffer = sample.buffer().ok_or("sample without a buffer")?;
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
@@ -419,8 +508,16 @@ fn to_frame(sample: &gst::Sample, settings: &DecoderSettings, live: bool) -> Res
         pixels.extend_from_slice(&plane[row * stride..row * stride + width * 3]);
     }
     let image = BgrImage::new(width as u32, height as u32, pixels).map_err(|e| e.to_string())?;
-    let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
-    let (wall_time, clock) = match (live, pts) {
+    let pts = buffer.pts().map(|pts| {
+        let jumps = clock.jumps;
+        let time = clock.place(Duration::from_nanos(stream_time(sample, pts).nseconds()));
+        if clock.jumps == 1 && jumps == 0 {
+            tracing::warn!(stream = %settings.stream_id, pts = %pts, continued_at = ?time,
+                "media time went back (a new segment); frames continue after the last one");
+        }
+        time
+    });
+    let (wall_time, frame_clock) = match (live, pts) {
         (false, Some(pts)) => (
             settings.start_time + chrono::Duration::from_std(pts).unwrap_or_default(),
             FrameClock::Media,
@@ -435,7 +532,7 @@ fn to_frame(sample: &gst::Sample, settings: &DecoderSettings, live: bool) -> Res
         sequence: settings.sequence.fetch_add(1, Ordering::Relaxed),
         pts,
         wall_time,
-        clock,
+        clock: frame_clock,
         image,
     })
 }
@@ -460,6 +557,49 @@ fn camera_time(buffer: &gst::BufferRef) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
     use crate::config::DropPolicy;
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_recordings_media_time_counts_from_its_first_frame_and_never_goes_back() {
+        // tsdemux's first frame, 125 ms after the first PCR.
+        let mut clock = MediaClock::new(ms(500), true);
+        let placed: Vec<Duration> = [125, 625, 1125, 7125, 7625]
+            .into_iter()
+            .map(|t| clock.place(ms(t)))
+            .collect();
+        assert_eq!(
+            placed,
+            [ms(0), ms(500), ms(1000), ms(7000), ms(7500)],
+            "stream time from the first frame, gaps kept"
+        );
+        assert_eq!(clock.jumps, 0);
+        // A concatenated file restarts at 0: one sample interval after the last frame, the
+        // spacing of what follows kept.
+        let placed: Vec<Duration> = [0, 500, 1000]
+            .into_iter()
+            .map(|t| clock.place(ms(t)))
+            .collect();
+        assert_eq!(placed, [ms(8000), ms(8500), ms(9000)]);
+        // A second restart, partway back, follows the same rule.
+        assert_eq!(clock.place(ms(325)), ms(9500));
+        assert_eq!(clock.place(ms(825)), ms(10_000));
+        assert_eq!(clock.jumps, 2);
+        // A repeated time is not a jump.
+        assert_eq!(clock.place(ms(825)), ms(10_000));
+        assert_eq!(clock.jumps, 2);
+    }
+
+    #[test]
+    fn a_live_sources_media_time_is_its_stream_time() {
+        let mut clock = MediaClock::new(ms(200), false);
+        assert_eq!(clock.place(ms(3000)), ms(3000));
+        assert_eq!(clock.place(ms(3200)), ms(3200));
+        assert_eq!(clock.place(ms(100)), ms(3400), "never back");
+        assert_eq!(clock.place(ms(300)), ms(3600));
+    }
 
     /// Encodes a small H.264 MP4 and keeps its first half: the `moov` index, written last,
     /// is cut off.

@@ -2,10 +2,13 @@
 //!
 //! `tests/moments/build_benchmark.py` builds a long video from real footage (Debian's
 //! `opencv-doc` samples) and generated scenes with known on-screen text, plus the queries
-//! and the spans that answer them. This indexes that video like any recording (resumably:
-//! a second run reuses the index in Redis), asks every query through the same search the API
-//! uses, and scores the answers with [`super::eval`]: R1@0.5, R1@0.7 and mAP as
-//! QVHighlights/Lighthouse compute them, R@1 and R@5 as MomentSeeker reports them.
+//! and the spans that answer them. The same frames come twice: in Matroska without B-frames
+//! (PTS from 0), and as an MP4 with B-frames, whose demuxed PTS are shifted by its edit list
+//! (as NVR and phone exports are). This indexes each video like any recording, under a
+//! camera of its own (resumably: a second run reuses the index in Redis), asks every query
+//! through the same search the API uses, and scores the answers with [`super::eval`]:
+//! R1@0.5, R1@0.7 and mAP as QVHighlights/Lighthouse compute them, R@1 and R@5 as
+//! MomentSeeker reports them.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,6 +29,9 @@ const PREDICTIONS: usize = 10;
 
 /// The benchmark video's recorded time starts here.
 pub const BENCHMARK_START: &str = "2026-01-01T00:00:00Z";
+
+/// The benchmark's videos, and what their camera's name gets after the `--camera` given.
+const VIDEOS: [(&str, &str); 2] = [("benchmark.mkv", ""), ("benchmark-bframes.mp4", "-bframes")];
 
 #[derive(Deserialize)]
 struct TextQuery {
@@ -61,6 +67,8 @@ pub struct QueryReport {
 
 #[derive(Debug, Serialize)]
 pub struct BenchmarkReport {
+    /// The benchmark's video file this scores.
+    pub video: String,
     pub indexing: RecordingSummary,
     /// Queries with the words shown on screen.
     pub text: RetrievalScores,
@@ -104,20 +112,42 @@ fn spans(spans: &[[f64; 2]]) -> Vec<Span> {
         .collect()
 }
 
+/// Scores each of the benchmark's videos; a benchmark built before the MP4 variant existed
+/// is scored on its Matroska video alone.
 pub async fn run(
     config: Config,
     dir: &Path,
     camera: &str,
     sample_fps: f64,
     rerank: bool,
-) -> anyhow::Result<BenchmarkReport> {
-    let video = dir.join("benchmark.mkv");
+) -> anyhow::Result<Vec<BenchmarkReport>> {
     anyhow::ensure!(
-        dir.join("manifest.json").is_file() && video.is_file(),
+        dir.join("manifest.json").is_file() && dir.join(VIDEOS[0].0).is_file(),
         "{} holds no finished benchmark: build it with tests/moments/build_benchmark.py --out {}",
         dir.display(),
         dir.display()
     );
+    let mut reports = Vec::new();
+    for (name, suffix) in VIDEOS {
+        let video = dir.join(name);
+        if !video.is_file() {
+            tracing::warn!(video = %video.display(), "not in this benchmark (built by an older builder): not scored");
+            continue;
+        }
+        let camera = format!("{camera}{suffix}");
+        reports.push(run_video(config.clone(), dir, &video, &camera, sample_fps, rerank).await?);
+    }
+    Ok(reports)
+}
+
+async fn run_video(
+    config: Config,
+    dir: &Path,
+    video: &Path,
+    camera: &str,
+    sample_fps: f64,
+    rerank: bool,
+) -> anyhow::Result<BenchmarkReport> {
     let text_queries: Vec<TextQuery> = read_lines(&dir.join("queries.jsonl"))?;
     let image_queries: Vec<ImageQuery> = read_lines(&dir.join("image_queries.jsonl"))?;
     let start: DateTime<Utc> = BENCHMARK_START.parse().expect("a valid constant");
@@ -125,7 +155,7 @@ pub async fn run(
     let indexing = index_recording(
         config.clone(),
         RecordingJob {
-            file: video,
+            file: video.to_owned(),
             camera: camera.to_owned(),
             start,
             sample_fps,
@@ -139,7 +169,8 @@ pub async fn run(
     let metrics = Metrics::new();
     let mut config = config;
     let spill = config.kafka.spill.resolve_path(&config.http);
-    config.kafka.spill.path = Some(spill.with_file_name("kafka-spill-eval.redb"));
+    // One per video: the previous video's search may still hold its file open.
+    config.kafka.spill.path = Some(spill.with_file_name(format!("kafka-spill-eval-{camera}.redb")));
     let spill = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill, &metrics).await?;
     let (_, search) = start_moments(&config, &kafka, &redis, &metrics, true)
@@ -218,6 +249,9 @@ pub async fn run(
     }
     let _ = kafka.close(std::time::Duration::from_secs(10)).await;
     Ok(BenchmarkReport {
+        video: video
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
         indexing,
         text: eval::score(&text_outcomes),
         paraphrase: eval::score(&paraphrase_outcomes),
@@ -235,8 +269,62 @@ fn median(values: &mut [f64]) -> Option<f64> {
     values.get(values.len() / 2).copied()
 }
 
-/// The report as the table BENCHMARKS.md shows.
-pub fn print(report: &BenchmarkReport) {
+/// The reports as the tables BENCHMARKS.md shows: each video's answers, then every video's
+/// scores together.
+pub fn print(reports: &[BenchmarkReport]) {
+    for report in reports {
+        print_queries(report);
+    }
+    println!(
+        "video                  queries             n  R1@0.5  R1@0.7  mAP@0.5  mAP@0.75  mAP@[.5:.95]  R@1    R@5"
+    );
+    for report in reports {
+        let rows = [
+            ("text", Some(&report.text)),
+            ("text+rerank", report.text_reranked.as_ref()),
+            ("paraphrase", Some(&report.paraphrase)),
+            ("para+rerank", report.paraphrase_reranked.as_ref()),
+            ("image", Some(&report.image)),
+        ];
+        for (name, scores) in rows
+            .into_iter()
+            .filter_map(|(name, scores)| Some((name, scores?)))
+        {
+            println!(
+                "{:<22} {name:<12} {:>8}  {:>6.1}  {:>6.1}  {:>7.1}  {:>8.1}  {:>12.1}  {:>5.1}  {:>5.1}",
+                report.video,
+                scores.queries,
+                scores.r1_at_0_5,
+                scores.r1_at_0_7,
+                scores.map_0_5,
+                scores.map_0_75,
+                scores.map_avg,
+                scores.recall_at_1,
+                scores.recall_at_5
+            );
+        }
+    }
+    for report in reports {
+        println!(
+            "{}: indexed {:.0} s of video at {:.1}x real time; text query latency p50 {:.1} ms",
+            report.video,
+            report.indexing.video_seconds,
+            report.indexing.speed,
+            report.query_latency_ms_p50
+        );
+        if let Some(reranked) = report.reranked_latency_ms_p50 {
+            println!(
+                "{}: reranked text query latency p50 {reranked:.0} ms ({:.0}x)",
+                report.video,
+                reranked / report.query_latency_ms_p50.max(1e-3)
+            );
+        }
+    }
+}
+
+/// One video's answer to every query, beside the ground truth.
+fn print_queries(report: &BenchmarkReport) {
+    println!("{}", report.video);
     println!("query  top moment (s)           ground truth (s)             query");
     for query in &report.queries {
         let top = query.top.map_or("none".to_string(), |[s, e, score]| {
@@ -256,38 +344,4 @@ pub fn print(report: &BenchmarkReport) {
         );
     }
     println!();
-    println!("             queries  R1@0.5  R1@0.7  mAP@0.5  mAP@0.75  mAP@[.5:.95]  R@1    R@5");
-    let rows = [
-        ("text", Some(&report.text)),
-        ("text+rerank", report.text_reranked.as_ref()),
-        ("paraphrase", Some(&report.paraphrase)),
-        ("para+rerank", report.paraphrase_reranked.as_ref()),
-        ("image", Some(&report.image)),
-    ];
-    for (name, scores) in rows
-        .into_iter()
-        .filter_map(|(name, scores)| Some((name, scores?)))
-    {
-        println!(
-            "{name:<12} {:>7}  {:>6.1}  {:>6.1}  {:>7.1}  {:>8.1}  {:>12.1}  {:>5.1}  {:>5.1}",
-            scores.queries,
-            scores.r1_at_0_5,
-            scores.r1_at_0_7,
-            scores.map_0_5,
-            scores.map_0_75,
-            scores.map_avg,
-            scores.recall_at_1,
-            scores.recall_at_5
-        );
-    }
-    println!(
-        "indexing: {:.0} s of video at {:.1}x real time; text query latency p50 {:.1} ms",
-        report.indexing.video_seconds, report.indexing.speed, report.query_latency_ms_p50
-    );
-    if let Some(reranked) = report.reranked_latency_ms_p50 {
-        println!(
-            "reranked text query latency p50 {reranked:.0} ms ({:.0}x)",
-            reranked / report.query_latency_ms_p50.max(1e-3)
-        );
-    }
 }

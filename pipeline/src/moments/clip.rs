@@ -4,7 +4,11 @@
 //! Argus does not record live cameras, so clips exist for recordings only: files indexed with
 //! `argus index` or run as file streams. Each registers where its video time starts
 //! ([`super::store::MomentStore::put_recording`]); a clip seeks to the moment's offset in the
-//! file and encodes just that span, scaled down.
+//! file and encodes just that span, scaled down. Offsets are media time as frames carry it
+//! (see [`crate::ingest::decoder`]): stream time counted from the recording's first frame,
+//! which the clip's pipeline reads from its own first (prerolled) frame. Demuxers take seeks
+//! in stream time (`qtdemux` in the movie's time, past its edit list), but the buffers they
+//! return keep their shifted PTS, so each is placed in the clip by its stream time.
 
 use std::path::Path;
 use std::time::Duration;
@@ -87,8 +91,8 @@ pub fn cut(file: &Path, offset: Duration, length: Duration) -> Result<Vec<u8>, C
             let _ = pad.link(&video_in);
         }
     });
-    let result =
-        decode_span(&decoder, &frames, offset, length).and_then(|samples| encode(&samples, offset));
+    let result = decode_span(&decoder, &frames, offset, length)
+        .and_then(|(samples, from)| encode(&samples, from));
     let _ = decoder.set_state(gst::State::Null);
     result
 }
@@ -99,13 +103,14 @@ fn make(factory: &str) -> Result<gst::Element, ClipError> {
         .map_err(pipeline_error)
 }
 
-/// The raw frames of `[offset, offset + length)`.
+/// The raw frames of `[offset, offset + length)` in media time, and the stream time of
+/// `offset`.
 fn decode_span(
     pipeline: &gst::Pipeline,
     frames: &AppSink,
     offset: Duration,
     length: Duration,
-) -> Result<Vec<gst::Sample>, ClipError> {
+) -> Result<(Vec<gst::Sample>, gst::ClockTime), ClipError> {
     let bus = pipeline.bus().expect("a pipeline has a bus");
     pipeline.set_state(gst::State::Paused).map_err(|_| {
         bus_error(&bus).unwrap_or_else(|| ClipError::Pipeline("the recording did not open".into()))
@@ -116,14 +121,29 @@ fn decode_span(
         return Err(bus_error(&bus)
             .unwrap_or_else(|| ClipError::Pipeline("the recording did not open".into())));
     }
+    // The first frame is media time 0, as when the recording was indexed.
+    let first = frames
+        .pull_preroll()
+        .map_err(|_| ClipError::Pipeline("the recording has no first frame".into()))?;
+    let origin = first
+        .buffer()
+        .and_then(|buffer| buffer.pts())
+        .map_or(gst::ClockTime::ZERO, |pts| {
+            crate::ingest::decoder::stream_time(&first, pts)
+        });
+    let from = origin + gst::ClockTime::from_nseconds(offset.as_nanos() as u64);
+    let until = from + gst::ClockTime::from_nseconds(length.as_nanos() as u64);
+    // No stop position in the seek: qtdemux (1.22) maps it wrongly past an edit list that
+    // skips media (the clip of a trimmed MP4 ended that much early). Frames are read up to
+    // `until` instead.
     pipeline
         .seek(
             1.0,
             gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
             gst::SeekType::Set,
-            gst::ClockTime::from_nseconds(offset.as_nanos() as u64),
-            gst::SeekType::Set,
-            gst::ClockTime::from_nseconds((offset + length).as_nanos() as u64),
+            from,
+            gst::SeekType::None,
+            gst::ClockTime::NONE,
         )
         .map_err(|_| ClipError::Empty)?;
     pipeline
@@ -132,7 +152,16 @@ fn decode_span(
     let mut samples = Vec::new();
     loop {
         match frames.try_pull_sample(gst::ClockTime::from_seconds(30)) {
-            Some(sample) => samples.push(sample),
+            Some(sample) => {
+                let time = sample
+                    .buffer()
+                    .and_then(|buffer| buffer.pts())
+                    .map(|pts| crate::ingest::decoder::stream_time(&sample, pts));
+                if time.is_some_and(|time| time >= until) {
+                    break;
+                }
+                samples.push(sample);
+            }
             None if frames.is_eos() => break,
             None => {
                 return Err(bus_error(&bus)
@@ -146,11 +175,11 @@ fn decode_span(
     if samples.is_empty() {
         return Err(ClipError::Empty);
     }
-    Ok(samples)
+    Ok((samples, from))
 }
 
-/// VP8 in streamable WebM, timestamps starting at zero.
-fn encode(samples: &[gst::Sample], offset: Duration) -> Result<Vec<u8>, ClipError> {
+/// VP8 in streamable WebM, timestamps starting at zero at stream time `from`.
+fn encode(samples: &[gst::Sample], from: gst::ClockTime) -> Result<Vec<u8>, ClipError> {
     let caps = samples[0]
         .caps()
         .ok_or_else(|| ClipError::Pipeline("decoded frames without caps".into()))?
@@ -181,7 +210,6 @@ fn encode(samples: &[gst::Sample], offset: Duration) -> Result<Vec<u8>, ClipErro
     pipeline
         .set_state(gst::State::Playing)
         .map_err(pipeline_error)?;
-    let shift = gst::ClockTime::from_nseconds(offset.as_nanos() as u64);
     for sample in samples {
         let Some(buffer) = sample.buffer() else {
             continue;
@@ -189,7 +217,9 @@ fn encode(samples: &[gst::Sample], offset: Duration) -> Result<Vec<u8>, ClipErro
         let mut buffer = buffer.copy();
         {
             let buffer = buffer.make_mut();
-            let pts = buffer.pts().map(|pts| pts.saturating_sub(shift));
+            let pts = buffer
+                .pts()
+                .map(|pts| crate::ingest::decoder::stream_time(sample, pts).saturating_sub(from));
             buffer.set_pts(pts);
             buffer.set_dts(gst::ClockTime::NONE);
         }

@@ -257,7 +257,14 @@ pub async fn index_recording(
         anyhow::bail!("interrupted; run the same command again to resume");
     }
     let wall = started.elapsed().as_secs_f64();
-    let video = duration.as_secs_f64()
+    // What the frames covered, as a player times them; the container's duration can count
+    // media its edit list skips (an MP4 trimmed without re-encoding keeps its movie length).
+    let end = status
+        .as_ref()
+        .and_then(|s| s.last_frame_time)
+        .map(|last| (last - job.start).num_milliseconds() as f64 / 1e3 + 1.0 / job.sample_fps)
+        .unwrap_or(duration.as_secs_f64());
+    let video = end
         - resume_from.map_or(0.0, |from| {
             (from - job.start).num_milliseconds() as f64 / 1e3
         });
