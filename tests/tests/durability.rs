@@ -258,7 +258,9 @@ fn a_restart_answers_health_at_once_and_loads_a_large_index_in_the_background() 
         .unwrap()
         .iter()
         // The embedded defaults also run the sample camera beside these.
-        .filter(|c| c["camera_id"] == "dock" || c["camera_id"].as_str().unwrap().starts_with("bulk-"))
+        .filter(|c| {
+            c["camera_id"] == "dock" || c["camera_id"].as_str().unwrap().starts_with("bulk-")
+        })
         .map(|c| c["windows"].as_u64().unwrap())
         .sum();
     assert_eq!(
@@ -282,7 +284,8 @@ fn a_restart_answers_health_at_once_and_loads_a_large_index_in_the_background() 
 fn a_broker_killed_mid_run_loses_no_frame_result() {
     let services = services();
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = DurableBroker::start(dir.path().join("broker"));
+    // In the artifacts: the broker's log and storage are worth a look when this fails.
+    let mut broker = DurableBroker::start(artifacts_dir().join(unique("broker-restart.tansu")));
     let durable = Services {
         kafka_brokers: broker.brokers(),
         redis_url: services.redis_url.clone(),
@@ -299,6 +302,16 @@ fn a_broker_killed_mid_run_loses_no_frame_result() {
         http_port,
         streams,
     );
+    // Deliveries time out within the outage, so the messages held in memory go through the
+    // spill file as well as through librdkafka's own retries.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[kafka.topics]",
+            "message_timeout_ms = 2000\n[kafka.topics]",
+        ),
+    )
+    .unwrap();
     let mut argus = Argus::start(
         &config,
         &[],
@@ -387,6 +400,7 @@ fn a_broker_killed_mid_run_loses_no_frame_result() {
         received.len(),
         seen.len()
     );
+    assert!(spilled > 0.0, "the outage outlasted the delivery timeout");
     assert_eq!(failed, 0.0, "no delivery failed for good");
     assert_eq!(dropped, 0.0, "the spill never overflowed");
     assert_eq!(

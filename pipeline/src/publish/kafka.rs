@@ -11,7 +11,7 @@
 //! within a camera, and never not at all unless the spill overflows (`kafka.spill.when_full`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,9 @@ struct Inner {
     producer: RwLock<LoggedProducer>,
     producer_config: ClientConfig,
     broker_log: Arc<BrokerLog>,
+    /// Set by each delivery, cleared by a renewal after a timeout (see
+    /// [`Inner::renew_producer_if_fatal`]).
+    delivered_since_renewal: AtomicBool,
     spill: SpillQueue,
     /// True while messages go to the spill file instead of the producer. Held while sending or
     /// spilling so that the switch and the sends it orders cannot interleave.
@@ -184,6 +187,7 @@ impl KafkaPublisher {
                 producer: RwLock::new(producer),
                 producer_config,
                 broker_log,
+                delivered_since_renewal: AtomicBool::new(false),
                 spill,
                 spilling: Mutex::new(left_over > 0),
                 next_sequence: AtomicU64::new(next_sequence),
@@ -375,13 +379,22 @@ impl Inner {
         self.producer.read().expect("producer lock").clone()
     }
 
-    /// Replaces the producer if librdkafka declared it unusable, or if the broker no longer
+    /// Replaces the producer if librdkafka declared it unusable, if the broker no longer
     /// accepts its producer id (some brokers fence it after an outage instead of letting it
-    /// bump its epoch); true if it did.
+    /// bump its epoch), or if its messages timed out after it had delivered some; true if it
+    /// did.
+    ///
+    /// The last case: an idempotent producer whose messages time out must bump its epoch
+    /// (KIP-360) before it sends again. tansu 0.6 with SQLite storage (the broker of `make
+    /// run`) cannot take that bump: its storage task panics on the next produce and refuses
+    /// every later message until the broker is restarted. A new producer starts from a new
+    /// producer id instead, which every broker accepts; it costs one InitProducerId per
+    /// outage (the flag below allows one renewal until the new producer has delivered).
     fn renew_producer_if_fatal(&self, error: &KafkaError) -> bool {
         let current = self.producer();
+        let code = error.rdkafka_error_code();
         let fenced = matches!(
-            error.rdkafka_error_code(),
+            code,
             Some(
                 RDKafkaErrorCode::ProducerFenced
                     | RDKafkaErrorCode::InvalidProducerEpoch
@@ -389,11 +402,11 @@ impl Inner {
                     | RDKafkaErrorCode::OutOfOrderSequenceNumber
             )
         );
-        let Some((code, reason)) = current
-            .client()
-            .fatal_error()
-            .or_else(|| fenced.then(|| (error.rdkafka_error_code().unwrap(), error.to_string())))
-        else {
+        let timed_out_with_state = code == Some(RDKafkaErrorCode::MessageTimedOut)
+            && self.delivered_since_renewal.swap(false, Ordering::AcqRel);
+        let Some((code, reason)) = current.client().fatal_error().or_else(|| {
+            (fenced || timed_out_with_state).then(|| (code.unwrap(), error.to_string()))
+        }) else {
             return false;
         };
         match self
@@ -403,8 +416,18 @@ impl Inner {
                 brokers: self.brokers.clone(),
             }) {
             Ok(fresh) => {
-                tracing::warn!(?code, %reason, "the Kafka producer hit a fatal error; continuing with a new one");
-                *self.producer.write().expect("producer lock") = fresh;
+                tracing::warn!(?code, %reason, "continuing with a new Kafka producer");
+                let old =
+                    std::mem::replace(&mut *self.producer.write().expect("producer lock"), fresh);
+                // Dropping a producer purges what it holds (those deliveries fail and are
+                // spilled) and waits for its thread: not on the async runtime.
+                drop(current);
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn_blocking(move || drop(old));
+                    }
+                    Err(_) => drop(old),
+                }
                 true
             }
             Err(error) => {
@@ -487,6 +510,7 @@ impl Inner {
 
     fn delivered(&self, topic: &str, started: Instant) {
         self.broker_log.available(&self.brokers);
+        self.delivered_since_renewal.store(true, Ordering::Release);
         self.count_delivery(topic, "delivered");
         self.metrics
             .publish_latency
@@ -522,11 +546,14 @@ async fn watch_delivery(
     if is_permanent(&error) {
         return inner.refused(&message, &error);
     }
-    let mut spilling = inner.spilling.lock().expect("spill state lock");
-    inner.start_spilling(&mut spilling, &error.to_string());
-    if let Err(spill_error) = inner.spill(sequence, &message) {
-        tracing::error!(%spill_error, topic = %message.topic, "a message could not be spilled and is lost");
+    {
+        let mut spilling = inner.spilling.lock().expect("spill state lock");
+        inner.start_spilling(&mut spilling, &error.to_string());
+        if let Err(spill_error) = inner.spill(sequence, &message) {
+            tracing::error!(%spill_error, topic = %message.topic, "a message could not be spilled and is lost");
+        }
     }
+    inner.renew_producer_if_fatal(&error);
 }
 
 /// Sends the spill file, oldest first, whenever it has messages; backs off while the broker
