@@ -713,6 +713,15 @@ pub fn write_config(
     write_config_toml(dir, services, topic, key_prefix, http_port, &streams_toml)
 }
 
+/// Points a config written by [`write_config`] at a moments topic of the test's own.
+pub fn set_moments_topic(config: &Path, topic: &str) {
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "[kafka.spill]",
+        &format!("moments = \"{topic}\"\n[kafka.spill]"),
+    );
+    std::fs::write(config, text).unwrap();
+}
+
 /// Like [`write_config`], with the `[[streams]]` tables given as TOML.
 pub fn write_config_toml(
     dir: &Path,

@@ -23,17 +23,7 @@ fn the_console_adds_a_stream_shows_it_live_and_searches_moments_in_a_browser() {
         "",
     );
     // Moment windows go to a topic of this test's own.
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config).unwrap().replace(
-            "[kafka.spill]",
-            &format!(
-                "moments = \"{}\"\n[kafka.spill]",
-                unique("argus.test.console.moments")
-            ),
-        ),
-    )
-    .unwrap();
+    set_moments_topic(&config, &unique("argus.test.console.moments"));
 
     // A recording with known on-screen text, indexed before Argus starts (it loads the
     // windows from Redis).

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use argus_e2e::outage::DurableBroker;
 use argus_e2e::{
-    argus_binary, artifacts_dir, consume, free_port, make_text_video, services, unique, wait_until,
-    write_config, write_config_toml, Argus, Services,
+    argus_binary, artifacts_dir, consume, free_port, make_text_video, services, set_moments_topic,
+    unique, wait_until, write_config, write_config_toml, Argus, Services,
 };
 
 /// When the test recordings begin.
@@ -477,14 +477,7 @@ fn the_local_services_keep_moments_and_topics_across_a_stop_and_start() {
     let key_prefix = unique("argus-test-durable");
     let http_port = free_port();
     let config = write_config(dir.path(), &local, &topic, &key_prefix, http_port, &[]);
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config).unwrap().replace(
-            "[kafka.spill]",
-            &format!("moments = \"{moments_topic}\"\n[kafka.spill]"),
-        ),
-    )
-    .unwrap();
+    set_moments_topic(&config, &moments_topic);
     argus_index(&config, &video, "gate");
     let stored = || -> usize {
         redis::cmd("ZCARD")

@@ -156,14 +156,7 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
     let key_prefix = unique("argus-test-moments");
     let http_port = free_port();
     let config = write_config(dir.path(), &services, &topic, &key_prefix, http_port, &[]);
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config).unwrap().replace(
-            "[kafka.spill]",
-            &format!("moments = \"{moments_topic}\"\n[kafka.spill]"),
-        ),
-    )
-    .unwrap();
+    set_moments_topic(&config, &moments_topic);
 
     let index = [
         "index",
