@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{ClusterConfig, KafkaConfig, StreamConfig};
 use crate::metrics::Metrics;
-use crate::streams::StreamManager;
+use crate::stream::StreamManager;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

@@ -692,7 +692,7 @@ impl Config {
         };
         hide(&mut shown.http.api_token);
         hide(&mut shown.http.read_token);
-        shown.redis.url = crate::ingest::redact_text(&shown.redis.url);
+        shown.redis.url = crate::redact::redact_text(&shown.redis.url);
         for (key, value) in shown.kafka.properties.iter_mut() {
             if ["password", "secret", "key", "token"]
                 .iter()
@@ -702,7 +702,7 @@ impl Config {
             }
         }
         for stream in &mut shown.streams {
-            stream.uri = crate::ingest::redact_text(&stream.uri);
+            stream.uri = crate::redact::redact_text(&stream.uri);
         }
         shown
     }

@@ -1,16 +1,41 @@
 //! Argus, the service: ingest, scheduling, publishing, HTTP API, metrics and config.
 //! The compute it schedules lives in the `argus-operators` crate.
+//!
+//! The modules follow the path of the data. Each may import only the modules listed before
+//! it, never one after it (`deploy/check-layers.py`, run by `make test`, enforces this):
+//!
+//! | layer | module | what it owns |
+//! |---|---|---|
+//! | shared | [`redact`] | passwords out of everything shown |
+//! | shared | [`metrics`] | the Prometheus registry |
+//! | shared | [`messages`] | the versioned Kafka message schemas |
+//! | source | [`source`] | URIs, the GStreamer decoder, frame queues |
+//! | shared | [`config`] | settings (TOML + env), defaults in `config/default.toml` |
+//! | domain | [`captions`] | chunks, evidence and alert rules (plain data) |
+//! | stream | [`stream`] | each stream's state machine; the analyser and sink interfaces |
+//! | operators | [`operators`] | the models, each on the one model worker |
+//! | sinks | [`publish`] | the Kafka producer (with its spill file) and the Redis writer |
+//! | sinks | [`moments`] | windows, the index, the store, clips, scoring |
+//! | sinks | [`sinks`] | where analysed frames go: frame results, moment index, captions |
+//! | query | [`query`] | moment search, questions, alert rules and history |
+//! | api | [`cluster`] | scale-out: cameras shared by a Kafka consumer group |
+//! | api | [`access`] | API tokens, rate limit, CORS |
+//! | api | [`api`] | the HTTP routers, one per resource |
+//! | app | [`app`] | the wiring, and the CLI commands |
 
-pub mod access;
-pub mod analysis;
-pub mod api;
-pub mod captions;
-pub mod cluster;
-pub mod config;
-pub mod ingest;
+pub mod redact;
 pub mod metrics;
-pub mod moments;
+pub mod messages;
+pub mod source;
+pub mod config;
+pub mod captions;
+pub mod stream;
+pub mod operators;
 pub mod publish;
-pub mod service;
-pub mod streams;
-pub mod tail;
+pub mod moments;
+pub mod sinks;
+pub mod query;
+pub mod cluster;
+pub mod access;
+pub mod api;
+pub mod app;

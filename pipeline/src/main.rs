@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use argus::config::{Config, StreamConfig};
-use argus::service::{self, Outcome, RunOptions};
+use argus::app::{self, Outcome, RunOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
@@ -146,7 +146,7 @@ struct TailArgs {
     #[arg(long, value_name = "TEXT")]
     grep: Option<String>,
     /// Only messages where a field has a value, e.g. `event.kind=gap` (repeatable: all must hold).
-    #[arg(long = "where", value_name = "PATH=VALUE", value_parser = argus::tail::parse_condition)]
+    #[arg(long = "where", value_name = "PATH=VALUE", value_parser = argus::app::tail::parse_condition)]
     conditions: Vec<(String, String)>,
     /// Indented JSON under a line naming partition, offset, key and schema.
     #[arg(long)]
@@ -231,9 +231,9 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Tail(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(argus::tail::tail(
+            runtime.block_on(argus::app::tail::tail(
                 &config.kafka,
-                argus::tail::TailOptions {
+                argus::app::tail::TailOptions {
                     topic: args.topic,
                     camera: args.camera,
                     from_end: args.follow_new,
@@ -248,9 +248,9 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
         Command::Index(args) => {
             use std::io::IsTerminal;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let summary = runtime.block_on(argus::moments::recording::index_recording(
+            let summary = runtime.block_on(argus::app::index::index_recording(
                 config,
-                argus::moments::recording::RecordingJob {
+                argus::app::index::RecordingJob {
                     file: args.file,
                     camera: args.camera,
                     start: args.start,
@@ -278,14 +278,14 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Eval(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let reports = runtime.block_on(argus::moments::benchmark::run(
+            let reports = runtime.block_on(argus::app::eval::run(
                 config,
                 &args.dir,
                 &args.camera,
                 args.fps,
                 args.rerank,
             ))?;
-            argus::moments::benchmark::print(&reports);
+            argus::app::eval::print(&reports);
             if let Some(output) = args.output {
                 std::fs::write(&output, serde_json::to_string_pretty(&reports)?)
                     .with_context(|| format!("cannot write {}", output.display()))?;
@@ -293,9 +293,9 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Completed)
         }
         Command::Moments(args) => {
-            argus::moments::client::search(
+            argus::app::search::search(
                 &config,
-                argus::moments::client::SearchRequest {
+                argus::app::search::SearchRequest {
                     query: args.query,
                     image: args.image,
                     cameras: args.camera,
@@ -321,7 +321,7 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
                     .collect();
             }
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(service::run(
+            runtime.block_on(app::run(
                 config,
                 RunOptions {
                     exit_when_done: args.exit_when_done,

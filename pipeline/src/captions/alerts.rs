@@ -21,7 +21,15 @@ use serde::{Deserialize, Serialize};
 
 use super::chunk::Chunk;
 use super::evidence::time_label;
-use crate::publish::messages::EvidenceLine;
+use crate::messages::EvidenceLine;
+
+/// Alerts kept per camera in Redis (the newest).
+pub const KEPT_ALERTS: isize = 1000;
+
+/// The Redis list of a camera's newest alerts.
+pub fn alerts_key(prefix: &str, camera: &str) -> String {
+    format!("{prefix}:alerts:camera:{camera}")
+}
 
 /// The places of the view a motion rule may name (a 3×3 grid).
 pub const PLACES: [&str; 9] = [

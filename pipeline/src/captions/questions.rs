@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::evidence::time_label;
-use crate::publish::messages::{Caption, EvidenceLine, MissingSpan};
+use crate::messages::{Caption, EvidenceLine, MissingSpan};
 
 /// Longest question accepted (characters).
 pub const MAX_QUESTION_CHARS: usize = 1000;
@@ -257,7 +257,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::publish::messages::SensorSummary;
+    use crate::messages::SensorSummary;
 
     fn at(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(s, 0).unwrap()

@@ -5,7 +5,7 @@
 //! `argus index` or run as file streams. Each registers where its video time starts
 //! ([`super::store::MomentStore::put_recording`]); a clip seeks to the moment's offset in the
 //! file and encodes just that span, scaled down. Offsets are media time as frames carry it
-//! (see [`crate::ingest::decoder`]): stream time counted from the recording's first frame,
+//! (see [`crate::source::decoder`]): stream time counted from the recording's first frame,
 //! which the clip's pipeline reads from its own first (prerolled) frame. Demuxers take seeks
 //! in stream time (`qtdemux` in the movie's time, past its edit list), but the buffers they
 //! return keep their shifted PTS, so each is placed in the clip by its stream time.
@@ -129,7 +129,7 @@ fn decode_span(
         .buffer()
         .and_then(|buffer| buffer.pts())
         .map_or(gst::ClockTime::ZERO, |pts| {
-            crate::ingest::decoder::stream_time(&first, pts)
+            crate::source::decoder::stream_time(&first, pts)
         });
     let from = origin + gst::ClockTime::from_nseconds(offset.as_nanos() as u64);
     let until = from + gst::ClockTime::from_nseconds(length.as_nanos() as u64);
@@ -156,7 +156,7 @@ fn decode_span(
                 let time = sample
                     .buffer()
                     .and_then(|buffer| buffer.pts())
-                    .map(|pts| crate::ingest::decoder::stream_time(&sample, pts));
+                    .map(|pts| crate::source::decoder::stream_time(&sample, pts));
                 if time.is_some_and(|time| time >= until) {
                     break;
                 }
@@ -219,7 +219,7 @@ fn encode(samples: &[gst::Sample], from: gst::ClockTime) -> Result<Vec<u8>, Clip
             let buffer = buffer.make_mut();
             let pts = buffer
                 .pts()
-                .map(|pts| crate::ingest::decoder::stream_time(sample, pts).saturating_sub(from));
+                .map(|pts| crate::source::decoder::stream_time(sample, pts).saturating_sub(from));
             buffer.set_pts(pts);
             buffer.set_dts(gst::ClockTime::NONE);
         }

@@ -7,12 +7,14 @@ use argus_operators::BgrImage;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::embedder::{Embedder, VisualEmbedder};
-use super::index::{CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space};
-use super::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
 use super::reembed::reembed_outdated;
-use super::rerank::{Candidate, MomentReranker};
-use super::store::{LoadProgress, MomentStore};
+use crate::moments::index::{
+    CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space,
+};
+use crate::moments::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
+use crate::moments::store::{LoadProgress, MomentStore};
+use crate::operators::embedder::{Embedder, VisualEmbedder};
+use crate::operators::rerank::{Candidate, MomentReranker};
 use crate::config::MomentsConfig;
 use crate::metrics::Metrics;
 
@@ -280,7 +282,7 @@ impl MomentSearch {
                         &descriptor,
                         &window.appearance,
                     );
-                    super::index::appearance_similarity(distance)
+                    crate::moments::index::appearance_similarity(distance)
                 });
                 // Image-to-image cosine of one encoder is already a similarity in [−1, 1].
                 let visual = visual_query
@@ -307,7 +309,7 @@ impl MomentSearch {
         &self,
         space: Space,
         query: &[f32],
-        filter: &super::index::WindowFilter,
+        filter: &crate::moments::index::WindowFilter,
     ) -> Result<(Vec<Hit>, SearchMethod), SearchError> {
         self.index
             .search(space, query, filter, query::CANDIDATES)
@@ -348,7 +350,7 @@ impl MomentSearch {
                 recordings.insert(moment.camera_id.clone(), found);
             }
             let start_ms = moment.start.timestamp_millis();
-            if super::store::recording_at(&recordings[&moment.camera_id], start_ms).is_some() {
+            if crate::moments::store::recording_at(&recordings[&moment.camera_id], start_ms).is_some() {
                 moment.clip = Some(format!(
                     "{CLIP_PATH}?camera={}&start_ms={start_ms}&end_ms={}",
                     moment.camera_id,
@@ -460,11 +462,11 @@ impl MomentSearch {
             })?;
         let offset = Duration::from_millis((start_ms - recording_start) as u64);
         let length = Duration::from_millis((end_ms - start_ms) as u64);
-        tokio::task::spawn_blocking(move || super::clip::cut(&file, offset, length))
+        tokio::task::spawn_blocking(move || crate::moments::clip::cut(&file, offset, length))
             .await
             .map_err(|e| SearchError::Internal(e.to_string()))?
             .map_err(|e| match e {
-                super::clip::ClipError::Pipeline(message) => SearchError::Internal(message),
+                crate::moments::clip::ClipError::Pipeline(message) => SearchError::Internal(message),
                 other => SearchError::NoClip(other.to_string()),
             })
     }

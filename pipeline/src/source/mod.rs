@@ -1,13 +1,14 @@
-//! Ingest: sources parsed and checked, decoded by GStreamer into sampled BGR frames, queued
+//! Sources: locations parsed and checked, decoded by GStreamer into sampled BGR frames, queued
 //! for analysis under each stream's backpressure policy.
 
 pub mod decoder;
+pub mod probe;
 pub mod queue;
-pub mod source;
+pub mod uri;
 
 pub use decoder::{Decoder, DecoderError, DecoderSettings, Frame, FrameClock};
 pub use queue::FrameQueue;
-pub use source::{redact_text, Source, SourceError};
+pub use uri::{Source, SourceError};
 
 /// Initialises GStreamer once per process; a clear error when the library is unusable.
 pub fn init() -> Result<(), DecoderError> {

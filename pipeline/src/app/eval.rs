@@ -6,7 +6,7 @@
 //! (PTS from 0), and as an MP4 with B-frames, whose demuxed PTS are shifted by its edit list
 //! (as NVR and phone exports are). This indexes each video like any recording, under a
 //! camera of its own (resumably: a second run reuses the index in Redis), asks every query
-//! through the same search the API uses, and scores the answers with [`super::eval`]:
+//! through the same search the API uses, and scores the answers with [`crate::moments::eval`]:
 //! R1@0.5, R1@0.7 and mAP as QVHighlights/Lighthouse compute them, R@1 and R@5 as
 //! MomentSeeker reports them.
 
@@ -17,12 +17,12 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::eval::{self, QueryOutcome, RetrievalScores, ScoredSpan, Span};
-use super::query::{FilterRequest, Moment};
-use super::recording::{index_recording, RecordingJob, RecordingSummary};
+use super::index::{index_recording, RecordingJob, RecordingSummary};
+use crate::moments::eval::{self, QueryOutcome, RetrievalScores, ScoredSpan, Span};
+use crate::moments::query::{FilterRequest, Moment};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::service::{connect_publishers, start_moments};
+use super::{connect_publishers, start_moments};
 
 /// Predictions scored per query: the evaluators keep the first 10.
 const PREDICTIONS: usize = 10;

@@ -1,9 +1,11 @@
-//! The captioning thread: tags the chunk's frames, runs the CyberV round, hands the first
+//! The captioning model: tags the chunk's frames, runs the CyberV round, hands the first
 //! caption over at once, and when the controller does not accept it, re-examines the key
-//! segments frame by frame and hands over the revision.
+//! segments frame by frame and hands over the revision. It also answers questions, and
+//! checks the alert rules on each chunk it captions (question rules ask the same LLM).
 //!
-//! It owns the LLM and the tagger (neither is `Sync`) on a thread of its own, so a caption
-//! that takes seconds never blocks the async runtime or the OCR worker.
+//! [`CaptionModel`] runs it on a [`ModelWorker`] (the LLM and the tagger are not `Sync`), so
+//! a caption that takes seconds never blocks the async runtime or the OCR worker; questions
+//! take the urgent lane, as someone waits for their answer.
 
 use std::time::Instant;
 
@@ -17,12 +19,14 @@ use argus_operators::video_qa::{answer_key, Evidence, GroundedQa, RoundOptions, 
 use argus_operators::{BgrImage, OperatorError};
 use chrono::{DateTime, Utc};
 
-use super::alerts::CompiledRule;
-use super::chunk::Chunk;
-use super::evidence::{evidence, representatives, time_label, Described};
-use super::questions::QuestionEvidence;
-use crate::config::CaptionsConfig;
-use crate::publish::messages::{
+use super::worker::{Batching, ModelWorker, Pending, Queues, WorkerError};
+use crate::captions::alerts::{AlertRules, CompiledRule};
+use crate::captions::chunk::Chunk;
+use crate::captions::evidence::{evidence, representatives, time_label, Described};
+use crate::captions::questions::QuestionEvidence;
+use crate::config::{CaptionsConfig, ModelsConfig};
+use crate::metrics::Metrics;
+use crate::messages::{
     AlertAnswer, AnswerSummary, CandidateSummary, EvidenceLine, SensorSummary,
 };
 
@@ -109,6 +113,114 @@ pub enum AnswerStep {
     Revision(AnswerRound),
 }
 
+/// What the captioning thread is asked to do.
+pub enum CaptionJob {
+    /// Caption a chunk and check the rules in force on it, handing over each caption,
+    /// revision and alert as it is written.
+    Chunk {
+        chunk: Chunk,
+        rules: AlertRules,
+        hand_over: Box<dyn FnMut(Written) + Send>,
+    },
+    /// Answer a question, handing over the first answer and its revision.
+    Question {
+        question: String,
+        evidence: QuestionEvidence,
+        hand_over: Box<dyn FnMut(AnswerStep) + Send>,
+    },
+}
+
+/// Questions waiting for the LLM; more are refused as busy.
+const QUESTION_QUEUE: usize = 8;
+
+/// Handle to the captioning thread; cheap to clone.
+#[derive(Clone)]
+pub struct CaptionModel {
+    worker: ModelWorker<CaptionJob, ()>,
+}
+
+impl CaptionModel {
+    /// Loads the LLM, the tagger and (when configured) the video model, failing early with
+    /// the missing file named, and starts the thread. Returns the handle and the names
+    /// published in the `model` field of captions and of answers.
+    pub fn start(
+        config: &CaptionsConfig,
+        models: &ModelsConfig,
+        metrics: Metrics,
+    ) -> Result<(Self, ModelNames), OperatorError> {
+        let llm_dir = CaptionsConfig::model_dir(&config.llm_model, models);
+        let qa = GroundedQa::load(&llm_dir, tch::Device::Cpu)?;
+        let tagger = ImageTagger::load(&CaptionsConfig::model_dir(&config.tag_model, models))?;
+        let answers = format!("{MODEL_PREFIX}/{}", folder_name(&llm_dir));
+        let (video, captions) = match &config.video_model {
+            Some(dir) => {
+                let dir = CaptionsConfig::model_dir(dir, models);
+                tracing::info!(model = %dir.display(), "captions from frames: vision tower, CCAM, LLM");
+                let video = VideoLlm::load(&dir, tch::Device::Cpu)?;
+                (Some(video), format!("{VIDEO_MODEL_PREFIX}/{}", folder_name(&dir)))
+            }
+            None => (None, answers.clone()),
+        };
+        let mut worker = CaptionWorker::new(qa, video, tagger, config.clone());
+        let worker = ModelWorker::start(
+            "argus-captions",
+            answers.as_str(),
+            Batching::ONE,
+            Queues {
+                background: config.queue,
+                urgent: QUESTION_QUEUE,
+            },
+            move |jobs: Vec<CaptionJob>| {
+                for job in jobs {
+                    worker.run(job, &metrics);
+                }
+                Ok(vec![()])
+            },
+        )
+        .map_err(|error| OperatorError::Inference {
+            model: answers.clone(),
+            message: format!("cannot start its thread: {error}"),
+        })?;
+        Ok((Self { worker }, ModelNames { captions, answers }))
+    }
+
+    /// Queues a chunk, waiting for room (a recording can wait); the receiver tells when its
+    /// captions are all handed over.
+    pub async fn caption(&self, job: CaptionJob) -> Result<Pending<()>, OperatorError> {
+        self.worker.queue(vec![job]).await
+    }
+
+    /// Queues a chunk if there is room; `None` when the LLM is behind.
+    pub fn try_caption(&self, job: CaptionJob) -> Option<Pending<()>> {
+        self.worker.try_queue(vec![job]).ok()
+    }
+
+    /// Answers a question ahead of the chunks waiting; refused as busy when too many
+    /// questions wait. Returns once every step is handed over.
+    pub async fn answer(&self, job: CaptionJob) -> Result<(), WorkerError> {
+        self.worker.call_urgent(vec![job]).await.map(|_| ())
+    }
+}
+
+/// What captions and answers name as their `model`.
+pub struct ModelNames {
+    pub captions: String,
+    pub answers: String,
+}
+
+/// The `model` field of captions and answers written from observations, before the LLM
+/// folder's name.
+const MODEL_PREFIX: &str = "video-qa";
+/// The `model` field of captions written from frames (the full path), before its folder's name.
+const VIDEO_MODEL_PREFIX: &str = "video-llm";
+
+fn folder_name(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub struct CaptionWorker {
     /// Answers from observations: questions about stored video, and chunks when no video
     /// model is configured.
@@ -138,6 +250,33 @@ impl CaptionWorker {
             tagger,
             controller,
             config,
+        }
+    }
+
+    /// Runs one job; failures are logged and counted (the chunk stays uncaptioned, the
+    /// question unanswered), so one bad chunk never stops the thread.
+    fn run(&mut self, job: CaptionJob, metrics: &Metrics) {
+        match job {
+            CaptionJob::Question {
+                question,
+                evidence,
+                hand_over,
+            } => {
+                if let Err(error) = self.answer(&question, &evidence, hand_over) {
+                    tracing::error!(%error, "question not answered");
+                    metrics.errors.with_label_values(&["operator"]).inc();
+                }
+            }
+            CaptionJob::Chunk {
+                chunk,
+                rules,
+                hand_over,
+            } => {
+                if let Err(error) = self.caption(&chunk, &rules.snapshot(), hand_over) {
+                    tracing::error!(camera = %chunk.camera, start = %chunk.start, %error, "chunk not captioned");
+                    metrics.errors.with_label_values(&["operator"]).inc();
+                }
+            }
         }
     }
 

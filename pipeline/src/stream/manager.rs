@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 
 use super::runner::{run_stream, StreamContext};
 use crate::config::StreamConfig;
-use crate::ingest::{redact_text, Source};
+use crate::redact::redact_text;
+use crate::source::Source;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ManageError {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use url::Url;
 
+use crate::redact::{redact_text, redact_url};
+
 /// A validated stream location.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
@@ -166,36 +168,6 @@ impl fmt::Display for Source {
     }
 }
 
-fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
-}
-
-/// Redacts `user:password@` in text that may not even parse as a URL.
-pub fn redact_text(text: &str) -> String {
-    match Url::parse(text) {
-        Ok(url) => redact_url(&url),
-        Err(_) => match (text.find("://"), text.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                let credentials = &text[scheme_end + 3..at];
-                match credentials.find(':') {
-                    Some(colon) => format!(
-                        "{}{}:***{}",
-                        &text[..scheme_end + 3],
-                        &credentials[..colon],
-                        &text[at..]
-                    ),
-                    None => text.to_string(),
-                }
-            }
-            _ => text.to_string(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,14 +181,6 @@ mod tests {
         assert!(
             source.gstreamer_uri().unwrap().contains("s3cr%40t!"),
             "GStreamer gets the real password"
-        );
-    }
-
-    #[test]
-    fn text_that_is_not_a_url_is_redacted_too() {
-        assert_eq!(
-            redact_text("rtsp://u:p@ss w0rd@host:99999/x"),
-            "rtsp://u:***@host:99999/x"
         );
     }
 

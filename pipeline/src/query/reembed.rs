@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use argus_operators::BgrImage;
 
-use super::embedder::{Embedder, VisualEmbedder};
-use super::index::MomentIndex;
-use super::store::MomentStore;
-use super::window::MomentWindow;
+use crate::moments::index::MomentIndex;
+use crate::moments::store::MomentStore;
+use crate::moments::window::MomentWindow;
+use crate::operators::embedder::{Embedder, VisualEmbedder};
 
 /// Windows re-embedded per model call.
 const BATCH: usize = 32;

@@ -1,5 +1,15 @@
-//! Wires the parts together and runs them until shutdown (or, on request, until every
-//! stream has ended).
+//! The application: the one place that builds the parts and wires them together, and the
+//! CLI commands that run them. `run` serves until shutdown (or, on request, until every
+//! stream has ended); [`index`], [`eval`], [`search`] and [`tail`] are the other commands.
+//!
+//! A frame's path is wired here: the [`Analyzer`] is every stream's operator and
+//! [`sinks`](crate::sinks) lists where analysed frames go. Adding a sink is one module in
+//! `sinks/` plus one line in [`start_sinks`].
+
+pub mod eval;
+pub mod index;
+pub mod search;
+pub mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,19 +17,23 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::access::Access;
-use crate::analysis::Analyzer;
 use crate::api::{self, ApiSlot, ApiState};
-use crate::captions::Captioner;
 use crate::cluster::{self, CameraDirectory};
 use crate::config::Config;
-use crate::ingest;
 use crate::metrics::Metrics;
-use crate::moments::{
-    rerank::MomentReranker, Embedder, IndexModels, MomentIndex, MomentIndexer, MomentSearch,
-    MomentStore, VisualEmbedder,
-};
+use crate::moments::{IndexModels, MomentIndex, MomentStore};
+use crate::operators::captioning::CaptionModel;
+use crate::operators::embedder::{Embedder, VisualEmbedder};
+use crate::operators::ocr::Analyzer;
+use crate::operators::rerank::MomentReranker;
 use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
-use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
+use crate::query::alerts::AlertBook;
+use crate::query::moments::MomentSearch;
+use crate::query::questions::Questions;
+use crate::redact::redact_text;
+use crate::sinks::{CaptionSink, FrameResults, MomentIndexer};
+use crate::source;
+use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
 
 /// How a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +54,7 @@ pub struct RunOptions {
 pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    ingest::init()?;
+    source::init()?;
 
     // Bind first: loading models and the moment index takes seconds to minutes, and a
     // Kubernetes startup probe (or a user's curl) must get an answer meanwhile.
@@ -75,17 +89,20 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
     )
     .await?;
+    let sinks = start_sinks(
+        &config,
+        &kafka,
+        &redis,
+        moments.as_ref().map(|(indexer, _)| indexer.clone()),
+        captions.as_ref().map(|captions| captions.sink.clone()),
+    );
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
-        config: config.clone(),
         registry: registry.clone(),
-        analyzer,
-        kafka: kafka.clone(),
-        redis: redis.clone(),
+        analyser: Arc::new(analyzer),
+        sinks,
         metrics: metrics.clone(),
-        moments: moments.as_ref().map(|(indexer, _)| indexer.clone()),
-        captions: captions.clone(),
     });
     let directory = if config.cluster.enabled {
         Some(CameraDirectory::new(&config.kafka, &config.cluster)?)
@@ -102,7 +119,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         access: Access::new(&config.http),
         cors_origins: config.http.cors_origins.clone(),
         moments: moments.map(|(_, search)| search),
-        captions,
+        questions: captions.as_ref().map(|captions| captions.questions.clone()),
+        alerts: captions.map(|captions| captions.alerts),
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
         tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");
@@ -163,6 +181,26 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     } else {
         Outcome::Completed
     })
+}
+
+/// Where every stream's analysed frames go, in the order they are handed over: the moment
+/// index and the captions (when enabled), then the frame results. A new sink is one line here.
+pub(crate) fn start_sinks(
+    config: &Config,
+    kafka: &KafkaPublisher,
+    redis: &RedisState,
+    moments: Option<MomentIndexer>,
+    captions: Option<CaptionSink>,
+) -> Sinks {
+    let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
+    if let Some(moments) = moments {
+        sinks.push(Arc::new(moments));
+    }
+    if let Some(captions) = captions {
+        sinks.push(Arc::new(captions));
+    }
+    sinks.push(Arc::new(FrameResults::new(config, kafka.clone(), redis.clone())));
+    sinks.into()
 }
 
 /// The operators, loaded from the model folder (failing with the missing file named).
@@ -229,11 +267,11 @@ pub(crate) async fn connect_publishers(
     let redis = RedisState::new(&config.redis, metrics.clone()).with_context(|| {
         format!(
             "invalid redis.url `{}`",
-            ingest::redact_text(&config.redis.url)
+            redact_text(&config.redis.url)
         )
     })?;
     match redis.ping().await {
-        Ok(()) => tracing::info!(url = %ingest::redact_text(&config.redis.url), "Redis ready"),
+        Ok(()) => tracing::info!(url = %redact_text(&config.redis.url), "Redis ready"),
         Err(error) => {
             tracing::error!(%error, "Redis is not reachable yet; live state is written once it is")
         }
@@ -302,7 +340,7 @@ pub(crate) async fn start_moments(
         store.clone(),
         embedder.clone(),
         visual.clone(),
-        MomentReranker::start(config.moments.rerank_model_dir(&config.models)),
+        MomentReranker::start(config.moments.rerank_model_dir(&config.models))?,
         config.moments.clone(),
         metrics.clone(),
     );
@@ -325,38 +363,64 @@ pub(crate) async fn start_moments(
     Ok(Some((indexer, search)))
 }
 
-/// The chunk captioner, with its LLM and tagger loaded; `None` when `captions.enabled` is
-/// false.
+/// What chunk captions need: the sink that cuts and captions chunks, and what the API
+/// serves from the same model (questions) and rules (alerts).
+struct Captions {
+    sink: CaptionSink,
+    questions: Questions,
+    alerts: AlertBook,
+}
+
+/// The captioning model (LLM and tagger) loaded, its sink, questions and alert rules; `None`
+/// when `captions.enabled` is false.
 async fn start_captions(
     config: &Config,
     kafka: &KafkaPublisher,
     redis: &RedisState,
     moments: Option<MomentIndexer>,
     metrics: &Metrics,
-) -> anyhow::Result<Option<Captioner>> {
+) -> anyhow::Result<Option<Captions>> {
     if !config.captions.enabled {
         tracing::info!("chunk captions disabled (captions.enabled = false)");
         return Ok(None);
     }
-    let captioner = Captioner::start(
+    let context = "starting the captioner (captions.llm_model, captions.tag_model, alerts.rules; \
+                   set captions.enabled = false to run without captions)";
+    let alerts = AlertBook::load(&config.alerts.rules, redis.clone())
+        .await
+        .map_err(anyhow::Error::msg)
+        .context(context)?;
+    let (model, names) =
+        CaptionModel::start(&config.captions, &config.models, metrics.clone()).context(context)?;
+    let sink = CaptionSink::start(
         config,
+        model.clone(),
+        names.captions,
+        alerts.rules().clone(),
         kafka.clone(),
         redis.clone(),
         moments,
         metrics.clone(),
-    )
-    .await
-    .context(
-        "starting the captioner (captions.llm_model, captions.tag_model, alerts.rules; \
-             set captions.enabled = false to run without captions)",
-    )?;
+    );
+    let questions = Questions::new(
+        config,
+        model,
+        names.answers,
+        kafka.clone(),
+        redis.clone(),
+        metrics.clone(),
+    );
     tracing::info!(
         chunk_s = config.captions.chunk_s,
         candidates = config.captions.candidates,
         threshold = config.captions.threshold,
         "chunk captions with self-correction ready"
     );
-    Ok(Some(captioner))
+    Ok(Some(Captions {
+        sink,
+        questions,
+        alerts,
+    }))
 }
 
 /// SIGHUP: re-read the configuration file and apply its streams; other settings need a restart.

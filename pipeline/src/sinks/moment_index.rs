@@ -1,19 +1,21 @@
-//! Turns analysed frames into indexed windows: gather a camera's frames per window, embed the
-//! window's text, publish it on the moments topic, store it in Redis and add it to the
-//! in-memory index.
+//! The moment index sink: turns analysed frames into indexed windows. It gathers a camera's
+//! frames per window, embeds the window's text (and frame, with an image-text encoder),
+//! publishes it on the moments topic, stores it in Redis and adds it to the in-memory index.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
 
-use super::embedder::{Embedder, VisualEmbedder};
-use super::index::MomentIndex;
-use super::store::MomentStore;
-use super::window::{ClosedWindow, FrameSummary, MomentWindow, WindowBuilder};
 use crate::metrics::Metrics;
+use crate::moments::index::MomentIndex;
+use crate::moments::store::MomentStore;
+use crate::moments::window::{ClosedWindow, FrameSummary, MomentWindow, WindowBuilder};
+use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing};
+use crate::stream::{AnalysedFrame, FrameSink, OpenedStream};
 
 /// How long after a live window's end its last frames may still arrive (analysis takes time).
 const LIVE_GRACE: Duration = Duration::from_secs(1);
@@ -69,16 +71,10 @@ impl MomentIndexer {
         }
     }
 
-    /// Whether frames should carry their image ([`FrameSummary::image`]): only an image-text
-    /// encoder needs it.
-    pub fn wants_images(&self) -> bool {
-        self.inner.visual.is_some()
-    }
-
     /// Adds an analysed frame to its camera's open window, indexing the previous window when
     /// this frame starts a new one. `live`: the frame's time is (nearly) now, so the window
     /// can also be closed by the clock ([`MomentIndexer::close_elapsed`]).
-    pub async fn observe(&self, camera: &str, live: bool, frame: FrameSummary<'_>) {
+    async fn add_frame(&self, camera: &str, live: bool, frame: FrameSummary<'_>) {
         let closed = {
             let mut builders = self.inner.builders.lock().expect("window builders lock");
             let (builder, is_live) = builders
@@ -154,7 +150,7 @@ impl MomentIndexer {
         };
         let (store, camera) = (store.clone(), camera.to_owned());
         tokio::spawn(async move {
-            let probe = tokio::task::spawn_blocking(move || super::recording::duration_of(&uri));
+            let probe = tokio::task::spawn_blocking(move || crate::source::probe::duration_of(&uri));
             if let Ok(Ok(Ok(length))) = tokio::time::timeout(Duration::from_secs(40), probe).await {
                 store
                     .put_recording(&camera, &path, start, Some(length))
@@ -218,10 +214,19 @@ impl MomentIndexer {
         let camera = window.camera_id.as_str();
         let json = serde_json::to_string(window).expect("moment windows serialise");
         if let Some(index) = &inner.index {
-            if let Err(error) = index.insert(window) {
-                tracing::error!(camera, %error, "window not added to the in-memory index");
+            // HNSW insertion is CPU work under the index's write lock: not on an async worker.
+            let (index, indexed) = (index.clone(), window.clone());
+            match tokio::task::spawn_blocking(move || index.insert(&indexed).map(|()| index.len()))
+                .await
+            {
+                Ok(Ok(windows)) => inner.metrics.moment_index_windows.set(windows as i64),
+                Ok(Err(error)) => {
+                    tracing::error!(camera, %error, "window not added to the in-memory index")
+                }
+                Err(error) => {
+                    tracing::error!(camera, %error, "window not added to the in-memory index")
+                }
             }
-            inner.metrics.moment_index_windows.set(index.len() as i64);
         }
         inner.store.put(window, &json, thumbnail).await;
         let outgoing = Outgoing {
@@ -318,5 +323,42 @@ impl MomentIndexer {
                 None
             }
         }
+    }
+}
+
+#[async_trait]
+impl FrameSink for MomentIndexer {
+    async fn open(&self, stream: &OpenedStream<'_>) {
+        // From the start, at 0: the indexing-stalled alert compares it with frames analysed
+        // (and only where the series exists, that is where the moment index is enabled).
+        self.inner
+            .metrics
+            .moment_windows_indexed
+            .with_label_values(&[stream.camera]);
+        if let Some((path, start)) = stream.recording {
+            self.register_recording(stream.camera, path, start).await;
+        }
+    }
+
+    async fn observe(&self, frame: &AnalysedFrame) {
+        // An 8×8 reduction of the frame: well under a millisecond.
+        let appearance = argus_operators::appearance::colour_layout(&frame.image)
+            .unwrap_or_else(|error| {
+                tracing::debug!(camera = %frame.camera, %error, "no colour layout");
+                Vec::new()
+            });
+        let summary = FrameSummary {
+            wall_time: frame.wall_time,
+            ocr: &frame.analysis.ocr,
+            appearance,
+            thumbnail: frame.thumbnail.as_deref().map(<[u8]>::to_vec),
+            // Only an image-text encoder needs the frame itself.
+            image: self.inner.visual.is_some().then(|| frame.image.clone()),
+        };
+        self.add_frame(&frame.camera, frame.live, summary).await;
+    }
+
+    async fn finish(&self, camera: &str) {
+        self.flush(camera).await;
     }
 }

@@ -1,5 +1,5 @@
-//! One stream's life: start a pipeline, analyse and publish its frames, and when a network
-//! source goes away, reconnect with backoff and publish the gap.
+//! One stream's life: start a pipeline, analyse its frames and hand them to the sinks, and
+//! when a network source goes away, reconnect with backoff and report the gap.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -11,32 +11,22 @@ use gstreamer as gst;
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::{StreamRegistry, StreamState};
-use crate::analysis::{Analyzer, OCR_OPERATOR};
-use crate::captions::Captioner;
-use crate::config::{Config, ReconnectConfig, StreamConfig};
-use crate::ingest::{redact_text, Decoder, DecoderSettings, Frame, FrameQueue, Source};
-use crate::metrics::Metrics;
-use crate::moments::indexer::MomentIndexer;
-use crate::moments::window::FrameSummary;
-use crate::publish::{
-    new_trace_id, FrameInfo, FrameResult, KafkaPublisher, Outgoing, RedisState, StreamEvent,
-    StreamEventKind,
+use super::sink::{
+    AnalysedFrame, FrameAnalyser, OpenedStream, Sinks, StreamEvent, StreamEventKind,
 };
+use super::{StreamRegistry, StreamState};
+use crate::config::{ReconnectConfig, StreamConfig};
+use crate::metrics::Metrics;
+use crate::redact::redact_text;
+use crate::source::{Decoder, DecoderSettings, Frame, FrameQueue, Source};
 
 /// What every stream task shares.
 #[derive(Clone)]
 pub struct StreamContext {
-    pub config: Arc<Config>,
     pub registry: StreamRegistry,
-    pub analyzer: Analyzer,
-    pub kafka: KafkaPublisher,
-    pub redis: RedisState,
+    pub analyser: Arc<dyn FrameAnalyser>,
+    pub sinks: Sinks,
     pub metrics: Metrics,
-    /// Set when the moment index is enabled.
-    pub moments: Option<MomentIndexer>,
-    /// Set when chunk captions are enabled.
-    pub captions: Option<Captioner>,
 }
 
 /// How one pipeline's run ended.
@@ -74,32 +64,6 @@ pub(super) async fn run_stream(
         Err(error) => return fail(&context, &id, &shown_uri, error.to_string()).await,
     };
     tracing::info!(stream = %id, %source, fps = stream.sample_fps, "starting stream");
-    if context.captions.is_some() {
-        // From the start, at 0, where captions are enabled: dashboards and the
-        // captions-behind alert see the series before the first chunk closes.
-        let metrics = &context.metrics;
-        for counter in [
-            &metrics.caption_candidates,
-            &metrics.caption_corrections,
-            &metrics.caption_chunks_skipped,
-        ] {
-            counter.with_label_values(&[&id]);
-        }
-        for revision in ["first", "revision"] {
-            metrics
-                .captions_published
-                .with_label_values(&[id.as_str(), revision]);
-        }
-    }
-    if context.moments.is_some() {
-        // From the start, at 0: the indexing-stalled alert compares it with frames analysed
-        // (and only where the series exists, that is where the moment index is enabled).
-        context
-            .metrics
-            .moment_windows_indexed
-            .with_label_values(&[&id]);
-    }
-
     let mut continuity = Continuity {
         sequence: Arc::new(AtomicU64::new(0)),
         last_frame: None,
@@ -124,33 +88,39 @@ pub(super) async fn run_stream(
             rtsp_transport: stream.rtsp_transport,
             sequence: continuity.sequence.clone(),
         };
-        if let (Source::File(path), Some(moments)) = (&source, &context.moments) {
-            moments
-                .register_recording(&id, path, settings.start_time)
-                .await;
+        let opened = OpenedStream {
+            camera: &id,
+            recording: match &source {
+                Source::File(path) => Some((path.as_path(), settings.start_time)),
+                _ => None,
+            },
+        };
+        for sink in context.sinks.iter() {
+            sink.open(&opened).await;
         }
         let decoded = context.metrics.frames_decoded.with_label_values(&[&id]);
         let ended = match Decoder::start(&source, settings, queue.clone(), decoded) {
             Ok(decoder) => {
-                drive(
+                let ended = drive(
                     &context,
                     &stream,
                     &source,
-                    decoder,
+                    &decoder,
                     &queue,
                     &mut stop,
                     &mut continuity,
                 )
-                .await
+                .await;
+                // Stopping a pipeline joins GStreamer's threads and may wait seconds (see
+                // `Decoder`'s drop): not on an async worker.
+                let _ = tokio::task::spawn_blocking(move || drop(decoder)).await;
+                ended
             }
             Err(error) => Ended::Down(scrub(&error.to_string(), &source)),
         };
         queue.close();
-        if let Some(moments) = &context.moments {
-            moments.flush(&id).await;
-        }
-        if let Some(captions) = &context.captions {
-            captions.flush(&id).await;
+        for sink in context.sinks.iter() {
+            sink.finish(&id).await;
         }
 
         match ended {
@@ -235,7 +205,7 @@ async fn drive(
     context: &StreamContext,
     stream: &StreamConfig,
     source: &Source,
-    decoder: Decoder,
+    decoder: &Decoder,
     queue: &FrameQueue,
     stop: &mut watch::Receiver<bool>,
     continuity: &mut Continuity,
@@ -271,7 +241,7 @@ async fn drive(
                 }
                 continuity.failed_attempts = 0;
                 continuity.last_frame = Some(frame.wall_time);
-                analyse_and_publish(context, stream, source, frame).await;
+                analyse_and_hand_on(context, stream, source, frame).await;
             }
             message = bus.next() => {
                 let Some(message) = message else { return Ended::Down("the pipeline's bus closed".into()) };
@@ -302,7 +272,7 @@ async fn drive(
                         // Every frame is queued before end-of-stream reaches the bus.
                         while let Some(frame) = queue.try_pop() {
                             continuity.last_frame = Some(frame.wall_time);
-                            analyse_and_publish(context, stream, source, frame).await;
+                            analyse_and_hand_on(context, stream, source, frame).await;
                         }
                         return if source.is_live() {
                             Ended::Down("the source ended the stream".into())
@@ -342,11 +312,7 @@ async fn set_state(
     error: Option<String>,
 ) {
     context.registry.set_state(id, state, error.clone());
-    let event = StreamEventKind::State {
-        state: state.as_str().into(),
-        error,
-    };
-    publish_event(context, id, source, event).await;
+    publish_event(context, id, source, StreamEventKind::State { state, error }).await;
 }
 
 async fn publish_gap(
@@ -367,32 +333,22 @@ async fn publish_gap(
     .await;
 }
 
-async fn publish_event(context: &StreamContext, id: &str, source: &str, event: StreamEventKind) {
-    let message = StreamEvent {
-        schema_version: StreamEvent::SCHEMA_VERSION,
-        message_id: uuid::Uuid::now_v7(),
-        camera_id: id.to_owned(),
+async fn publish_event(context: &StreamContext, id: &str, source: &str, kind: StreamEventKind) {
+    let event = StreamEvent {
+        camera: id.to_owned(),
         source: source.to_owned(),
-        event,
+        kind,
         at: Utc::now(),
     };
-    let outgoing = Outgoing {
-        topic: &context.config.kafka.topics.stream_events,
-        key: id,
-        payload: serde_json::to_string(&message).expect("stream events serialise"),
-        schema_id: StreamEvent::SCHEMA_ID,
-        message_id: message.message_id.to_string(),
-        trace_id: new_trace_id(),
-    };
-    if let Err(error) = context.kafka.publish(outgoing).await {
-        tracing::error!(stream = %id, %error, "could not queue a stream event for Kafka");
+    for sink in context.sinks.iter() {
+        sink.event(&event).await;
     }
 }
 
 /// Width of the console's stream thumbnails (pixels).
 const THUMBNAIL_WIDTH: u32 = 320;
 
-async fn analyse_and_publish(
+async fn analyse_and_hand_on(
     context: &StreamContext,
     stream: &StreamConfig,
     source: &Source,
@@ -408,29 +364,18 @@ async fn analyse_and_publish(
             .update(&id, |status| status.last_frame_time = Some(frame.wall_time));
         return;
     }
-    let (width, height) = (frame.image.width(), frame.image.height());
     let thumbnail = match frame.image.to_jpeg(THUMBNAIL_WIDTH, 70) {
         Ok(jpeg) => {
             context.registry.set_thumbnail(&id, jpeg.clone());
-            Some(jpeg)
+            Some(Arc::from(jpeg))
         }
         Err(error) => {
             tracing::debug!(stream = %id, %error, "no thumbnail");
             None
         }
     };
-    // Computed here, before the frame moves to the operator thread: an 8×8 reduction costs
-    // well under a millisecond.
-    let appearance = if context.moments.is_some() {
-        argus_operators::appearance::colour_layout(&frame.image).unwrap_or_else(|error| {
-            tracing::debug!(stream = %id, %error, "no colour layout");
-            Vec::new()
-        })
-    } else {
-        Vec::new()
-    };
     let image = Arc::new(frame.image);
-    let analysis = match context.analyzer.analyse(image.clone()).await {
+    let analysis = match context.analyser.analyse(image.clone()).await {
         Ok(analysis) => analysis,
         Err(error) => {
             tracing::error!(stream = %id, frame = frame.sequence, %error, "analysis failed");
@@ -445,75 +390,25 @@ async fn analyse_and_publish(
     context
         .registry
         .update(&id, |status| status.last_frame_time = Some(frame.wall_time));
-    if let Some(moments) = &context.moments {
-        let summary = FrameSummary {
-            wall_time: frame.wall_time,
-            ocr: &analysis.ocr,
-            appearance,
-            thumbnail,
-            image: moments.wants_images().then(|| image.clone()),
-        };
-        moments.observe(&id, source.is_live(), summary).await;
-    }
-    if let Some(captions) = &context.captions {
-        captions
-            .observe(
-                &id,
-                &source.to_string(),
-                source.is_live(),
-                frame.wall_time,
-                image,
-                &analysis.ocr,
-            )
-            .await;
-    }
-
-    let text = analysis
-        .ocr
-        .iter()
-        .map(|line| line.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let result = FrameResult {
-        schema_version: FrameResult::SCHEMA_VERSION,
-        message_id: uuid::Uuid::now_v7(),
-        camera_id: id.clone(),
-        source: source.to_string(),
-        frame: FrameInfo {
-            sequence: frame.sequence,
-            pts_ns: frame.pts.map(|pts| pts.as_nanos() as u64),
-            wall_time: frame.wall_time,
-            clock: serde_json::to_value(frame.clock)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            width,
-            height,
-        },
-        operator: OCR_OPERATOR.into(),
-        ocr: analysis.ocr,
-        text,
-        operator_latency_ms: analysis.latency.as_secs_f64() * 1e3,
-        produced_at: Utc::now(),
-    };
-    let json = serde_json::to_string(&result).expect("frame results serialise");
     if frame.sequence.is_multiple_of(10) {
         tracing::info!(stream = %id, frames = frame.sequence + 1, at = %frame.wall_time, "analysing");
     }
-    tracing::debug!(stream = %id, frame = frame.sequence, text = %result.text, "frame analysed");
-
-    let outgoing = Outgoing {
-        topic: &context.config.kafka.topics.frame_results,
-        key: &id,
-        payload: json.clone(),
-        schema_id: FrameResult::SCHEMA_ID,
-        message_id: result.message_id.to_string(),
-        trace_id: new_trace_id(),
+    let analysed = AnalysedFrame {
+        camera: frame.stream_id,
+        source: source.to_string(),
+        live: source.is_live(),
+        sequence: frame.sequence,
+        pts: frame.pts,
+        wall_time: frame.wall_time,
+        clock: frame.clock,
+        image,
+        thumbnail,
+        operator: context.analyser.operator(),
+        analysis,
     };
-    if let Err(error) = context.kafka.publish(outgoing).await {
-        tracing::error!(stream = %id, %error, "could not queue the result for Kafka");
+    for sink in context.sinks.iter() {
+        sink.observe(&analysed).await;
     }
-    context.redis.put_latest(&id, &json).await;
 }
 
 /// Removes a source's password from text GStreamer produced (its errors quote URIs).

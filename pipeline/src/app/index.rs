@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, StreamConfig};
 use crate::metrics::Metrics;
-use crate::service::{connect_publishers, start_analyzer, start_moments};
-use crate::streams::{StreamContext, StreamManager, StreamRegistry, StreamState};
+use super::{connect_publishers, start_analyzer, start_moments, start_sinks};
+use crate::redact::redact_text;
+use crate::source::probe::duration_of;
+use crate::stream::{StreamContext, StreamManager, StreamRegistry, StreamState};
 
 /// What to index.
 #[derive(Debug, Clone)]
@@ -77,22 +79,6 @@ fn recording_id(file: &Path, start: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, key.as_bytes()).to_string())
 }
 
-/// The recording's length, read with GStreamer's discoverer: also the first check that the
-/// file is a video GStreamer can read.
-pub(crate) fn duration_of(uri: &str) -> anyhow::Result<Duration> {
-    let discoverer = gstreamer_pbutils::Discoverer::new(gstreamer::ClockTime::from_seconds(30))?;
-    let info = discoverer
-        .discover_uri(uri)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-    if info.video_streams().is_empty() {
-        anyhow::bail!("it has no video stream");
-    }
-    info.duration()
-        .map(|d| Duration::from_nanos(d.nseconds()))
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| anyhow::anyhow!("its duration is unknown"))
-}
-
 pub async fn index_recording(
     mut config: Config,
     job: RecordingJob,
@@ -113,7 +99,7 @@ pub async fn index_recording(
         "--fps {} must be in (0, 30]",
         job.sample_fps
     );
-    crate::ingest::init()?;
+    crate::source::init()?;
     let duration = duration_of(&stream.uri)
         .with_context(|| format!("{} is not a readable video", file.display()))?;
 
@@ -129,7 +115,7 @@ pub async fn index_recording(
     redis.ping().await.with_context(|| {
         format!(
             "Redis at {} is needed to store the index",
-            crate::ingest::redact_text(&config.redis.url)
+            redact_text(&config.redis.url)
         )
     })?;
     let (indexer, search) = start_moments(&config, &kafka, &redis, &metrics, false)
@@ -166,15 +152,11 @@ pub async fn index_recording(
     let analyzer = start_analyzer(&config, &metrics)?;
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
-        config: Arc::new(config.clone()),
         registry: registry.clone(),
-        analyzer,
-        kafka: kafka.clone(),
-        redis: redis.clone(),
-        metrics: metrics.clone(),
-        moments: Some(indexer.clone()),
+        analyser: Arc::new(analyzer),
         // `argus index` builds the moment index only; captions come from the service.
-        captions: None,
+        sinks: start_sinks(&config, &kafka, &redis, Some(indexer.clone()), None),
+        metrics: metrics.clone(),
     });
     stream.sample_fps = job.sample_fps;
     stream.start_time = Some(job.start);

@@ -1,8 +1,6 @@
-//! The moment index's embedding models, each on a worker thread of its own.
-//!
-//! `tch` modules and `ort` sessions are not `Sync` and a forward pass is CPU-bound, so one
-//! thread owns each model and async callers (window indexing, analysts' queries) send it
-//! inputs. Inputs that arrive together are embedded in one batch.
+//! The moment index's embedding models, each on a [`ModelWorker`] of its own: window indexing
+//! and analysts' queries send it inputs, and the inputs waiting together are embedded in one
+//! batch.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,83 +8,27 @@ use std::sync::Arc;
 use argus_operators::image_text::{ImageTextEncoder, ImageTextFamily};
 use argus_operators::text_embedding::TextEmbedder;
 use argus_operators::{BgrImage, OperatorError};
-use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, OperatorError>>;
+use super::worker::{Batching, ModelWorker, Queues};
 
-/// A model on its own thread that turns a batch of inputs into one embedding each.
-struct BatchWorker<I> {
-    jobs: mpsc::Sender<(Vec<I>, Reply)>,
-    model: String,
-}
+/// The embedding threads' queues: windows of every camera and analysts' queries.
+const QUEUES: Queues = Queues {
+    background: 256,
+    urgent: 1,
+};
 
-impl<I> Clone for BatchWorker<I> {
-    fn clone(&self) -> Self {
-        Self {
-            jobs: self.jobs.clone(),
-            model: self.model.clone(),
-        }
-    }
-}
-
-impl<I: Send + 'static> BatchWorker<I> {
-    /// Starts the thread; `embed` runs every batch, all pending jobs' inputs together.
-    fn start(
-        thread: &str,
-        model: String,
-        mut embed: impl FnMut(&[I]) -> Result<Vec<Vec<f32>>, OperatorError> + Send + 'static,
-    ) -> Self {
-        let (jobs, mut queue) = mpsc::channel::<(Vec<I>, Reply)>(256);
-        let name = model.clone();
-        std::thread::Builder::new()
-            .name(thread.into())
-            .spawn(move || {
-                while let Some(first) = queue.blocking_recv() {
-                    let mut batch = vec![first];
-                    while let Ok(job) = queue.try_recv() {
-                        batch.push(job);
-                    }
-                    let mut inputs = Vec::new();
-                    let mut replies = Vec::with_capacity(batch.len());
-                    for (job_inputs, reply) in batch {
-                        replies.push((job_inputs.len(), reply));
-                        inputs.extend(job_inputs);
-                    }
-                    match embed(&inputs) {
-                        Ok(mut embeddings) => {
-                            for (count, reply) in replies {
-                                let rest = embeddings.split_off(count.min(embeddings.len()));
-                                let _ = reply.send(Ok(std::mem::replace(&mut embeddings, rest)));
-                            }
-                        }
-                        Err(error) => {
-                            let message = error.to_string();
-                            for (_, reply) in replies {
-                                let _ = reply.send(Err(OperatorError::Inference {
-                                    model: name.clone(),
-                                    message: message.clone(),
-                                }));
-                            }
-                        }
-                    }
-                }
-            })
-            .expect("spawning an embedding thread");
-        Self { jobs, model }
-    }
-
-    async fn embed(&self, inputs: Vec<I>) -> Result<Vec<Vec<f32>>, OperatorError> {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || OperatorError::Inference {
-            model: self.model.clone(),
-            message: "the embedding worker stopped".into(),
-        };
-        self.jobs
-            .send((inputs, reply))
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
+fn start_worker<I: Send + 'static>(
+    thread: &str,
+    dir: &Path,
+    embed: impl FnMut(Vec<I>) -> Result<Vec<Vec<f32>>, OperatorError> + Send + 'static,
+) -> Result<ModelWorker<I, Vec<f32>>, OperatorError> {
+    let model = model_name(dir);
+    ModelWorker::start(thread, model.as_str(), Batching::WAITING, QUEUES, embed).map_err(
+        |error| OperatorError::Inference {
+            model,
+            message: format!("cannot start its thread: {error}"),
+        },
+    )
 }
 
 /// A model folder's name, recorded with every embedding it makes.
@@ -98,7 +40,7 @@ fn model_name(dir: &Path) -> String {
 /// Handle to the sentence-embedding worker; cheap to clone.
 #[derive(Clone)]
 pub struct Embedder {
-    worker: BatchWorker<String>,
+    worker: ModelWorker<String, Vec<f32>>,
     dimension: usize,
 }
 
@@ -107,16 +49,16 @@ impl Embedder {
     pub fn start(dir: &Path) -> Result<Self, OperatorError> {
         let embedder = TextEmbedder::load(dir, tch::Device::Cpu)?;
         let dimension = embedder.dimension();
-        let worker = BatchWorker::start("argus-embedder", model_name(dir), move |texts| {
+        let worker = start_worker("argus-embedder", dir, move |texts: Vec<String>| {
             let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
             embedder.embed(&texts)
-        });
+        })?;
         Ok(Self { worker, dimension })
     }
 
     /// The model's name (its folder), recorded with every embedding.
     pub fn model(&self) -> &str {
-        &self.worker.model
+        self.worker.model()
     }
 
     pub fn dimension(&self) -> usize {
@@ -125,7 +67,7 @@ impl Embedder {
 
     /// One unit-length embedding per text, in order.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, OperatorError> {
-        self.worker.embed(texts).await
+        self.worker.call(texts).await
     }
 }
 
@@ -145,7 +87,7 @@ const CLIP_MATCH_COSINE: f32 = 0.25;
 /// Handle to the image-text encoder's worker; cheap to clone.
 #[derive(Clone)]
 pub struct VisualEmbedder {
-    worker: BatchWorker<VisualInput>,
+    worker: ModelWorker<VisualInput, Vec<f32>>,
     logit_scale: f32,
     logit_bias: f32,
 }
@@ -160,9 +102,9 @@ impl VisualEmbedder {
             ImageTextFamily::Siglip => encoder.logit_bias(),
             ImageTextFamily::Clip => -logit_scale * CLIP_MATCH_COSINE,
         };
-        let worker = BatchWorker::start("argus-visual", model_name(dir), move |inputs| {
-            embed_mixed(&mut encoder, inputs)
-        });
+        let worker = start_worker("argus-visual", dir, move |inputs: Vec<VisualInput>| {
+            embed_mixed(&mut encoder, &inputs)
+        })?;
         Ok(Self {
             worker,
             logit_scale,
@@ -172,7 +114,7 @@ impl VisualEmbedder {
 
     /// The model's name (its folder), recorded with every embedding.
     pub fn model(&self) -> &str {
-        &self.worker.model
+        self.worker.model()
     }
 
     /// Unit-length embeddings of frames, in order.
@@ -181,19 +123,14 @@ impl VisualEmbedder {
         images: Vec<Arc<BgrImage>>,
     ) -> Result<Vec<Vec<f32>>, OperatorError> {
         let inputs = images.into_iter().map(VisualInput::Image).collect();
-        self.worker.embed(inputs).await
+        self.worker.call(inputs).await
     }
 
     /// The unit-length embedding of a query text.
     pub async fn embed_text(&self, text: &str) -> Result<Vec<f32>, OperatorError> {
-        let mut embeddings = self
-            .worker
-            .embed(vec![VisualInput::Text(text.to_owned())])
-            .await?;
-        embeddings.pop().ok_or_else(|| OperatorError::Inference {
-            model: self.model().to_owned(),
-            message: "no embedding returned".into(),
-        })
+        self.worker
+            .call_one(VisualInput::Text(text.to_owned()))
+            .await
     }
 
     /// How well a frame matches a text, in (0, 1), from their embeddings' cosine: the

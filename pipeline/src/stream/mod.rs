@@ -11,14 +11,23 @@
 //!    └──max_attempts reached──▶ failed                 stop / remove ──▶ stopped
 //! ```
 //! A stream failing never disturbs the others: each has its own pipeline and task.
+//!
+//! Each sampled frame goes through the [`FrameAnalyser`] and then to every [`FrameSink`], in
+//! order ([`sink`]); the stream's state changes and gaps go to the sinks as [`StreamEvent`]s.
+//! What those are is wired in `app`: this module imports no operator and no sink.
 
 mod manager;
 mod registry;
 mod runner;
+pub mod sink;
 
 pub use manager::{validate, ManageError, StreamManager};
 pub use registry::{StreamRegistry, StreamStatus};
 pub use runner::StreamContext;
+pub use sink::{
+    AnalysedFrame, Analysis, FrameAnalyser, FrameSink, OpenedStream, Sinks, StreamEvent,
+    StreamEventKind,
+};
 
 use serde::Serialize;
 

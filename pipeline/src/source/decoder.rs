@@ -45,7 +45,7 @@ use prometheus::IntCounter;
 use serde::Serialize;
 
 use super::queue::FrameQueue;
-use super::source::Source;
+use super::uri::Source;
 use crate::config::RtspTransport;
 
 /// Where a frame's wall-clock time comes from.

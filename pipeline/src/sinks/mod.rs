@@ -1,0 +1,14 @@
+//! Where analysed frames go. Each sink is one module implementing
+//! [`crate::stream::FrameSink`]; `app` builds the list the streams call, in order:
+//!
+//! - [`moment_index`]: windows embedded, stored, published and indexed for moment search;
+//! - [`captions`]: chunks captioned with self-correction, and the alerts they fire;
+//! - [`frame_results`]: each frame's result to Kafka and Redis, and the streams' events.
+
+pub mod captions;
+pub mod frame_results;
+pub mod moment_index;
+
+pub use captions::CaptionSink;
+pub use frame_results::FrameResults;
+pub use moment_index::MomentIndexer;

@@ -1,0 +1,106 @@
+//! What a stream hands on, and to whom: the two interfaces the state machine depends on.
+//!
+//! A stream knows neither the models nor where results go. It asks a [`FrameAnalyser`] to
+//! analyse each frame and gives every [`FrameSink`] the [`AnalysedFrame`] and the stream's
+//! own [`StreamEvent`]s. What the analyser and the sinks are is decided in `app`, the one
+//! place that builds and wires things; adding a sink is one module plus one line there.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argus_operators::ocr::TextLine;
+use argus_operators::{BgrImage, OperatorError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StreamState;
+use crate::source::FrameClock;
+
+/// What the operators found in one frame.
+pub struct Analysis {
+    pub ocr: Vec<TextLine>,
+    pub latency: Duration,
+}
+
+/// The per-frame operators, as the stream sees them.
+#[async_trait]
+pub trait FrameAnalyser: Send + Sync {
+    /// The name results carry in their `operator` field.
+    fn operator(&self) -> &'static str;
+
+    /// Analyses one frame; it may share a model call with other streams' frames.
+    async fn analyse(&self, image: Arc<BgrImage>) -> Result<Analysis, OperatorError>;
+}
+
+/// One sampled frame and what the operators found in it.
+pub struct AnalysedFrame {
+    pub camera: Arc<str>,
+    /// The stream's source, passwords removed.
+    pub source: String,
+    /// The frame's time is (nearly) now: windows and chunks may also be closed by the clock.
+    pub live: bool,
+    /// Position among this stream's sampled frames, from 0; continues across reconnects.
+    pub sequence: u64,
+    pub pts: Option<Duration>,
+    pub wall_time: DateTime<Utc>,
+    pub clock: FrameClock,
+    pub image: Arc<BgrImage>,
+    /// The frame as a small JPEG (the console's thumbnail), when it could be encoded.
+    pub thumbnail: Option<Arc<[u8]>>,
+    pub operator: &'static str,
+    pub analysis: Analysis,
+}
+
+/// A stream's pipeline is starting (again, after a reconnect).
+pub struct OpenedStream<'a> {
+    pub camera: &'a str,
+    /// The recording it reads and the time of its first frame; `None` for live sources.
+    pub recording: Option<(&'a Path, DateTime<Utc>)>,
+}
+
+/// Something that happened to a stream itself, rather than in its video.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub camera: String,
+    pub source: String,
+    pub kind: StreamEventKind,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StreamEventKind {
+    State {
+        state: StreamState,
+        error: Option<String>,
+    },
+    /// The video stopped from `start` to `end` (a reconnect), for `reason`.
+    Gap {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+/// Where analysed frames go. A sink is called in the stream's task, frame by frame and in
+/// order, so a sink that waits (a recording's chunk waiting for the LLM) slows its stream:
+/// that is the backpressure that lets a recording be read no faster than it is analysed.
+/// Live work that must not wait is a sink's own choice (it may skip, and count, what it
+/// cannot keep up with).
+#[async_trait]
+pub trait FrameSink: Send + Sync {
+    /// A stream's pipeline is starting; called before its first frame.
+    async fn open(&self, _stream: &OpenedStream<'_>) {}
+
+    async fn observe(&self, frame: &AnalysedFrame);
+
+    /// A stream's state changed or its video has a gap.
+    async fn event(&self, _event: &StreamEvent) {}
+
+    /// The camera's pipeline ended (end of a recording, a disconnect, a stop): finish what
+    /// is open. A recording is reported finished only once every sink has returned.
+    async fn finish(&self, _camera: &str) {}
+}
+
+/// Every sink, in the order they are called.
+pub type Sinks = Arc<[Arc<dyn FrameSink>]>;
