@@ -241,21 +241,21 @@ fn console_file(content_type: &'static str, body: &'static str) -> Response {
 async fn console_page() -> Response {
     console_file(
         "text/html; charset=utf-8",
-        include_str!("../console/index.html"),
+        include_str!("../../console/index.html"),
     )
 }
 
 async fn console_script() -> Response {
     console_file(
         "text/javascript; charset=utf-8",
-        include_str!("../console/console.js"),
+        include_str!("../../console/console.js"),
     )
 }
 
 async fn console_style() -> Response {
     console_file(
         "text/css; charset=utf-8",
-        include_str!("../console/console.css"),
+        include_str!("../../console/console.css"),
     )
 }
 
