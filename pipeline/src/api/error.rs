@@ -1,4 +1,4 @@
-//! The error answer all the resources share: a status and `{"error": "..."}`.
+//! The error answer every resource's handlers share.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

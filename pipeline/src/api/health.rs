@@ -23,7 +23,7 @@ pub(super) fn router() -> Router<ApiState> {
         .route("/metrics", get(metrics))
 }
 
-/// Also what [`super::ApiSlot`] answers while the full API is not installed yet.
+/// [`super::ApiSlot`] answers `/healthz` with this too, from the first moment of a start.
 pub(super) async fn alive() -> &'static str {
     "ok\n"
 }
