@@ -19,9 +19,9 @@
 //! | GET | `/api/v1/moments/thumbnails/{camera}/{start_ms}.jpg` | a window's thumbnail |
 //! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | a moment's video (WebM), from recordings |
 //!
-//! Each resource has its own router, whose module lists its routes: [`health`], [`console`],
-//! [`streams`], [`moments`], [`questions`] and [`alerts`]. [`router`] merges them and applies
-//! the access guard, the body limit and CORS once, to all of them.
+//! Each resource has its own router in its own module, whose documentation lists its routes
+//! (`health`, `console`, `streams`, `moments`, `questions`, `alerts`); [`router`] merges them
+//! and applies the access guard, the body limit and CORS once, to all of them.
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
 //!
