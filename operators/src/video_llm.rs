@@ -39,7 +39,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::ccam::{self, Ccam};
 use crate::checkpoint::{self, read_json};
-use crate::llm::{ChatMessage, GenerationOptions, Llm, Sampling, StopReason};
+use crate::llm::{ChatMessage, GenerationOptions, Llm, Sampling};
 use crate::self_correction::Candidate;
 use crate::video_qa::{answer_key, Evidence, Observation, RoundOptions, Task};
 use crate::vision::tome::MergeSchedule;
@@ -415,28 +415,14 @@ impl VideoLlm {
                 return_attention: true,
             },
         )?;
-        let answer_tokens = match generation.stop {
-            StopReason::StopToken => generation.tokens.len() - 1,
-            StopReason::MaxTokens => generation.tokens.len(),
-        };
-        let token_logprobs = generation.tokens[..answer_tokens]
-            .iter()
-            .map(|t| t.logprob)
-            .collect();
-        let segment_attention = match &generation.attention {
-            Some(attention) if answer_tokens > 0 => {
-                self.segment_attention(attention, answer_tokens, &prompt.segment_positions)?
-            }
-            _ => Vec::new(),
-        };
-        let text = generation.text.trim().to_string();
-        Ok(Candidate {
-            key: full_path_key(task, &text),
-            text,
-            token_logprobs,
-            segment_attention,
-            greedy: sampling == Sampling::Greedy,
-        })
+        Candidate::from_generation(
+            &generation,
+            sampling,
+            |text| full_path_key(task, text),
+            |attention, answer_tokens| {
+                self.segment_attention(attention, answer_tokens, &prompt.segment_positions)
+            },
+        )
     }
 
     /// The answer tokens' attention (mean over layers, heads and answer tokens) summed over

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use tch::{Device, Kind};
 
-use crate::llm::{ChatMessage, GenerationOptions, Llm, Sampling, StopReason};
+use crate::llm::{ChatMessage, GenerationOptions, Llm, Sampling};
 use crate::self_correction::Candidate;
 use crate::OperatorError;
 
@@ -286,28 +286,14 @@ impl GroundedQa {
                 return_attention: evidence.segments > 0,
             },
         )?;
-        let answer_tokens = match generation.stop {
-            StopReason::StopToken => generation.tokens.len() - 1,
-            StopReason::MaxTokens => generation.tokens.len(),
-        };
-        let token_logprobs = generation.tokens[..answer_tokens]
-            .iter()
-            .map(|t| t.logprob)
-            .collect();
-        let segment_attention = match &generation.attention {
-            Some(attention) if answer_tokens > 0 => {
-                segment_attention(attention, answer_tokens, prompt, evidence.segments)?
-            }
-            _ => Vec::new(),
-        };
-        let text = generation.text.trim().to_string();
-        Ok(Candidate {
-            key: answer_key(task, &text, evidence),
-            text,
-            token_logprobs,
-            segment_attention,
-            greedy: sampling == Sampling::Greedy,
-        })
+        Candidate::from_generation(
+            &generation,
+            sampling,
+            |text| answer_key(task, text, evidence),
+            |attention, answer_tokens| {
+                segment_attention(attention, answer_tokens, prompt, evidence.segments)
+            },
+        )
     }
 }
 

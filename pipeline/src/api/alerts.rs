@@ -1,0 +1,122 @@
+//! Alerts raised on captioned chunks, and the rules that raise them.
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | GET | `/api/v1/alerts?camera=ID&limit=50` | the camera's newest alerts, newest first |
+//! | GET | `/api/v1/alerts/rules` | the rules in force |
+//! | POST | `/api/v1/alerts/rules` | add a rule (body: an `[[alerts.rules]]` entry as JSON) |
+//! | DELETE | `/api/v1/alerts/rules/{id}` | remove a rule |
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::error::{error, ApiError};
+use super::ApiState;
+use crate::captions::alerts::AlertRule;
+use crate::captions::{Captioner, RuleError};
+
+pub(super) fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/alerts", get(recent_alerts))
+        .route(
+            "/api/v1/alerts/rules",
+            get(list_alert_rules).post(add_alert_rule),
+        )
+        .route("/api/v1/alerts/rules/{id}", delete(remove_alert_rule))
+}
+
+fn captioner(state: &ApiState) -> Result<&Captioner, ApiError> {
+    state.captions.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "alert rules are checked on captioned chunks (captions.enabled = false)".into(),
+        )
+    })
+}
+
+/// `GET /api/v1/alerts/rules`: the rules in force (configured and added through the API).
+async fn list_alert_rules(State(state): State<ApiState>) -> Response {
+    match captioner(&state) {
+        Ok(captions) => Json(json!({ "rules": captions.alert_rules() })).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `POST /api/v1/alerts/rules` with a rule as in `[[alerts.rules]]`.
+async fn add_alert_rule(
+    State(state): State<ApiState>,
+    body: Result<Json<AlertRule>, JsonRejection>,
+) -> Response {
+    let captions = match captioner(&state) {
+        Ok(captions) => captions,
+        Err(error) => return error.into_response(),
+    };
+    let rule = match body {
+        Ok(Json(rule)) => rule,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid alert rule: {}", rejection.body_text()),
+            )
+        }
+    };
+    let id = rule.id.clone();
+    match captions.add_alert_rule(rule).await {
+        Ok(()) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Err(problem @ RuleError::Invalid(_)) => error(StatusCode::BAD_REQUEST, problem.to_string()),
+        Err(problem @ RuleError::Exists(_)) => error(StatusCode::CONFLICT, problem.to_string()),
+    }
+}
+
+async fn remove_alert_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    match captioner(&state) {
+        Ok(captions) if captions.remove_alert_rule(&id).await => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("no alert rule `{id}`")),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AlertsQuery {
+    camera: String,
+    #[serde(default = "default_alerts_limit")]
+    limit: usize,
+}
+
+fn default_alerts_limit() -> usize {
+    50
+}
+
+/// `GET /api/v1/alerts?camera=ID&limit=50`: the camera's newest alerts, newest first.
+async fn recent_alerts(
+    State(state): State<ApiState>,
+    query: Result<Query<AlertsQuery>, QueryRejection>,
+) -> Response {
+    let captions = match captioner(&state) {
+        Ok(captions) => captions,
+        Err(error) => return error.into_response(),
+    };
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give the camera: /api/v1/alerts?camera=ID[&limit=N]",
+        );
+    };
+    match captions
+        .recent_alerts(&query.camera, query.limit.min(1000))
+        .await
+    {
+        Ok(alerts) => Json(json!({ "camera": query.camera, "alerts": alerts })).into_response(),
+        Err(problem) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Redis is not reachable: {problem}"),
+        ),
+    }
+}
