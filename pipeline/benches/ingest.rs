@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argus::config::{DropPolicy, RtspTransport};
-use argus::ingest::{self, Decoder, DecoderSettings, FrameQueue, Source};
+use argus::source::{self, Decoder, DecoderSettings, FrameQueue, Source};
 use futures::StreamExt;
 use gstreamer as gst;
 
@@ -42,7 +42,7 @@ struct Timing {
 }
 
 fn main() {
-    ingest::init().expect("GStreamer");
+    source::init().expect("GStreamer");
     let dir = std::env::temp_dir().join(format!("argus-bench-ingest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // `-- --video PATH` benches the decode of your own recording instead of the generated one.

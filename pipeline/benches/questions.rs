@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use argus::captions::chunk::{Chunk, ChunkBuilder, ChunkFrame};
 use argus::captions::evidence::{evidence, representatives, Described};
 use argus::captions::questions::question_evidence;
-use argus::captions::worker::{AnswerStep, CaptionWorker};
+use argus::operators::captioning::{AnswerStep, CaptionWorker};
 use argus::config::{CaptionsConfig, DropPolicy, RtspTransport};
-use argus::ingest::{self, Decoder, DecoderSettings, FrameQueue, Source};
-use argus::publish::messages::{Caption, EvidenceLine, SensorSummary};
+use argus::source::{self, Decoder, DecoderSettings, FrameQueue, Source};
+use argus::messages::{Caption, EvidenceLine, SensorSummary};
 use argus_operators::llm::Sampling;
 use argus_operators::motion::{MotionConfig, MotionDetector};
 use argus_operators::ocr::{OcrConfig, PpOcr};
@@ -139,7 +139,7 @@ fn videos(dir: &Path) -> Vec<Video> {
 }
 
 /// The first [`SECONDS`] of `path` at 1 fps, through Argus's ingest.
-async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<ingest::Frame> {
+async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<source::Frame> {
     let source = Source::parse(&path.display().to_string()).unwrap();
     let queue = Arc::new(FrameQueue::new(
         64,
@@ -182,7 +182,7 @@ async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<ingest::Frame> {
 
 /// The chunks of `frames` as the service stores them: the first round's observations.
 fn stored_chunks(
-    frames: Vec<ingest::Frame>,
+    frames: Vec<source::Frame>,
     ocr: &mut PpOcr,
     tagger: &mut ImageTagger,
 ) -> Vec<Caption> {
@@ -283,7 +283,7 @@ fn correct(task: &Task, answer: &str, expect: &Expect) -> bool {
 }
 
 fn main() {
-    ingest::init().unwrap();
+    source::init().unwrap();
     let dir = std::env::temp_dir().join(format!("argus-bench-questions-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();

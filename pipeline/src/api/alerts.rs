@@ -18,7 +18,7 @@ use serde_json::json;
 use super::error::{error, ApiError};
 use super::ApiState;
 use crate::captions::alerts::AlertRule;
-use crate::captions::{Captioner, RuleError};
+use crate::query::alerts::{AlertBook, RuleError};
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
@@ -30,8 +30,8 @@ pub(super) fn router() -> Router<ApiState> {
         .route("/api/v1/alerts/rules/{id}", delete(remove_alert_rule))
 }
 
-fn captioner(state: &ApiState) -> Result<&Captioner, ApiError> {
-    state.captions.as_ref().ok_or_else(|| {
+fn alert_book(state: &ApiState) -> Result<&AlertBook, ApiError> {
+    state.alerts.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             "alert rules are checked on captioned chunks (captions.enabled = false)".into(),
@@ -41,8 +41,8 @@ fn captioner(state: &ApiState) -> Result<&Captioner, ApiError> {
 
 /// `GET /api/v1/alerts/rules`: the rules in force (configured and added through the API).
 async fn list_alert_rules(State(state): State<ApiState>) -> Response {
-    match captioner(&state) {
-        Ok(captions) => Json(json!({ "rules": captions.alert_rules() })).into_response(),
+    match alert_book(&state) {
+        Ok(book) => Json(json!({ "rules": book.alert_rules() })).into_response(),
         Err(error) => error.into_response(),
     }
 }
@@ -52,8 +52,8 @@ async fn add_alert_rule(
     State(state): State<ApiState>,
     body: Result<Json<AlertRule>, JsonRejection>,
 ) -> Response {
-    let captions = match captioner(&state) {
-        Ok(captions) => captions,
+    let book = match alert_book(&state) {
+        Ok(book) => book,
         Err(error) => return error.into_response(),
     };
     let rule = match body {
@@ -66,7 +66,7 @@ async fn add_alert_rule(
         }
     };
     let id = rule.id.clone();
-    match captions.add_alert_rule(rule).await {
+    match book.add_alert_rule(rule).await {
         Ok(()) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
         Err(problem @ RuleError::Invalid(_)) => error(StatusCode::BAD_REQUEST, problem.to_string()),
         Err(problem @ RuleError::Exists(_)) => error(StatusCode::CONFLICT, problem.to_string()),
@@ -74,8 +74,8 @@ async fn add_alert_rule(
 }
 
 async fn remove_alert_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    match captioner(&state) {
-        Ok(captions) if captions.remove_alert_rule(&id).await => {
+    match alert_book(&state) {
+        Ok(book) if book.remove_alert_rule(&id).await => {
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(_) => error(StatusCode::NOT_FOUND, format!("no alert rule `{id}`")),
@@ -99,8 +99,8 @@ async fn recent_alerts(
     State(state): State<ApiState>,
     query: Result<Query<AlertsQuery>, QueryRejection>,
 ) -> Response {
-    let captions = match captioner(&state) {
-        Ok(captions) => captions,
+    let book = match alert_book(&state) {
+        Ok(book) => book,
         Err(error) => return error.into_response(),
     };
     let Ok(Query(query)) = query else {
@@ -109,7 +109,7 @@ async fn recent_alerts(
             "give the camera: /api/v1/alerts?camera=ID[&limit=N]",
         );
     };
-    match captions
+    match book
         .recent_alerts(&query.camera, query.limit.min(1000))
         .await
     {

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::ApiState;
-use crate::moments::MomentSearch;
+use crate::query::moments::MomentSearch;
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
@@ -53,7 +53,7 @@ async fn readiness(State(state): State<ApiState>) -> Response {
     let ready = kafka.is_ok() && redis.is_ok() && index_loading.is_none();
     let describe = |result: &Result<(), String>| match result {
         Ok(()) => "ok".to_string(),
-        Err(error) => crate::ingest::redact_text(error),
+        Err(error) => crate::redact::redact_text(error),
     };
     let body = json!({
         "ready": ready,

@@ -48,12 +48,13 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::access::{self, Access};
-use crate::captions::Captioner;
+use crate::query::alerts::AlertBook;
+use crate::query::questions::Questions;
 use crate::cluster::CameraDirectory;
 use crate::metrics::Metrics;
-use crate::moments::MomentSearch;
+use crate::query::moments::MomentSearch;
 use crate::publish::{KafkaPublisher, RedisState};
-use crate::streams::{StreamManager, StreamRegistry};
+use crate::stream::{StreamManager, StreamRegistry};
 
 /// Stream definitions are small; anything larger is a mistake or an attack.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -72,7 +73,9 @@ pub struct ApiState {
     /// Unset when `moments.enabled` is false.
     pub moments: Option<MomentSearch>,
     /// Unset when `captions.enabled` is false.
-    pub captions: Option<Captioner>,
+    pub questions: Option<Questions>,
+    /// Unset when `captions.enabled` is false: rules are checked on captioned chunks.
+    pub alerts: Option<AlertBook>,
 }
 
 /// The HTTP server as it runs from the first moment of a start, before the models are loaded

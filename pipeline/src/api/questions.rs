@@ -45,7 +45,7 @@ async fn ask_question(
     State(state): State<ApiState>,
     body: Result<Json<QuestionRequest>, JsonRejection>,
 ) -> Response {
-    let Some(captions) = &state.captions else {
+    let Some(questions) = &state.questions else {
         return QuestionError::Disabled.into_response();
     };
     let request = match body {
@@ -61,7 +61,7 @@ async fn ask_question(
             );
         }
     };
-    match captions.ask(request).await {
+    match questions.ask(request).await {
         Ok(answers) => {
             let last = answers.last().expect("at least one answer");
             Json(json!({

@@ -26,7 +26,7 @@ use super::error::{error, ApiError};
 use super::ApiState;
 use crate::cluster::ClusterError;
 use crate::config::StreamConfig;
-use crate::streams::{validate, ManageError};
+use crate::stream::{validate, ManageError};
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
@@ -120,7 +120,7 @@ async fn events(State(state): State<ApiState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "live results need Redis, which is unavailable: {}",
-                crate::ingest::redact_text(&failure.to_string())
+                crate::redact::redact_text(&failure.to_string())
             ),
         ),
     }
