@@ -21,6 +21,10 @@ export ARGUS_TEST_ARTIFACTS="${ARGUS_TEST_ARTIFACTS:-$PWD/target/test-artifacts}
 echo "== fresh-machine checks (empty cache, shellcheck)"
 "$here/check-fresh.sh"
 
+echo "== layering of pipeline/src (no import cycle, no import up the order in lib.rs)"
+python3 "$here/check-layers.py" --self-test
+python3 "$here/check-layers.py" pipeline/src
+
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

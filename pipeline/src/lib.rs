@@ -23,19 +23,19 @@
 //! | api | [`api`] | the HTTP routers, one per resource |
 //! | app | [`app`] | the wiring, and the CLI commands |
 
-pub mod redact;
-pub mod metrics;
-pub mod messages;
-pub mod source;
-pub mod config;
-pub mod captions;
-pub mod stream;
-pub mod operators;
-pub mod publish;
-pub mod moments;
-pub mod sinks;
-pub mod query;
-pub mod cluster;
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod captions;
+pub mod cluster;
+pub mod config;
+pub mod messages;
+pub mod metrics;
+pub mod moments;
+pub mod operators;
+pub mod publish;
+pub mod query;
+pub mod redact;
+pub mod sinks;
+pub mod source;
+pub mod stream;

@@ -2,8 +2,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use argus::config::{Config, StreamConfig};
 use argus::app::{self, Outcome, RunOptions};
+use argus::config::{Config, StreamConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\

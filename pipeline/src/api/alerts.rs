@@ -75,9 +75,7 @@ async fn add_alert_rule(
 
 async fn remove_alert_rule(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
     match alert_book(&state) {
-        Ok(book) if book.remove_alert_rule(&id).await => {
-            StatusCode::NO_CONTENT.into_response()
-        }
+        Ok(book) if book.remove_alert_rule(&id).await => StatusCode::NO_CONTENT.into_response(),
         Ok(_) => error(StatusCode::NOT_FOUND, format!("no alert rule `{id}`")),
         Err(problem) => problem.into_response(),
     }

@@ -48,12 +48,12 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::access::{self, Access};
-use crate::query::alerts::AlertBook;
-use crate::query::questions::Questions;
 use crate::cluster::CameraDirectory;
 use crate::metrics::Metrics;
-use crate::query::moments::MomentSearch;
 use crate::publish::{KafkaPublisher, RedisState};
+use crate::query::alerts::AlertBook;
+use crate::query::moments::MomentSearch;
+use crate::query::questions::Questions;
 use crate::stream::{StreamManager, StreamRegistry};
 
 /// Stream definitions are small; anything larger is a mistake or an attack.

@@ -20,8 +20,8 @@ use super::error::{error, ApiError};
 use super::ApiState;
 use crate::access;
 use crate::moments::query::{FilterRequest, QueryError};
-use crate::query::moments::{SearchAnswer, SearchError, CLIP_PATH};
 use crate::query::moments::MomentSearch;
+use crate::query::moments::{SearchAnswer, SearchError, CLIP_PATH};
 
 /// Query images: a full-HD JPEG is well under this.
 const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;

@@ -18,11 +18,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::index::{index_recording, RecordingJob, RecordingSummary};
-use crate::moments::eval::{self, QueryOutcome, RetrievalScores, ScoredSpan, Span};
-use crate::moments::query::{FilterRequest, Moment};
+use super::{connect_publishers, start_moments};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use super::{connect_publishers, start_moments};
+use crate::moments::eval::{self, QueryOutcome, RetrievalScores, ScoredSpan, Span};
+use crate::moments::query::{FilterRequest, Moment};
 
 /// Predictions scored per query: the evaluators keep the first 10.
 const PREDICTIONS: usize = 10;

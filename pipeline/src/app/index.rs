@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
+use super::{connect_publishers, start_analyzer, start_moments, start_sinks};
 use crate::config::{Config, StreamConfig};
 use crate::metrics::Metrics;
-use super::{connect_publishers, start_analyzer, start_moments, start_sinks};
 use crate::redact::redact_text;
 use crate::source::probe::duration_of;
 use crate::stream::{StreamContext, StreamManager, StreamRegistry, StreamState};

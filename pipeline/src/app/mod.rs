@@ -199,7 +199,11 @@ pub(crate) fn start_sinks(
     if let Some(captions) = captions {
         sinks.push(Arc::new(captions));
     }
-    sinks.push(Arc::new(FrameResults::new(config, kafka.clone(), redis.clone())));
+    sinks.push(Arc::new(FrameResults::new(
+        config,
+        kafka.clone(),
+        redis.clone(),
+    )));
     sinks.into()
 }
 
@@ -264,12 +268,8 @@ pub(crate) async fn connect_publishers(
             tracing::error!(%error, "Kafka is not reachable yet; results are kept until it is")
         }
     }
-    let redis = RedisState::new(&config.redis, metrics.clone()).with_context(|| {
-        format!(
-            "invalid redis.url `{}`",
-            redact_text(&config.redis.url)
-        )
-    })?;
+    let redis = RedisState::new(&config.redis, metrics.clone())
+        .with_context(|| format!("invalid redis.url `{}`", redact_text(&config.redis.url)))?;
     match redis.ping().await {
         Ok(()) => tracing::info!(url = %redact_text(&config.redis.url), "Redis ready"),
         Err(error) => {

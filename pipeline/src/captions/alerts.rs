@@ -17,10 +17,10 @@ use argus_operators::tagging::Tag;
 use argus_operators::video_qa::is_yes_no_question;
 use chrono::{DateTime, Timelike, Utc};
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 
 use super::chunk::Chunk;
 use super::evidence::time_label;
+pub use crate::config::{AlertRule, Condition};
 use crate::messages::EvidenceLine;
 
 /// Alerts kept per camera in Redis (the newest).
@@ -43,64 +43,6 @@ pub const PLACES: [&str; 9] = [
     "bottom",
     "bottom right",
 ];
-
-/// One standing rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertRule {
-    /// Letters, digits, `-`, `_`, `.`: the alert's `rule_id`.
-    pub id: String,
-    /// The cameras it watches; empty: every camera.
-    #[serde(default)]
-    pub cameras: Vec<String>,
-    pub when: Condition,
-}
-
-/// What makes a rule fire on a chunk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Condition {
-    /// A line of on-screen text matches `pattern` (a regular expression; `(?i)` for any case).
-    Text { pattern: String },
-    /// A segment's frame is tagged `label` (ImageNet) with at least `min_score`.
-    Tag {
-        label: String,
-        #[serde(default = "default_min_tag_score")]
-        min_score: f32,
-    },
-    /// At least `min_level` of the view changed between frames; with `place`, the largest
-    /// change is there (`"bottom left"`, `"centre"`, ...); with `hours` (`"22:00-06:00"`,
-    /// UTC), only then.
-    Motion {
-        #[serde(default = "default_min_motion")]
-        min_level: f32,
-        #[serde(default)]
-        place: Option<String>,
-        #[serde(default)]
-        hours: Option<String>,
-    },
-    /// A yes/no question the LLM answers from the chunk's observations.
-    Question { question: String },
-}
-
-fn default_min_tag_score() -> f32 {
-    0.3
-}
-
-fn default_min_motion() -> f32 {
-    0.01
-}
-
-impl Condition {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Condition::Text { .. } => "text",
-            Condition::Tag { .. } => "tag",
-            Condition::Motion { .. } => "motion",
-            Condition::Question { .. } => "question",
-        }
-    }
-}
 
 /// A rule ready to check: its pattern compiled, its hours parsed.
 #[derive(Debug, Clone)]
@@ -367,7 +309,7 @@ mod tests {
     use super::*;
 
     fn rule(toml_when: &str) -> Result<CompiledRule, String> {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct File {
             rules: Vec<AlertRule>,
         }

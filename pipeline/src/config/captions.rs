@@ -67,13 +67,3 @@ impl CaptionsConfig {
         }
     }
 }
-
-/// Standing alert rules, checked on every chunk (they need `captions.enabled`). More can be
-/// added and removed through the API.
-// No rules by default: default.toml only shows examples, in comments, so the derived default
-// is the embedded section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlertsConfig {
-    pub rules: Vec<crate::captions::alerts::AlertRule>,
-}

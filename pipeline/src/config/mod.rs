@@ -16,6 +16,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod alerts;
 mod analysis;
 mod captions;
 mod cluster;
@@ -26,8 +27,9 @@ mod moments;
 mod redis;
 mod stream;
 
+pub use self::alerts::{AlertRule, AlertsConfig, Condition};
 pub use self::analysis::AnalysisConfig;
-pub use self::captions::{AlertsConfig, CaptionsConfig};
+pub use self::captions::CaptionsConfig;
 pub use self::cluster::ClusterConfig;
 pub use self::http::HttpConfig;
 pub use self::kafka::{KafkaConfig, SpillConfig, SpillFullPolicy, TopicsConfig};

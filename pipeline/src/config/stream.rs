@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::source::{DropPolicy, RtspTransport};
+
 /// One camera or recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,24 +45,6 @@ pub struct StreamConfig {
     /// an interrupted recording. Not part of the configuration file.
     #[serde(skip)]
     pub analyse_from: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RtspTransport {
-    #[default]
-    Tcp,
-    Udp,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DropPolicy {
-    /// Keep the newest frames: what an operator watching live wants.
-    #[default]
-    DropOldest,
-    /// Keep the frames already queued.
-    DropNewest,
 }
 
 /// Reconnection of network sources: exponential backoff with jitter.

@@ -25,10 +25,8 @@ use crate::captions::chunk::Chunk;
 use crate::captions::evidence::{evidence, representatives, time_label, Described};
 use crate::captions::questions::QuestionEvidence;
 use crate::config::{CaptionsConfig, ModelsConfig};
+use crate::messages::{AlertAnswer, AnswerSummary, CandidateSummary, EvidenceLine, SensorSummary};
 use crate::metrics::Metrics;
-use crate::messages::{
-    AlertAnswer, AnswerSummary, CandidateSummary, EvidenceLine, SensorSummary,
-};
 
 /// Width of alert thumbnails (pixels).
 const ALERT_THUMBNAIL_WIDTH: u32 = 320;
@@ -157,7 +155,10 @@ impl CaptionModel {
                 let dir = CaptionsConfig::model_dir(dir, models);
                 tracing::info!(model = %dir.display(), "captions from frames: vision tower, CCAM, LLM");
                 let video = VideoLlm::load(&dir, tch::Device::Cpu)?;
-                (Some(video), format!("{VIDEO_MODEL_PREFIX}/{}", folder_name(&dir)))
+                (
+                    Some(video),
+                    format!("{VIDEO_MODEL_PREFIX}/{}", folder_name(&dir)),
+                )
             }
             None => (None, answers.clone()),
         };

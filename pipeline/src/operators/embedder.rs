@@ -23,12 +23,12 @@ fn start_worker<I: Send + 'static>(
     embed: impl FnMut(Vec<I>) -> Result<Vec<Vec<f32>>, OperatorError> + Send + 'static,
 ) -> Result<ModelWorker<I, Vec<f32>>, OperatorError> {
     let model = model_name(dir);
-    ModelWorker::start(thread, model.as_str(), Batching::WAITING, QUEUES, embed).map_err(
-        |error| OperatorError::Inference {
+    ModelWorker::start(thread, model.as_str(), Batching::WAITING, QUEUES, embed).map_err(|error| {
+        OperatorError::Inference {
             model,
             message: format!("cannot start its thread: {error}"),
-        },
-    )
+        }
+    })
 }
 
 /// A model folder's name, recorded with every embedding it makes.

@@ -99,7 +99,6 @@ impl AlertBook {
             .filter_map(|json| serde_json::from_str(json).ok())
             .collect())
     }
-
 }
 
 /// Adds the rules stored through the API to `rules` (configured ones win on the same id).
@@ -128,4 +127,3 @@ async fn load_stored_rules(redis: &RedisState, key: &str, rules: &AlertRules) {
         }
     }
 }
-

@@ -8,15 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::reembed::reembed_outdated;
-use crate::moments::index::{
-    CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space,
-};
+use crate::config::MomentsConfig;
+use crate::metrics::Metrics;
+use crate::moments::index::{CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space};
 use crate::moments::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
 use crate::moments::store::{LoadProgress, MomentStore};
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::operators::rerank::{Candidate, MomentReranker};
-use crate::config::MomentsConfig;
-use crate::metrics::Metrics;
 
 /// Why a search failed.
 #[derive(Debug, thiserror::Error)]
@@ -350,7 +348,9 @@ impl MomentSearch {
                 recordings.insert(moment.camera_id.clone(), found);
             }
             let start_ms = moment.start.timestamp_millis();
-            if crate::moments::store::recording_at(&recordings[&moment.camera_id], start_ms).is_some() {
+            if crate::moments::store::recording_at(&recordings[&moment.camera_id], start_ms)
+                .is_some()
+            {
                 moment.clip = Some(format!(
                     "{CLIP_PATH}?camera={}&start_ms={start_ms}&end_ms={}",
                     moment.camera_id,
@@ -466,7 +466,9 @@ impl MomentSearch {
             .await
             .map_err(|e| SearchError::Internal(e.to_string()))?
             .map_err(|e| match e {
-                crate::moments::clip::ClipError::Pipeline(message) => SearchError::Internal(message),
+                crate::moments::clip::ClipError::Pipeline(message) => {
+                    SearchError::Internal(message)
+                }
                 other => SearchError::NoClip(other.to_string()),
             })
     }

@@ -249,7 +249,6 @@ impl Questions {
         self.redis.write_pipeline(pipeline).await;
         tracing::info!(camera, revision = answer.revision, accepted = answer.accepted, question = %answer.question, text = %answer.text, "answer");
     }
-
 }
 
 /// The question as resolved: camera, text, range, and the range's spans without video.
@@ -276,4 +275,3 @@ fn parse_caption(json: &str) -> Option<Caption> {
         .map_err(|error| tracing::warn!(%error, "unreadable caption in Redis"))
         .ok()
 }
-

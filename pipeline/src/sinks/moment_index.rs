@@ -150,7 +150,8 @@ impl MomentIndexer {
         };
         let (store, camera) = (store.clone(), camera.to_owned());
         tokio::spawn(async move {
-            let probe = tokio::task::spawn_blocking(move || crate::source::probe::duration_of(&uri));
+            let probe =
+                tokio::task::spawn_blocking(move || crate::source::probe::duration_of(&uri));
             if let Ok(Ok(Ok(length))) = tokio::time::timeout(Duration::from_secs(40), probe).await {
                 store
                     .put_recording(&camera, &path, start, Some(length))
@@ -342,8 +343,8 @@ impl FrameSink for MomentIndexer {
 
     async fn observe(&self, frame: &AnalysedFrame) {
         // An 8×8 reduction of the frame: well under a millisecond.
-        let appearance = argus_operators::appearance::colour_layout(&frame.image)
-            .unwrap_or_else(|error| {
+        let appearance =
+            argus_operators::appearance::colour_layout(&frame.image).unwrap_or_else(|error| {
                 tracing::debug!(camera = %frame.camera, %error, "no colour layout");
                 Vec::new()
             });

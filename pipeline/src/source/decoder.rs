@@ -45,8 +45,8 @@ use prometheus::IntCounter;
 use serde::Serialize;
 
 use super::queue::FrameQueue;
+use super::settings::RtspTransport;
 use super::uri::Source;
-use crate::config::RtspTransport;
 
 /// Where a frame's wall-clock time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -556,7 +556,7 @@ fn camera_time(buffer: &gst::BufferRef) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DropPolicy;
+    use crate::source::DropPolicy;
 
     fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)

@@ -4,10 +4,12 @@
 pub mod decoder;
 pub mod probe;
 pub mod queue;
+mod settings;
 pub mod uri;
 
 pub use decoder::{Decoder, DecoderError, DecoderSettings, Frame, FrameClock};
 pub use queue::FrameQueue;
+pub use settings::{DropPolicy, RtspTransport};
 pub use uri::{Source, SourceError};
 
 /// Initialises GStreamer once per process; a clear error when the library is unusable.

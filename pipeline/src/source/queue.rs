@@ -12,8 +12,8 @@ use std::sync::{Condvar, Mutex};
 use prometheus::IntCounter;
 use tokio::sync::Notify;
 
+use super::settings::DropPolicy;
 use super::Frame;
-use crate::config::DropPolicy;
 
 pub struct FrameQueue {
     state: Mutex<State>,
