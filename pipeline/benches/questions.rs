@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argus::captions::chunk::{Chunk, ChunkBuilder, ChunkFrame};
-use argus::captions::evidence::{evidence, representatives, Described};
 use argus::captions::questions::question_evidence;
 use argus::config::{CaptionsConfig, DropPolicy, RtspTransport};
-use argus::messages::{Caption, EvidenceLine, SensorSummary};
-use argus::operators::captioning::{AnswerStep, CaptionWorker};
+use argus::messages::{Caption, SensorSummary};
+use argus::operators::captioning::{AnswerStep, CaptionWorker, Draft};
+use argus::sinks::captions::caption_message;
 use argus::source::{self, Decoder, DecoderSettings, FrameQueue, Source};
 use argus_operators::llm::Sampling;
 use argus_operators::motion::{MotionConfig, MotionDetector};
@@ -180,94 +180,53 @@ async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<source::Frame> {
     frames
 }
 
-/// The chunks of `frames` as the service stores them: the first round's observations.
+/// The chunks of `frames` as the service stores them: cut by the captions sink's chunking,
+/// with the evidence lines of their first caption from the captioning model's own first look
+/// (the caption text itself is not needed: questions read the evidence).
 fn stored_chunks(
     frames: Vec<source::Frame>,
     ocr: &mut PpOcr,
-    tagger: &mut ImageTagger,
+    captioner: &mut CaptionWorker,
 ) -> Vec<Caption> {
     let mut motion = MotionDetector::new(MotionConfig::default());
     let mut builder = ChunkBuilder::new("bench", "file", CHUNK_S);
     let mut chunks: Vec<Chunk> = Vec::new();
     for frame in frames {
         let lines = ocr.recognize(&frame.image).unwrap();
-        let moved = motion.observe(&frame.image).unwrap();
-        let closed = builder.push(ChunkFrame {
-            wall_time: frame.wall_time,
-            image: Arc::new(frame.image),
-            ocr: lines.into_iter().map(|l| (l.text, l.score)).collect(),
-            motion: moved,
-        });
-        chunks.extend(closed);
+        let image = Arc::new(frame.image);
+        chunks.extend(builder.push(ChunkFrame::observe(
+            frame.wall_time,
+            image,
+            &lines,
+            &mut motion,
+        )));
     }
     chunks.extend(builder.flush());
     chunks
         .iter()
         .map(|chunk| {
-            let picks: Vec<(usize, usize)> = representatives(chunk, SEGMENTS)
-                .into_iter()
-                .enumerate()
-                .filter_map(|(s, f)| f.map(|f| (s, f)))
-                .collect();
-            let images: Vec<_> = picks
-                .iter()
-                .map(|&(_, f)| chunk.frames[f].image.as_ref())
-                .collect();
-            let tags = tagger.tag_batch(&images, 3).unwrap();
-            let described: Vec<Described<'_>> = picks
-                .iter()
-                .zip(&tags)
-                .map(|(&(segment, frame), tags)| Described {
-                    segment,
-                    frame,
-                    tags,
-                    key_frame: false,
-                })
-                .collect();
-            let (evidence, instants) = evidence(chunk, SEGMENTS, &described);
-            stored(chunk, &evidence.observations, &instants)
+            let draft = Draft {
+                camera: chunk.camera.clone(),
+                source: chunk.source.clone(),
+                start: chunk.start,
+                end: chunk.end,
+                text: String::new(),
+                accepted: true,
+                sensor: SensorSummary {
+                    candidates: vec![],
+                    answers: vec![],
+                    required: 0.0,
+                    segment_drift: vec![],
+                    key_segments: vec![],
+                },
+                key_frames: vec![],
+                evidence: captioner.first_look(chunk).unwrap(),
+                compute: Duration::ZERO,
+                candidates: 0,
+            };
+            caption_message(draft, 1, None, "")
         })
         .collect()
-}
-
-fn stored(
-    chunk: &Chunk,
-    observations: &[argus_operators::video_qa::Observation],
-    instants: &[DateTime<Utc>],
-) -> Caption {
-    Caption {
-        schema_version: Caption::SCHEMA_VERSION,
-        message_id: uuid::Uuid::now_v7(),
-        camera_id: chunk.camera.clone(),
-        source: chunk.source.clone(),
-        start: chunk.start,
-        end: chunk.end,
-        text: String::new(),
-        revision: 1,
-        supersedes: None,
-        accepted: true,
-        sensor: SensorSummary {
-            candidates: vec![],
-            answers: vec![],
-            required: 0.0,
-            segment_drift: vec![],
-            key_segments: vec![],
-        },
-        key_frames: vec![],
-        evidence: observations
-            .iter()
-            .zip(instants)
-            .map(|(o, at)| EvidenceLine {
-                at: *at,
-                text: o.text.clone(),
-                confidence: o.confidence,
-                key_frame: false,
-            })
-            .collect(),
-        model: String::new(),
-        latency_ms: 0.0,
-        produced_at: Utc::now(),
-    }
 }
 
 fn correct(task: &Task, answer: &str, expect: &Expect) -> bool {
@@ -289,7 +248,6 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let models = model_dir();
     let mut ocr = PpOcr::load(&models.join("pp-ocrv4"), OcrConfig::default()).unwrap();
-    let mut tagger = ImageTagger::load(&models.join("efficientnet-lite0")).unwrap();
     let llm_dir = models.join("smollm2-135m-instruct-hf");
     let plain = GroundedQa::load(&llm_dir, tch::Device::Cpu).unwrap();
     let config = CaptionsConfig {
@@ -314,7 +272,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     for video in videos(&dir) {
         let frames = runtime.block_on(decode(&video.path, start));
-        let chunks = stored_chunks(frames, &mut ocr, &mut tagger);
+        let chunks = stored_chunks(frames, &mut ocr, &mut cyberv);
         let question_evidence = question_evidence("bench", &chunks, start, end);
         for (question, expect) in &video.questions {
             let task = Task::Question(question.to_string());

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use argus_operators::motion::Motion;
+use argus_operators::motion::{Motion, MotionDetector};
+use argus_operators::ocr::TextLine;
 use argus_operators::BgrImage;
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -16,6 +17,28 @@ pub struct ChunkFrame {
     /// Recognised text lines with their confidence.
     pub ocr: Vec<(String, f32)>,
     pub motion: Motion,
+}
+
+impl ChunkFrame {
+    /// The frame as the captions sink keeps it: its OCR lines, and its motion against the
+    /// camera's previous frame (none when it cannot be measured).
+    pub fn observe(
+        wall_time: DateTime<Utc>,
+        image: Arc<BgrImage>,
+        ocr: &[TextLine],
+        motion: &mut MotionDetector,
+    ) -> Self {
+        let motion = motion.observe(&image).unwrap_or_else(|error| {
+            tracing::debug!(%error, "no motion measure");
+            Default::default()
+        });
+        Self {
+            wall_time,
+            image,
+            ocr: ocr.iter().map(|l| (l.text.clone(), l.score)).collect(),
+            motion,
+        }
+    }
 }
 
 /// A closed chunk: `[start, end)` of video time and its frames in order.

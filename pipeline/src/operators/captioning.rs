@@ -300,6 +300,14 @@ impl CaptionWorker {
     }
 
     /// Writes the chunk's caption (and its revision); what was seen, for the alert rules.
+    /// The evidence lines a chunk's first caption carries (what questions later read from
+    /// Redis), without writing the caption: the chunk's representative frames tagged and
+    /// described exactly as [`CaptionWorker::caption`] shows them to the model.
+    pub fn first_look(&mut self, chunk: &Chunk) -> Result<Vec<EvidenceLine>, OperatorError> {
+        let look = self.described(chunk, &[], &mut Vec::new())?;
+        Ok(lines(&look.evidence, &look.instants))
+    }
+
     fn write_caption(
         &mut self,
         chunk: &Chunk,

@@ -133,18 +133,12 @@ impl CaptionSink {
                     live,
                 });
             state.live = live;
-            let motion = state.motion.observe(&frame.image).unwrap_or_else(|error| {
-                tracing::debug!(camera, %error, "no motion measure");
-                Default::default()
-            });
-            state.chunks.push(ChunkFrame {
-                wall_time: frame.wall_time,
-                image: frame.image.clone(),
-                ocr: (frame.analysis.ocr.iter())
-                    .map(|l| (l.text.clone(), l.score))
-                    .collect(),
-                motion,
-            })
+            state.chunks.push(ChunkFrame::observe(
+                frame.wall_time,
+                frame.image.clone(),
+                &frame.analysis.ocr,
+                &mut state.motion,
+            ))
         };
         if let Some(chunk) = closed {
             self.enqueue(chunk, live).await;
@@ -402,7 +396,13 @@ impl Publisher {
     }
 }
 
-fn caption_message(draft: Draft, revision: u32, supersedes: Option<Uuid>, model: &str) -> Caption {
+/// A draft as the captions topic and Redis carry it.
+pub fn caption_message(
+    draft: Draft,
+    revision: u32,
+    supersedes: Option<Uuid>,
+    model: &str,
+) -> Caption {
     let produced_at = Utc::now();
     Caption {
         schema_version: Caption::SCHEMA_VERSION,
