@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks that pipeline/src follows its documented layering.
 
-The order of the `pub mod` lines in pipeline/src/lib.rs is the order of the layers (the data
-path: source, stream, operators, sinks, query, api, app). A module may import only modules
+The table of modules in pipeline/src/lib.rs's documentation (rows `//! | layer | [`module`] |
+... |`) gives the order of the layers (the data path: source, stream, operators, sinks, query,
+api, app); every `pub mod` must be in it. A module may import only modules
 declared before it. An import of a later module is reported as pointing up the order, and
 any import cycle between top-level modules is reported with its path.
 
@@ -20,13 +21,17 @@ import sys
 import tempfile
 
 MODULE_LINE = re.compile(r"^\s*pub\s+mod\s+([a-z_][a-z0-9_]*)\s*;", re.M)
+TABLE_ROW = re.compile(r"^//!\s*\|[^|\n]*\|\s*\[`([a-z_][a-z0-9_]*)`\]", re.M)
 CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
 GROUPED_USE = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
 
 
 def layers(src):
+    """The documented order, and the declared modules missing from it."""
     with open(os.path.join(src, "lib.rs"), encoding="utf-8") as lib:
-        return MODULE_LINE.findall(lib.read())
+        text = lib.read()
+    order = TABLE_ROW.findall(text)
+    return order, sorted(set(MODULE_LINE.findall(text)) - set(order))
 
 
 def code_without_comments(text):
@@ -78,9 +83,12 @@ def cycles(graph):
 
 
 def check(src):
-    modules = layers(src)
+    modules, undocumented = layers(src)
     if not modules:
-        return [f"no `pub mod` lines in {src}/lib.rs"]
+        return [f"no table of modules in {src}/lib.rs's documentation"]
+    if undocumented:
+        return [f"{src}/lib.rs declares {', '.join(undocumented)} but its table of layers "
+                f"does not list them"]
     graph = imports(src, modules)
     position = {module: i for i, module in enumerate(modules)}
     problems = []
@@ -108,7 +116,8 @@ def self_test():
                 file.write(text)
         return root
 
-    lib = "pub mod source;\npub mod stream;\npub mod app;\n"
+    lib = ("//! | source | [`source`] |\n//! | stream | [`stream`] | x |\n//! | app | [`app`] |\n"
+           "pub mod app;\npub mod source;\npub mod stream;\n")
     clean = tree({"lib.rs": lib, "source.rs": "", "stream/mod.rs": "use crate::source::X;\n",
                   "app.rs": "use crate::{source, stream::Y};\n// crate::app in a comment\n"})
     upward = tree({"lib.rs": lib, "source.rs": "fn f() { crate::stream::run(); }\n",
@@ -118,7 +127,11 @@ def self_test():
     assert check(clean) == [], check(clean)
     assert any("`source` imports `stream`" in p for p in check(upward)), check(upward)
     assert any(p.startswith("import cycle") for p in check(cyclic)), check(cyclic)
-    print("check-layers self-test: a clean tree passes; an upward import and a cycle fail")
+    missing = tree({"lib.rs": lib + "pub mod extra;\n", "source.rs": "", "stream/mod.rs": "",
+                    "app.rs": "", "extra.rs": ""})
+    assert any("does not list them" in p for p in check(missing)), check(missing)
+    print("check-layers self-test: a clean tree passes; an upward import, a cycle and an "
+          "undocumented module fail")
 
 
 def main():
@@ -130,10 +143,10 @@ def main():
     for problem in problems:
         print(f"check-layers: {problem}", file=sys.stderr)
     if problems:
-        print(f"check-layers: {len(problems)} problem(s); the order is the `pub mod` list in "
+        print(f"check-layers: {len(problems)} problem(s); the order is the table of modules in "
               f"{src}/lib.rs (see ARCHITECTURE.md)", file=sys.stderr)
         return 1
-    print(f"check-layers: {len(layers(src))} modules, no cycle, no import up the order")
+    print(f"check-layers: {len(layers(src)[0])} modules, no cycle, no import up the order")
     return 0
 
 

@@ -2,7 +2,8 @@
 //! The compute it schedules lives in the `argus-operators` crate.
 //!
 //! The modules follow the path of the data. Each may import only the modules listed before
-//! it, never one after it (`deploy/check-layers.py`, run by `make test`, enforces this):
+//! it in this table, never one after it (`deploy/check-layers.py`, run by `make test`,
+//! enforces this; the `mod` lines below are in rustfmt's order, not this one):
 //!
 //! | layer | module | what it owns |
 //! |---|---|---|
