@@ -500,7 +500,9 @@ impl MomentSearch {
                 continue;
             };
             let removed = self.store.delete_before(&camera, cutoff).await?;
-            self.index.remove_before(&camera, cutoff);
+            // Removal takes the index's write lock (and HNSW work): not on an async worker.
+            let index = self.index.clone();
+            tokio::task::spawn_blocking(move || index.remove_before(&camera, cutoff)).await?;
             deleted += removed;
         }
         if deleted > 0 {

@@ -59,7 +59,7 @@ pub async fn reembed_outdated(
 
 async fn reembed_batch(
     store: &MomentStore,
-    index: &MomentIndex,
+    index: &Arc<MomentIndex>,
     embedder: &Embedder,
     visual: Option<&VisualEmbedder>,
     keys: &[(String, i64)],
@@ -114,7 +114,9 @@ async fn reembed_batch(
     for window in &windows {
         let json = serde_json::to_string(window)?;
         store.put(window, &json, None).await;
-        index.insert(window)?;
     }
-    Ok(windows.len())
+    // HNSW insertion is CPU work under the index's write lock: not on an async worker.
+    let (index, count) = (index.clone(), windows.len());
+    tokio::task::spawn_blocking(move || index.insert_many(&windows)).await??;
+    Ok(count)
 }
