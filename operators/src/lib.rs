@@ -24,6 +24,8 @@
 //!   and a controller that accepts one or picks the segments to look at again.
 //! * [`tagging`]: whole-frame ImageNet tags (EfficientNet-Lite0) through `ort` + `opencv`.
 //! * [`text_embedding`]: sentence embeddings (all-MiniLM-L6-v2, any HF BERT checkpoint) with `tch`.
+//! * [`tracking`]: one multi-object tracker per camera (ByteTrack association), with each
+//!   track's class by vote, its first and last sighting and its path.
 //! * [`video_llm`]: captions and answers about a chunk of video from the frames themselves:
 //!   vision tower, streaming CCAM and LLM chained (the full path, with VLM weights).
 //! * [`video_qa`]: captions and answers about a chunk of video written by the LLM from the
@@ -46,6 +48,7 @@ pub mod rerank;
 pub mod self_correction;
 pub mod tagging;
 pub mod text_embedding;
+pub mod tracking;
 pub mod video_llm;
 pub mod video_qa;
 pub mod vision;
