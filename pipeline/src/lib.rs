@@ -13,6 +13,7 @@
 //! | source | [`source`] | URIs, the GStreamer decoder, frame queues |
 //! | shared | [`config`] | settings (TOML + env), defaults in `config/default.toml` |
 //! | domain | [`captions`] | chunks, evidence and alert rules (plain data) |
+//! | domain | [`objects`] | zones and lines, and the events tracks raise with them |
 //! | stream | [`stream`] | each stream's state machine; the analyser and sink interfaces |
 //! | operators | [`operators`] | the models, each on the one model worker |
 //! | sinks | [`publish`] | the Kafka producer (with its spill file) and the Redis writer |
@@ -33,6 +34,7 @@ pub mod config;
 pub mod messages;
 pub mod metrics;
 pub mod moments;
+pub mod objects;
 pub mod operators;
 pub mod publish;
 pub mod query;
