@@ -162,14 +162,14 @@ def model_input(frame: np.ndarray, spec: dict) -> np.ndarray:
     return image[np.newaxis]
 
 
-def compare(name: str, expected: np.ndarray, actual: np.ndarray) -> float:
-    """The largest difference of one output, relative to the tolerance of what it holds."""
+def compare(name: str, expected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    """The largest difference of one output, and that as a fraction of its tolerance."""
     if expected.shape != actual.shape:
         sys.exit(f"{name}: ONNX Runtime gives shape {actual.shape}, TensorFlow {expected.shape}")
     if name == "tower_0/detections":
         # Columns 0-3 are pixels, 4 a score, 5 a class index. Rows are the top 100 of a
-        # heatmap: two nearly equal scores may come out in either order, so rows are
-        # compared after sorting by (score, class, x1) on TensorFlow's side and matching.
+        # heatmap: two nearly equal scores may come out in either order, so both sides'
+        # rows are sorted by (score, class, x1) before they are compared.
         order_tf = np.lexsort((expected[0, :, 0], expected[0, :, 5], -expected[0, :, 4]))
         order_ort = np.lexsort((actual[0, :, 0], actual[0, :, 5], -actual[0, :, 4]))
         expected, actual = expected[0, order_tf], actual[0, order_ort]
@@ -179,10 +179,11 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray) -> float:
         classes = int((actual[confident, 5] != expected[confident, 5]).sum())
         if classes:
             sys.exit(f"{name}: {classes} confident detections changed class")
-        return max(values / TOLERANCE["value"], scores / TOLERANCE["score"])
+        return max(values, scores), max(values / TOLERANCE["value"], scores / TOLERANCE["score"])
     # CenterNet's heatmap and NanoDet's class scores (80 wide) are probabilities
     kind = "score" if name == "tower_0/keypoints" or expected.shape[-1] == len(COCO_LABELS) else "value"
-    return float(np.abs(actual - expected).max()) / TOLERANCE[kind]
+    difference = float(np.abs(actual - expected).max())
+    return difference, difference / TOLERANCE[kind]
 
 
 def main() -> None:
@@ -194,9 +195,8 @@ def main() -> None:
     source = models_dir / f"{architecture}.json"
     model, _ = tfjs_utils.read_model_json(source)
     fill_default_attrs(model)
-    inputs = {k: v["name"] for k, v in model["signature"]["inputs"].items()}
+    (input_name,) = [v["name"] for v in model["signature"]["inputs"].values()]
     outputs = sorted(v["name"] for v in model["signature"]["outputs"].values())
-    (input_name,) = inputs.values()
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as work:
@@ -224,8 +224,8 @@ def main() -> None:
         session = onnxruntime.InferenceSession(serialized, providers=["CPUExecutionProvider"])
         onnx_inputs = [i.name for i in session.get_inputs()]
         onnx_outputs = [o.name for o in session.get_outputs()]
+        difference = {name: 0.0 for name in outputs}
         worst = {name: 0.0 for name in outputs}
-        raw_worst = {name: 0.0 for name in outputs}
         with tf.Graph().as_default() as tf_graph:
             tf.graph_util.import_graph_def(graph, name="")
             with tf.compat.v1.Session(graph=tf_graph) as tf_session:
@@ -237,11 +237,11 @@ def main() -> None:
                     actual = session.run(None, {onnx_inputs[0]: image})
                     by_name = dict(zip(onnx_outputs, actual))
                     for name, reference in zip(outputs, expected):
-                        got = by_name[name]
-                        worst[name] = max(worst[name], compare(name, reference, got))
-                        raw_worst[name] = max(raw_worst[name], float(np.abs(got - reference).max()))
+                        absolute, relative = compare(name, reference, by_name[name])
+                        difference[name] = max(difference[name], absolute)
+                        worst[name] = max(worst[name], relative)
     for name in outputs:
-        print(f"{architecture} {name}: max |ONNX Runtime - TensorFlow| {raw_worst[name]:.2e} "
+        print(f"{architecture} {name}: max |ONNX Runtime - TensorFlow| {difference[name]:.2e} "
               f"({worst[name]:.2f} of the tolerance) over {CHECK_FRAMES} frames of {video.name}")
     if max(worst.values()) > 1.0:
         sys.exit(f"{architecture}: ONNX Runtime's output differs from TensorFlow's beyond the tolerance")

