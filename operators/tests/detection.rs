@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use argus_operators::detection::{Architecture, Detection, Detector, DetectorConfig};
@@ -24,7 +25,13 @@ fn street_frames(count: usize) -> Vec<BgrImage> {
     let dir = std::env::var_os("ARGUS_SAMPLE_DIR")
         .expect("ARGUS_SAMPLE_DIR is set by deploy/env.sh (Debian package opencv-doc)");
     let video = Path::new(&dir).join("vtest.avi");
-    let raw = std::env::temp_dir().join(format!("argus-detection-{}.bgr", std::process::id()));
+    // tests run in parallel: each call decodes into a file of its own
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let raw = std::env::temp_dir().join(format!(
+        "argus-detection-{}-{}.bgr",
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::Relaxed)
+    ));
     let status = Command::new("gst-launch-1.0")
         .arg("-q")
         .arg("filesrc")
