@@ -16,7 +16,7 @@ use trackforge::trackers::byte_track::{ByteTrack, ByteTrackParams};
 
 /// `[objects.tracking]`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrackerConfig {
     /// Detections at or above this score are matched first and may start tracks; those
     /// below (down to `min_score`) only keep existing tracks alive (ByteTrack's second stage).
@@ -115,6 +115,14 @@ impl Tracker {
     /// Tracks alive (seen within `lost_after_s`), visible in the last frame or not.
     pub fn alive(&self) -> impl Iterator<Item = &Track> {
         self.records.values().map(|record| &record.track)
+    }
+
+    /// Nothing moved since the last frame (the detector was not run): every alive track is
+    /// still where it was at `time`. A parked car stays one track however long it stands.
+    pub fn unchanged(&mut self, time: f64) {
+        for record in self.records.values_mut() {
+            record.track.last_seen = time;
+        }
     }
 
     /// Associates one frame's detections, taken at `time` (seconds, increasing).
@@ -297,6 +305,21 @@ mod tests {
         assert_eq!(started, 1);
         let car = tracker.alive().next().unwrap();
         assert_eq!(car.class, CAR);
+    }
+
+    #[test]
+    fn frames_without_motion_keep_tracks_alive() {
+        let mut tracker = tracker();
+        let id = tracker
+            .update(0.0, &[detection(400.0, 200.0, 0.9, CAR)])
+            .visible[0]
+            .id;
+        for step in 1..100 {
+            tracker.unchanged(step as f64 * 0.2);
+        }
+        let update = tracker.update(20.0, &[detection(401.0, 200.0, 0.9, CAR)]);
+        assert!(update.started.is_empty() && update.ended.is_empty());
+        assert_eq!(update.visible[0].id, id);
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! | shared | [`metrics`] | the Prometheus registry |
 //! | shared | [`messages`] | the versioned Kafka message schemas |
 //! | source | [`source`] | URIs, the GStreamer decoder, frame queues |
+//! | shared | [`objects`] | zones and lines, and the events tracks raise with them |
 //! | shared | [`config`] | settings (TOML + env), defaults in `config/default.toml` |
 //! | domain | [`captions`] | chunks, evidence and alert rules (plain data) |
-//! | domain | [`objects`] | zones and lines, and the events tracks raise with them |
 //! | stream | [`stream`] | each stream's state machine; the analyser and sink interfaces |
 //! | operators | [`operators`] | the models, each on the one model worker |
 //! | sinks | [`publish`] | the Kafka producer (with its spill file) and the Redis writer |

@@ -237,3 +237,84 @@ impl Alert {
     pub const SCHEMA_VERSION: u32 = 1;
     pub const SCHEMA_ID: &'static str = "argus.alert.v1";
 }
+
+/// `schemas/objects.v1.json`: the objects tracked in one analysed frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectsMessage {
+    pub schema_version: u32,
+    pub message_id: Uuid,
+    pub camera_id: String,
+    pub source: String,
+    /// The frame's time (as in `argus.frame-results.v1`).
+    pub wall_time: DateTime<Utc>,
+    pub sequence: u64,
+    pub width: u32,
+    pub height: u32,
+    /// The tracks matched in this frame.
+    pub objects: Vec<TrackedObject>,
+    pub detector: String,
+    pub produced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrackedObject {
+    /// Stable while the track lives; unique per camera until Argus restarts.
+    pub track_id: u64,
+    /// The COCO class, by vote over the track's detections.
+    pub class: String,
+    pub score: f32,
+    /// `[x1, y1, x2, y2]`, fractions of the frame's width and height.
+    pub bbox: [f32; 4],
+    /// When the track was first seen.
+    pub first_seen: DateTime<Utc>,
+}
+
+impl ObjectsMessage {
+    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_ID: &'static str = "argus.objects.v1";
+}
+
+/// `schemas/object-event.v1.json`: a track started or ended, entered or left a zone, stayed
+/// in one, or crossed a line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectEvent {
+    pub schema_version: u32,
+    pub message_id: Uuid,
+    pub camera_id: String,
+    pub track_id: u64,
+    pub class: String,
+    #[serde(flatten)]
+    pub event: ObjectEventKind,
+    /// When it happened (the frame's time).
+    pub at: DateTime<Utc>,
+    pub produced_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ObjectEventKind {
+    TrackStarted,
+    TrackEnded { first_seen: DateTime<Utc> },
+    ZoneEntered { zone: String },
+    ZoneLeft { zone: String, dwell_s: f64 },
+    DwellExceeded { zone: String, dwell_s: f64 },
+    LineCrossed { line: String, direction: String },
+}
+
+impl ObjectEventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TrackStarted => "track_started",
+            Self::TrackEnded { .. } => "track_ended",
+            Self::ZoneEntered { .. } => "zone_entered",
+            Self::ZoneLeft { .. } => "zone_left",
+            Self::DwellExceeded { .. } => "dwell_exceeded",
+            Self::LineCrossed { .. } => "line_crossed",
+        }
+    }
+}
+
+impl ObjectEvent {
+    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_ID: &'static str = "argus.object-event.v1";
+}

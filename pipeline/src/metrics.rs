@@ -63,6 +63,14 @@ pub struct Metrics {
     pub caption_correction_latency: HistogramVec,
     /// Alerts fired, per camera and rule.
     pub alerts_fired: IntCounterVec,
+    /// Frames the object detector ran on, per camera.
+    pub object_detections: IntCounterVec,
+    /// Frames the object detector skipped, per camera and reason (`rate`, `no_motion`).
+    pub object_detections_skipped: IntCounterVec,
+    /// Tracks alive, per camera.
+    pub object_tracks: IntGaugeVec,
+    /// Object events published, per camera and kind.
+    pub object_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -190,6 +198,30 @@ impl Metrics {
             "argus_cluster_cameras_assigned",
             "Cameras this worker runs (scale-out mode).",
         );
+        let object_detections = counter(
+            "argus_object_detections_total",
+            "Frames the object detector ran on.",
+            &["stream"],
+        );
+        let object_detections_skipped = counter(
+            "argus_object_detections_skipped_total",
+            "Frames the object detector skipped: `rate` (above objects.fps) or `no_motion` \
+             (nothing moved, tracks kept).",
+            &["stream", "reason"],
+        );
+        let object_tracks = IntGaugeVec::new(
+            Opts::new("argus_object_tracks", "Object tracks alive."),
+            &["stream"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(object_tracks.clone()))
+            .expect("unique metric");
+        let object_events = counter(
+            "argus_object_events_total",
+            "Object events published (track, zone and line events).",
+            &["stream", "kind"],
+        );
         let moment_windows_indexed = counter(
             "argus_moment_windows_indexed_total",
             "Moment windows indexed (stored, published and searchable).",
@@ -274,6 +306,10 @@ impl Metrics {
             caption_chunks_skipped,
             caption_correction_latency,
             alerts_fired,
+            object_detections,
+            object_detections_skipped,
+            object_tracks,
+            object_events,
         }
     }
 

@@ -155,7 +155,7 @@ pub async fn index_recording(
         registry: registry.clone(),
         analyser: Arc::new(analyzer),
         // `argus index` builds the moment index only; captions come from the service.
-        sinks: start_sinks(&config, &kafka, &redis, Some(indexer.clone()), None),
+        sinks: start_sinks(&config, &kafka, &redis, Some(indexer.clone()), None, None),
         metrics: metrics.clone(),
     });
     stream.sample_fps = job.sample_fps;

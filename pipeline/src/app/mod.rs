@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::moments::{IndexModels, MomentIndex, MomentStore};
 use crate::operators::captioning::CaptionModel;
+use crate::operators::detector::ObjectDetector;
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::operators::ocr::Analyzer;
 use crate::operators::rerank::MomentReranker;
@@ -31,7 +32,7 @@ use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
 use crate::redact::redact_text;
-use crate::sinks::{CaptionSink, FrameResults, MomentIndexer};
+use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectSink};
 use crate::source;
 use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
 
@@ -89,12 +90,14 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
     )
     .await?;
+    let objects = start_objects(&config, &kafka, &redis, &metrics)?;
     let sinks = start_sinks(
         &config,
         &kafka,
         &redis,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
+        objects,
     );
 
     let registry = StreamRegistry::new(metrics.clone());
@@ -183,16 +186,21 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     })
 }
 
-/// Where every stream's analysed frames go, in the order they are handed over: the moment
-/// index and the captions (when enabled), then the frame results. A new sink is one line here.
+/// Where every stream's analysed frames go, in the order they are handed over: objects, the
+/// moment index and the captions (when enabled), then the frame results. A new sink is one
+/// line here.
 pub(crate) fn start_sinks(
     config: &Config,
     kafka: &KafkaPublisher,
     redis: &RedisState,
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
+    objects: Option<ObjectSink>,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
+    if let Some(objects) = objects {
+        sinks.push(Arc::new(objects));
+    }
     if let Some(moments) = moments {
         sinks.push(Arc::new(moments));
     }
@@ -205,6 +213,41 @@ pub(crate) fn start_sinks(
         redis.clone(),
     )));
     sinks.into()
+}
+
+/// The objects sink with its detector loaded; `None` when `objects.enabled` is false.
+fn start_objects(
+    config: &Config,
+    kafka: &KafkaPublisher,
+    redis: &RedisState,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<ObjectSink>> {
+    if !config.objects.enabled {
+        return Ok(None);
+    }
+    let dir = config.objects.model_dir(&config.models);
+    let detector = ObjectDetector::start(
+        &dir,
+        config.objects.detector.clone(),
+        &config.analysis,
+        metrics.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "loading the object detector from {} (objects.model; set objects.enabled = false \
+             to run without objects)",
+            dir.display()
+        )
+    })?;
+    tracing::info!(fps = config.objects.fps, architecture = ?config.objects.detector.architecture,
+        "objects: detection and tracking ready");
+    Ok(Some(ObjectSink::new(
+        config,
+        detector,
+        kafka.clone(),
+        redis.clone(),
+        metrics.clone(),
+    )))
 }
 
 /// The operators, loaded from the model folder (failing with the missing file named).
@@ -235,6 +278,10 @@ pub(crate) async fn connect_publishers(
     ];
     if config.moments.enabled {
         topics.push(topic_of(config, &config.kafka.topics.moments));
+    }
+    if config.objects.enabled {
+        topics.push(topic_of(config, &config.kafka.topics.objects));
+        topics.push(topic_of(config, &config.kafka.topics.object_events));
     }
     if config.captions.enabled {
         topics.push(topic_of(config, &config.kafka.topics.captions));

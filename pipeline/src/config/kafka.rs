@@ -54,6 +54,10 @@ pub struct TopicsConfig {
     pub answers: String,
     /// Alerts from standing rules.
     pub alerts: String,
+    /// Each analysed frame's tracked objects.
+    pub objects: String,
+    /// Tracks starting and ending, zones entered and left, lines crossed, dwell exceeded.
+    pub object_events: String,
 }
 
 /// The on-disk queue where messages wait while the broker is unreachable.

@@ -24,6 +24,7 @@ mod http;
 mod kafka;
 mod models;
 mod moments;
+mod objects;
 mod redis;
 mod stream;
 
@@ -35,6 +36,7 @@ pub use self::http::HttpConfig;
 pub use self::kafka::{KafkaConfig, SpillConfig, SpillFullPolicy, TopicsConfig};
 pub use self::models::ModelsConfig;
 pub use self::moments::{MomentsConfig, RetentionConfig};
+pub use self::objects::ObjectsConfig;
 pub use self::redis::RedisConfig;
 pub use self::stream::{DropPolicy, ReconnectConfig, RtspTransport, StreamConfig};
 
@@ -70,6 +72,7 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     pub moments: MomentsConfig,
     pub captions: CaptionsConfig,
+    pub objects: ObjectsConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
     #[serde(default)]
@@ -124,6 +127,11 @@ impl Config {
             ("kafka.topics.captions", &self.kafka.topics.captions),
             ("kafka.topics.answers", &self.kafka.topics.answers),
             ("kafka.topics.alerts", &self.kafka.topics.alerts),
+            ("kafka.topics.objects", &self.kafka.topics.objects),
+            (
+                "kafka.topics.object_events",
+                &self.kafka.topics.object_events,
+            ),
             ("cluster.control_topic", &self.cluster.control_topic),
         ];
         for (key, topic) in topics {
@@ -167,6 +175,9 @@ impl Config {
                  moments.rerank_candidates must be at least 1"
                     .into(),
             ));
+        }
+        if let Some(problem) = self.objects.problem() {
+            return Err(ConfigError::Invalid(problem));
         }
         let captions = &self.captions;
         if !(captions.chunk_s >= 1.0 && captions.chunk_s <= 600.0) {
@@ -418,6 +429,11 @@ mod tests {
                 "alerts",
                 value(&AlertsConfig::default()),
                 value(&file.alerts),
+            ),
+            (
+                "objects",
+                value(&ObjectsConfig::default()),
+                value(&file.objects),
             ),
         ] {
             assert_eq!(default, in_file, "{section}");

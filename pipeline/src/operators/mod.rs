@@ -5,9 +5,11 @@
 //! - [`ocr`]: the per-frame operator (PP-OCRv4), the stream's [`crate::stream::FrameAnalyser`];
 //! - [`embedder`]: the moment index's text and image-text encoders;
 //! - [`rerank`]: the LLM that reranks a query's best moments;
-//! - [`captioning`]: the tagger and the LLM that write captions and answer questions.
+//! - [`captioning`]: the tagger and the LLM that write captions and answer questions;
+//! - [`detector`]: the COCO object detector (people, vehicles).
 
 pub mod captioning;
+pub mod detector;
 pub mod embedder;
 pub mod ocr;
 pub mod rerank;
