@@ -356,6 +356,9 @@ pub fn answer_key(task: &Task, text: &str, evidence: &Evidence) -> String {
         return UNKNOWN.into();
     }
     if let Task::Question(question) = task {
+        if echoes_prompt(text, evidence, task) {
+            return UNKNOWN.into();
+        }
         if is_yes_no_question(question) {
             return match words[0].as_str() {
                 "yes" => "yes".into(),
@@ -375,6 +378,36 @@ pub fn answer_key(task: &Task, text: &str, evidence: &Evidence) -> String {
         .map(String::as_str)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Whether an answer to a question only repeats the prompt: every line of it is a time, the
+/// observations' header, or (part of) an observation line, with nothing of its own. A small
+/// model asked something its observations do not say ("how many people walked past?") may
+/// copy its input, and that must never be published as an answer.
+pub fn echoes_prompt(answer: &str, evidence: &Evidence, task: &Task) -> bool {
+    let prompt = squeeze(&GroundedQa::user_message(evidence, task));
+    let mut lines = answer
+        .lines()
+        .map(|line| squeeze(line.trim_matches(|c: char| c.is_whitespace() || "-*•.".contains(c))))
+        .filter(|line| !line.is_empty())
+        .peekable();
+    lines.peek().is_some()
+        && lines.all(|line| {
+            let is_time = line.chars().any(|c| c.is_ascii_digit())
+                && line
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || " :-tz.+".contains(c));
+            // Three words or more: "no" or "a person" are answers even if the prompt has them.
+            is_time || (line.split(' ').count() >= 3 && prompt.contains(&line))
+        })
+}
+
+/// Lowercase, with runs of whitespace as one space: text compared as a reader sees it.
+fn squeeze(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 fn words(text: &str) -> Vec<String> {
@@ -464,5 +497,33 @@ mod tests {
     #[test]
     fn segments_without_observations_are_least_trusted() {
         assert_eq!(evidence().least_trusted_segments(), vec![1, 0, 2]);
+    }
+
+    #[test]
+    fn an_answer_that_only_repeats_the_prompt_is_an_echo() {
+        let evidence = evidence();
+        let task = Task::Question("How many people walked past?".into());
+        let header = GroundedQa::user_message(&evidence, &task)
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
+        let first_line = evidence.observations[0].line();
+        for echo in [
+            "20:41:02\n20:41:03\n20:41:04".to_owned(),
+            header.clone(),
+            format!("- {first_line}\n20:41:05"),
+        ] {
+            assert!(echoes_prompt(&echo, &evidence, &task), "{echo}");
+            assert_eq!(answer_key(&task, &echo, &evidence), UNKNOWN, "{echo}");
+        }
+        for answer in [
+            "No.",
+            "Three people walked past.",
+            "",
+            "20:41:02 a person waves",
+        ] {
+            assert!(!echoes_prompt(answer, &evidence, &task), "{answer}");
+        }
     }
 }

@@ -33,7 +33,7 @@ use argus_operators::llm::Sampling;
 use argus_operators::motion::{MotionConfig, MotionDetector};
 use argus_operators::ocr::{OcrConfig, PpOcr};
 use argus_operators::tagging::ImageTagger;
-use argus_operators::video_qa::{answer_key, GroundedQa, Task};
+use argus_operators::video_qa::{answer_key, echoes_prompt, Evidence, GroundedQa, Task};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use gstreamer as gst;
@@ -48,6 +48,9 @@ enum Expect {
     No,
     /// Every word of it, in any case, anywhere in the answer.
     Words(&'static str),
+    /// Anything but a copy of the prompt (its times, header or observation lines): a count
+    /// the observations do not give, where a small model tends to echo its input.
+    NoEcho,
 }
 
 struct Video {
@@ -105,6 +108,7 @@ fn videos(dir: &Path) -> Vec<Video> {
             questions: vec![
                 ("Is anything moving?", Expect::Yes),
                 ("Is there text on screen?", Expect::No),
+                ("How many people walked past?", Expect::NoEcho),
             ],
         },
         Video {
@@ -229,11 +233,11 @@ fn stored_chunks(
         .collect()
 }
 
-fn correct(task: &Task, answer: &str, expect: &Expect) -> bool {
-    let evidence = argus_operators::video_qa::Evidence::default();
+fn correct(task: &Task, answer: &str, expect: &Expect, evidence: &Evidence) -> bool {
     match expect {
-        Expect::Yes => answer_key(task, answer, &evidence) == "yes",
-        Expect::No => answer_key(task, answer, &evidence) == "no",
+        Expect::Yes => answer_key(task, answer, evidence) == "yes",
+        Expect::No => answer_key(task, answer, evidence) == "no",
+        Expect::NoEcho => !answer.trim().is_empty() && !echoes_prompt(answer, evidence, task),
         Expect::Words(words) => {
             let said = answer.to_uppercase();
             words.split_whitespace().all(|w| said.contains(w))
@@ -302,8 +306,8 @@ fn main() {
             cyberv_time += started.elapsed();
 
             let (before, after) = (
-                correct(&task, &greedy.text, expect),
-                correct(&task, &published, expect),
+                correct(&task, &greedy.text, expect, &question_evidence.evidence),
+                correct(&task, &published, expect, &question_evidence.evidence),
             );
             asked += 1;
             plain_right += usize::from(before);
@@ -315,6 +319,7 @@ fn main() {
                 Expect::Yes => "yes".to_string(),
                 Expect::No => "no".to_string(),
                 Expect::Words(words) => format!("\"{words}\""),
+                Expect::NoEcho => "no echo".to_string(),
             };
             let mark = |ok: bool| if ok { "✓" } else { "✗" };
             println!(

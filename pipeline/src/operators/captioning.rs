@@ -15,7 +15,9 @@ use argus_operators::self_correction::{
 };
 use argus_operators::tagging::{ImageTagger, Tag};
 use argus_operators::video_llm::{ChunkContext, VideoLlm};
-use argus_operators::video_qa::{answer_key, Evidence, GroundedQa, RoundOptions, Task, UNKNOWN};
+use argus_operators::video_qa::{
+    answer_key, echoes_prompt, Evidence, GroundedQa, RoundOptions, Task, UNKNOWN,
+};
 use argus_operators::{BgrImage, OperatorError};
 use chrono::{DateTime, Utc};
 
@@ -546,11 +548,11 @@ impl CaptionWorker {
             sensor: summary(&round, &reading, &verdict),
             candidates: round.len(),
             round: AnswerRound {
-                text: verdict
-                    .best()
-                    .map(|b| b.text.clone())
-                    .filter(|t| !t.is_empty())
-                    .unwrap_or_else(|| UNKNOWN.into()),
+                text: published_answer(
+                    verdict.best().map(|b| b.text.clone()).unwrap_or_default(),
+                    &evidence.evidence,
+                    &task,
+                ),
                 accepted: verdict.accepted,
                 key_frames: Vec::new(),
                 evidence: lines(&evidence.evidence, &evidence.instants),
@@ -562,7 +564,7 @@ impl CaptionWorker {
         }
         let correction_started = Instant::now();
         let (corrected, instants) = evidence.corrected(&verdict.key_segments);
-        let text = self.correct(&corrected, &task, seed)?;
+        let text = published_answer(self.correct(&corrected, &task, seed)?, &corrected, &task);
         let key_frames = corrected
             .observations
             .iter()
@@ -691,6 +693,16 @@ impl CaptionWorker {
 }
 
 /// `unknown` for an empty answer.
+/// The text an answer is published with: `unknown` when the model said nothing, or only
+/// repeated its prompt (times, the header, observation lines); the evidence goes with it.
+fn published_answer(text: String, evidence: &Evidence, task: &Task) -> String {
+    if text.trim().is_empty() || echoes_prompt(&text, evidence, task) {
+        UNKNOWN.into()
+    } else {
+        text
+    }
+}
+
 fn non_empty(text: String) -> String {
     if text.is_empty() {
         UNKNOWN.to_string()
