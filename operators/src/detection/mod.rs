@@ -14,9 +14,10 @@
 //! view) it gave 7.6 person boxes per frame against CenterNet's 6.9 at the same threshold; on
 //! the frame checked by eye (14 s in, nine people) it boxed all nine, one half hidden by a
 //! sign, plus two traffic cones and a post, where CenterNet boxed seven plus a cone and the
-//! post. It is also the faster of the two on CPU (`operators/benches/detection.rs`). And its
-//! licence is clear: NanoDet is Apache-2.0, while no upstream licence was found for the
-//! CenterNet-MobileNetV3 weights, so CenterNet stays an opt-in alternative.
+//! post. Speed does not decide between them: both take about 27 ms per frame on two CPU
+//! cores (`operators/benches/detection.rs`). The licence does: NanoDet is Apache-2.0, while no
+//! upstream licence was found for the CenterNet-MobileNetV3 weights, so CenterNet stays an
+//! opt-in alternative.
 //!
 //! Both graphs have a fixed batch of one, so [`Detector::detect_batch`] runs one frame after
 //! another; it exists so that callers batch across cameras the same way as for OCR and the
