@@ -289,7 +289,7 @@ impl GroundedQa {
         Candidate::from_generation(
             &generation,
             sampling,
-            |text| answer_key(task, text, evidence),
+            |text| grounded_key(task, text, evidence),
             |attention, answer_tokens| {
                 segment_attention(attention, answer_tokens, prompt, evidence.segments)
             },
@@ -356,9 +356,6 @@ pub fn answer_key(task: &Task, text: &str, evidence: &Evidence) -> String {
         return UNKNOWN.into();
     }
     if let Task::Question(question) = task {
-        if echoes_prompt(text, evidence, task) {
-            return UNKNOWN.into();
-        }
         if is_yes_no_question(question) {
             return match words[0].as_str() {
                 "yes" => "yes".into(),
@@ -378,6 +375,16 @@ pub fn answer_key(task: &Task, text: &str, evidence: &Evidence) -> String {
         .map(String::as_str)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The key of a grounded answer ([`answer_key`]), with an answer to a question that only
+/// repeats its prompt ([`echoes_prompt`]) keyed as `unknown`: the controller must not count
+/// copies of the input as agreeing answers.
+pub fn grounded_key(task: &Task, text: &str, evidence: &Evidence) -> String {
+    if matches!(task, Task::Question(_)) && echoes_prompt(text, evidence, task) {
+        return UNKNOWN.into();
+    }
+    answer_key(task, text, evidence)
 }
 
 /// Whether an answer to a question only repeats the prompt: every line of it is a time, the
@@ -515,7 +522,7 @@ mod tests {
             format!("- {first_line}\n20:41:05"),
         ] {
             assert!(echoes_prompt(&echo, &evidence, &task), "{echo}");
-            assert_eq!(answer_key(&task, &echo, &evidence), UNKNOWN, "{echo}");
+            assert_eq!(grounded_key(&task, &echo, &evidence), UNKNOWN, "{echo}");
         }
         for answer in [
             "No.",
