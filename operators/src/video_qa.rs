@@ -387,25 +387,37 @@ pub fn grounded_key(task: &Task, text: &str, evidence: &Evidence) -> String {
     answer_key(task, text, evidence)
 }
 
-/// Whether an answer to a question only repeats the prompt: every line of it is a time, the
-/// observations' header, or (part of) an observation line, with nothing of its own. A small
-/// model asked something its observations do not say ("how many people walked past?") may
-/// copy its input, and that must never be published as an answer.
+/// Whether an answer to a question only repeats the prompt: every piece of it (its lines, cut
+/// at `;` as observation lines are) is a time, the observations' header, or part of an
+/// observation line, alone or after a time. A small model asked something its observations
+/// do not say ("how many people walked past?") copies its input, or splices one line's time
+/// to another's content, and that must never be published as an answer.
 pub fn echoes_prompt(answer: &str, evidence: &Evidence, task: &Task) -> bool {
     let prompt = squeeze(&GroundedQa::user_message(evidence, task));
-    let mut lines = answer
-        .lines()
-        .map(|line| squeeze(line.trim_matches(|c: char| c.is_whitespace() || "-*•.".contains(c))))
-        .filter(|line| !line.is_empty())
+    let is_time = |word: &str| {
+        word.chars().any(|c| c.is_ascii_digit())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_digit() || ":-tz.+".contains(c))
+    };
+    let mut pieces = answer
+        .split(['\n', ';'])
+        .map(|piece| {
+            squeeze(piece.trim_matches(|c: char| c.is_whitespace() || "-*•.,".contains(c)))
+        })
+        .filter(|piece| !piece.is_empty())
         .peekable();
-    lines.peek().is_some()
-        && lines.all(|line| {
-            let is_time = line.chars().any(|c| c.is_ascii_digit())
-                && line
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || " :-tz.+".contains(c));
-            // Three words or more: "no" or "a person" are answers even if the prompt has them.
-            is_time || (line.split(' ').count() >= 3 && prompt.contains(&line))
+    pieces.peek().is_some()
+        && pieces.all(|piece| {
+            let words: Vec<&str> = piece.split(' ').collect();
+            let content = words
+                .iter()
+                .skip_while(|word| is_time(word))
+                .copied()
+                .collect::<Vec<_>>();
+            // Two words or more: "no" or "three people" are answers even where the prompt
+            // has them.
+            content.is_empty() || (content.len() >= 2 && prompt.contains(&content.join(" ")))
         })
 }
 
@@ -516,10 +528,16 @@ mod tests {
             .unwrap()
             .to_owned();
         let first_line = evidence.observations[0].line();
+        // A time spliced to another line's content, as SmolLM2 did on vtest.avi.
+        let spliced = format!(
+            "14:03:18 {}",
+            evidence.observations[0].text.split(';').next().unwrap()
+        );
         for echo in [
             "20:41:02\n20:41:03\n20:41:04".to_owned(),
             header.clone(),
             format!("- {first_line}\n20:41:05"),
+            spliced,
         ] {
             assert!(echoes_prompt(&echo, &evidence, &task), "{echo}");
             assert_eq!(grounded_key(&task, &echo, &evidence), UNKNOWN, "{echo}");
