@@ -27,8 +27,6 @@ pub struct TrackerConfig {
     pub new_track_score: f32,
     /// A track unseen for this long has ended (seconds).
     pub lost_after_s: f64,
-    /// The rate detections arrive at (frames per second): turns `lost_after_s` into frames.
-    pub fps: f64,
     /// Points kept of each track's path (the newest).
     pub path_points: usize,
 }
@@ -40,7 +38,6 @@ impl Default for TrackerConfig {
             min_score: 0.1,
             new_track_score: 0.6,
             lost_after_s: 3.0,
-            fps: 5.0,
             path_points: 64,
         }
     }
@@ -97,8 +94,10 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(config: TrackerConfig) -> Self {
-        let lost_frames = (config.lost_after_s * config.fps).ceil().max(1.0) as usize;
+    /// A tracker fed detections at `fps` frames per second (which turns `lost_after_s` into
+    /// ByteTrack's count of frames).
+    pub fn new(config: TrackerConfig, fps: f64) -> Self {
+        let lost_frames = (config.lost_after_s * fps).ceil().max(1.0) as usize;
         let mut params = ByteTrackParams {
             track_thresh: config.high_score,
             det_thresh: config.new_track_score,
@@ -224,11 +223,13 @@ mod tests {
     }
 
     fn tracker() -> Tracker {
-        Tracker::new(TrackerConfig {
-            fps: 5.0,
-            lost_after_s: 1.0,
-            ..TrackerConfig::default()
-        })
+        Tracker::new(
+            TrackerConfig {
+                lost_after_s: 1.0,
+                ..TrackerConfig::default()
+            },
+            5.0,
+        )
     }
 
     #[test]

@@ -13,13 +13,13 @@
 //! parked car stays one track and raises nothing while it stands.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use argus_operators::detection::COCO_CLASSES;
 use argus_operators::motion::{MotionConfig, MotionDetector};
 use argus_operators::tracking::{Track, TrackInput, Tracker};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::config::{Config, ObjectsConfig};
@@ -44,8 +44,10 @@ struct CameraObjects {
 pub struct ObjectSink {
     detector: ObjectDetector,
     config: ObjectsConfig,
-    /// Per camera; a camera's frames come in order from its one stream task.
-    cameras: Mutex<HashMap<String, CameraObjects>>,
+    /// Per camera, locked only by that camera's stream task (its frames come in order), so
+    /// one camera waiting for the detector never holds up another: their frames can share a
+    /// batch.
+    cameras: Mutex<HashMap<String, Arc<tokio::sync::Mutex<CameraObjects>>>>,
     kafka: KafkaPublisher,
     redis: RedisState,
     objects_topic: String,
@@ -74,10 +76,8 @@ impl ObjectSink {
     }
 
     fn camera_state(&self, camera: &str, origin: DateTime<Utc>) -> CameraObjects {
-        let mut tracking = self.config.tracking.clone();
-        tracking.fps = self.config.fps;
         CameraObjects {
-            tracker: Tracker::new(tracking),
+            tracker: Tracker::new(self.config.tracking.clone(), self.config.fps),
             geometry: Geometry::new(
                 (self.config.zones.iter())
                     .filter(|zone| zone.camera == camera)
@@ -163,10 +163,18 @@ fn normalised(track: &Track, width: f32, height: f32) -> [f32; 4] {
 impl FrameSink for ObjectSink {
     async fn observe(&self, frame: &AnalysedFrame) {
         let camera = &*frame.camera;
-        let mut cameras = self.cameras.lock().await;
-        let state = cameras
+        let camera_objects = self
+            .cameras
+            .lock()
+            .expect("object cameras lock")
             .entry(camera.to_owned())
-            .or_insert_with(|| self.camera_state(camera, frame.wall_time));
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(
+                    self.camera_state(camera, frame.wall_time),
+                ))
+            })
+            .clone();
+        let mut state = camera_objects.lock().await;
         let now = seconds(state.origin, frame.wall_time);
         let skipped = |reason: &str| {
             self.metrics
@@ -255,7 +263,7 @@ impl FrameSink for ObjectSink {
             .object_tracks
             .with_label_values(&[camera])
             .set(alive.len() as i64);
-        drop(cameras);
+        drop(state);
 
         let message = ObjectsMessage {
             schema_version: ObjectsMessage::SCHEMA_VERSION,
@@ -306,9 +314,15 @@ impl FrameSink for ObjectSink {
 
     /// The camera's pipeline ended: its tracks end with it.
     async fn finish(&self, camera: &str) {
-        let Some(mut state) = self.cameras.lock().await.remove(camera) else {
+        let removed = self
+            .cameras
+            .lock()
+            .expect("object cameras lock")
+            .remove(camera);
+        let Some(camera_objects) = removed else {
             return;
         };
+        let mut state = camera_objects.lock().await;
         let origin = state.origin;
         let tracks: Vec<Track> = state.tracker.alive().cloned().collect();
         for track in tracks {
