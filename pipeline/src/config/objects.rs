@@ -24,6 +24,9 @@ pub struct ObjectsConfig {
     /// the last detection (frame differencing, as Frigate does); tracks are kept meanwhile.
     /// 0 runs the detector on every frame.
     pub min_motion: f32,
+    /// Ended tracks kept per camera in the track store (the newest): what count questions
+    /// ("how many people walked past?") are answered from.
+    pub keep_tracks_per_camera: usize,
     /// Architecture, thresholds and classes (`argus_operators::detection`'s defaults).
     #[serde(default)]
     pub detector: DetectorConfig,
@@ -62,6 +65,9 @@ impl ObjectsConfig {
                 "objects.min_motion {} must be in [0, 1)",
                 self.min_motion
             ));
+        }
+        if self.keep_tracks_per_camera == 0 {
+            return Some("objects.keep_tracks_per_camera must be at least 1".into());
         }
         if let Some(class) =
             (self.detector.classes.iter()).find(|c| !COCO_CLASSES.contains(&c.as_str()))

@@ -213,13 +213,19 @@ fn ground([x1, _, x2, y2]: [f32; 4]) -> [f32; 2] {
 }
 
 fn movement(span: &TrackSpan) -> Movement {
-    if span.sightings < 2 {
+    track_movement(span.first, span.last, span.sightings)
+}
+
+/// How a track seen `sightings` times behaved between its `first` and `last` boxes: the
+/// track store keeps each ended track's movement in the same terms as captions' groups.
+pub fn track_movement(first: [f32; 4], last: [f32; 4], sightings: u32) -> Movement {
+    if sightings < 2 {
         return Movement::Seen;
     }
-    let [from_x, from_y] = ground(span.first);
-    let [to_x, to_y] = ground(span.last);
+    let [from_x, from_y] = ground(first);
+    let [to_x, to_y] = ground(last);
     let (dx, dy) = (to_x - from_x, to_y - from_y);
-    let height = (span.last[3] - span.last[1]).max(span.first[3] - span.first[1]);
+    let height = (last[3] - last[1]).max(first[3] - first[1]);
     let threshold = (height * MOVED_BOX_HEIGHTS).max(MOVED_FRAME);
     if dx.hypot(dy) < threshold {
         return Movement::Still;

@@ -5,7 +5,13 @@
 //! - `kafka.topics.object_events`: tracks started and ended, zones entered and left, dwell
 //!   exceeded, lines crossed (`schemas/object-event.v1.json`);
 //! - Redis: the camera's latest tracks (`{prefix}:objects:{camera}:latest`) and its zone
-//!   counts (`{prefix}:objects:{camera}:zones`).
+//!   counts (`{prefix}:objects:{camera}:zones`);
+//! - Redis, the track store count questions are answered from (`objects::tracks`): each
+//!   track as it ended, by last-seen time (the newest `objects.keep_tracks_per_camera`), and
+//!   the live tracks as of the latest detected frame.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -14,6 +20,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::messages::{ObjectEvent, ObjectsMessage, TrackedObject};
 use crate::metrics::Metrics;
+use crate::objects::tracks::{ended_tracks_key, live_tracks_key, TrackRecord, TrackRecorder};
 use crate::objects::ObjectHappening;
 use crate::operators::detector::DETECTOR_OPERATOR;
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
@@ -24,6 +31,10 @@ pub struct ObjectSink {
     redis: RedisState,
     objects_topic: String,
     events_topic: String,
+    keep_tracks: usize,
+    /// Per camera, its live tracks' paths. A camera's frames come in order from its own
+    /// task, and the lock is never held across a write.
+    recorders: Mutex<HashMap<String, TrackRecorder>>,
     metrics: Metrics,
 }
 
@@ -39,7 +50,45 @@ impl ObjectSink {
             redis,
             objects_topic: config.kafka.topics.objects.clone(),
             events_topic: config.kafka.topics.object_events.clone(),
+            keep_tracks: config.objects.keep_tracks_per_camera,
+            recorders: Mutex::default(),
             metrics,
+        }
+    }
+
+    /// Adds the ended tracks to the camera's track store, bounded to the newest
+    /// `keep_tracks`; with `live`, replaces its live tracks.
+    fn store_tracks(
+        &self,
+        pipeline: &mut redis::Pipeline,
+        camera: &str,
+        ended: &[TrackRecord],
+        live: Option<&[TrackRecord]>,
+    ) {
+        let prefix = self.redis.key_prefix();
+        if !ended.is_empty() {
+            let key = ended_tracks_key(prefix, camera);
+            let members: Vec<(i64, String)> = ended
+                .iter()
+                .map(|record| {
+                    let json = serde_json::to_string(record).expect("track records serialise");
+                    (record.last_seen.timestamp_millis(), json)
+                })
+                .collect();
+            pipeline
+                .zadd_multiple(&key, &members)
+                .ignore()
+                .zremrangebyrank(&key, 0, -(self.keep_tracks as isize) - 1)
+                .ignore();
+        }
+        if let Some(live) = live {
+            let key = live_tracks_key(prefix, camera);
+            if live.is_empty() {
+                pipeline.del(key).ignore();
+            } else {
+                let json = serde_json::to_string(live).expect("track records serialise");
+                pipeline.set(key, json).ignore();
+            }
         }
     }
 
@@ -85,6 +134,14 @@ impl FrameSink for ObjectSink {
             return;
         };
         let camera = &*frame.camera;
+        let (ended, live) = {
+            let mut recorders = self.recorders.lock().expect("track recorders lock");
+            let recorder = recorders.entry(camera.to_owned()).or_default();
+            let ended = recorder.observe(objects, frame.wall_time);
+            (ended, objects.detected.then(|| recorder.live()))
+        };
+        let mut pipeline = redis::pipe();
+        self.store_tracks(&mut pipeline, camera, &ended, live.as_deref());
         // Frames the detector skipped (nothing moved) changed nothing to publish.
         if objects.detected {
             let message = ObjectsMessage {
@@ -122,7 +179,6 @@ impl FrameSink for ObjectSink {
                 tracing::error!(camera, %error, "could not queue objects for Kafka");
             }
             let prefix = self.redis.key_prefix();
-            let mut pipeline = redis::pipe();
             pipeline.set(format!("{prefix}:objects:{camera}:latest"), &json);
             if !objects.zone_counts.is_empty() {
                 pipeline.hset_multiple(
@@ -130,6 +186,8 @@ impl FrameSink for ObjectSink {
                     &objects.zone_counts,
                 );
             }
+        }
+        if !pipeline.is_empty() {
             self.redis.write_pipeline(pipeline).await;
         }
         for happening in &objects.events {
@@ -138,6 +196,17 @@ impl FrameSink for ObjectSink {
     }
 
     async fn finish(&self, finished: &FinishedStream<'_>) {
+        let camera = finished.camera;
+        let recorder = self
+            .recorders
+            .lock()
+            .expect("track recorders lock")
+            .remove(camera);
+        // The tracks still live end with the stream: none is live any more.
+        let ended = recorder.unwrap_or_default().end(finished.object_events);
+        let mut pipeline = redis::pipe();
+        self.store_tracks(&mut pipeline, camera, &ended, Some(&[]));
+        self.redis.write_pipeline(pipeline).await;
         for happening in finished.object_events {
             self.publish_event(finished.camera, happening).await;
         }
