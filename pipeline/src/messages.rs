@@ -186,6 +186,26 @@ pub struct Answer {
     pub model: String,
     pub latency_ms: f64,
     pub produced_at: DateTime<Utc>,
+    /// A count question answered from the tracks: what was counted. Absent for other
+    /// questions, and where objects are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted: Option<CountedAnswer>,
+}
+
+/// How a count question ("how many people walked past?") was answered from the track store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountedAnswer {
+    /// Distinct tracks of `classes` in view during the range that did what was asked.
+    pub count: u32,
+    /// The COCO classes counted.
+    pub classes: Vec<String>,
+    /// Only tracks of this colour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
+    /// Which tracks: `moved`, `still` or `any`.
+    pub movement: String,
+    /// The model's answer stated the count; when it did not, `text` is the counted sentence.
+    pub phrased_by_model: bool,
 }
 
 /// A span of a question's range without video.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::evidence::time_label;
 use crate::messages::{Caption, EvidenceLine, MissingSpan};
+use crate::objects::counting::TrackCount;
 
 /// Longest question accepted (characters).
 pub const MAX_QUESTION_CHARS: usize = 1000;
@@ -122,6 +123,25 @@ impl QuestionEvidence {
             },
             instants,
         )
+    }
+
+    /// Adds what the track store counted for a count question, as one more segment at the
+    /// range's end (the model reads it last, next to the question), fully trusted: the
+    /// number is counted, the model only phrases it.
+    pub fn add_track_count(&mut self, count: &TrackCount) {
+        let segment = self.evidence.segments;
+        let line = EvidenceLine {
+            at: count.to,
+            text: count.observation(),
+            confidence: 1.0,
+            key_frame: false,
+        };
+        self.evidence
+            .observations
+            .push(observation(segment, &line, false));
+        self.instants.push(line.at);
+        self.dense.push(vec![line]);
+        self.evidence.segments += 1;
     }
 }
 
@@ -384,6 +404,40 @@ mod tests {
             vec!["no motion", "motion in 5% of the view; objects: person"]
         );
         assert_eq!(instants.len(), corrected.observations.len());
+    }
+
+    #[test]
+    fn a_track_count_is_a_trusted_segment_of_its_own_that_corrections_keep() {
+        use crate::objects::counting::CountQuestion;
+
+        let chunks = vec![
+            chunk(100, vec![line(101, "2 people walking left to right", 0.6)]),
+            chunk(110, vec![line(111, "1 person walking right to left", 0.5)]),
+        ];
+        let mut question = question_evidence("door", &chunks, at(100), at(120));
+        let count = CountQuestion::parse("How many people walked past?")
+            .unwrap()
+            .count(&[], at(100), at(120));
+        question.add_track_count(&count);
+        assert_eq!(question.evidence.segments, 3);
+        let last = question.evidence.observations.last().unwrap();
+        assert_eq!(
+            (last.segment, last.text.as_str(), last.confidence),
+            (
+                2,
+                "track count: 0 people walked past between 00:01:40 and 00:02:00",
+                1.0
+            )
+        );
+        assert_eq!(question.evidence.least_trusted_segments().last(), Some(&2));
+        // Whichever segments the correction re-examines, the count stays, last.
+        for key_segments in [vec![0, 1], vec![2], vec![]] {
+            let (corrected, instants) = question.corrected(&key_segments);
+            let last = corrected.observations.last().unwrap();
+            assert_eq!(last.text, count.observation(), "{key_segments:?}");
+            assert_eq!(last.key_frame, key_segments.contains(&2));
+            assert_eq!(instants.len(), corrected.observations.len());
+        }
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! ([`crate::captions::questions`]); the captioning model answers ahead of the chunks waiting
 //! to be captioned, with its CyberV correction published as a revision. Each answer goes to
 //! the answers topic and to Redis as the camera's latest.
+//!
+//! With objects on, a count question ("how many people walked past?") is counted from the
+//! track store (`objects::tracks`, written by `sinks::objects`): the count joins the evidence
+//! as a line for the model to phrase, and an answer that does not state it is replaced by the
+//! counted sentence (`objects::counting`).
 
 use std::time::Duration;
 
@@ -17,6 +22,8 @@ use crate::captions::questions::{question_evidence, QuestionError, QuestionReque
 use crate::config::Config;
 use crate::messages::{Answer, Caption, MissingSpan, SensorSummary};
 use crate::metrics::Metrics;
+use crate::objects::counting::{CountQuestion, TrackCount};
+use crate::objects::tracks::{ended_tracks_key, live_tracks_key, TrackRecord};
 use crate::operators::captioning::{AnswerRound, AnswerStep, CaptionJob, CaptionModel};
 use crate::operators::worker::WorkerError;
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
@@ -34,6 +41,8 @@ pub struct Questions {
     answers_topic: String,
     redis: RedisState,
     chunk_s: f64,
+    /// Objects are tracked: count questions are counted from the track store.
+    counts_tracks: bool,
     metrics: Metrics,
 }
 
@@ -56,6 +65,7 @@ impl Questions {
             answers_topic: config.kafka.topics.answers.clone(),
             redis,
             chunk_s: config.captions.chunk_s,
+            counts_tracks: config.objects.enabled,
             metrics,
         }
     }
@@ -110,13 +120,27 @@ impl Questions {
             .filter_map(|json| parse_caption(json))
             .filter(|c| c.end > from && c.start < to)
             .collect();
-        let evidence = question_evidence(&request.camera, &chunks, from, to);
+        let mut evidence = question_evidence(&request.camera, &chunks, from, to);
+        let count = match CountQuestion::parse(&request.question) {
+            Some(question) if self.counts_tracks && !chunks.is_empty() => {
+                let records =
+                    stored_tracks(&mut redis, self.redis.key_prefix(), &request.camera, from)
+                        .await
+                        .map_err(internal)?;
+                let count = question.count(&records, from, to);
+                tracing::info!(camera = %request.camera, count = count.count, "count question: {}", count.statement());
+                evidence.add_track_count(&count);
+                Some(count)
+            }
+            _ => None,
+        };
         let asked = Asked {
             camera: request.camera.clone(),
             question: request.question.clone(),
             from,
             to,
             missing: evidence.missing.clone(),
+            count,
         };
         if chunks.is_empty() {
             // Nothing to show the model: the answer is that the video is missing.
@@ -205,6 +229,13 @@ impl Questions {
         revision: u32,
         supersedes: Option<Uuid>,
     ) -> Answer {
+        let (text, counted) = match &asked.count {
+            Some(count) => {
+                let (text, counted) = count.publish(round.text);
+                (text, Some(counted))
+            }
+            None => (round.text, None),
+        };
         Answer {
             schema_version: Answer::SCHEMA_VERSION,
             message_id: Uuid::now_v7(),
@@ -212,7 +243,7 @@ impl Questions {
             question: asked.question.clone(),
             from: asked.from,
             to: asked.to,
-            text: round.text,
+            text,
             revision,
             supersedes,
             accepted: round.accepted,
@@ -223,6 +254,7 @@ impl Questions {
             model: self.model_name.clone(),
             latency_ms: round.compute.as_secs_f64() * 1e3,
             produced_at: Utc::now(),
+            counted,
         }
     }
 
@@ -258,6 +290,8 @@ struct Asked {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     missing: Vec<MissingSpan>,
+    /// For a count question, what the track store counted.
+    count: Option<TrackCount>,
 }
 
 fn round_without_model(text: String) -> AnswerRound {
@@ -268,6 +302,38 @@ fn round_without_model(text: String) -> AnswerRound {
         evidence: Vec::new(),
         compute: Duration::ZERO,
     }
+}
+
+/// The camera's tracks that may overlap a range starting at `from`: the ended ones last seen
+/// since, and the live ones. Whether they overlap is [`CountQuestion::count`]'s to check.
+async fn stored_tracks(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    camera: &str,
+    from: DateTime<Utc>,
+) -> redis::RedisResult<Vec<TrackRecord>> {
+    let (ended, live): (Vec<String>, Option<String>) = redis::pipe()
+        .zrangebyscore(
+            ended_tracks_key(prefix, camera),
+            from.timestamp_millis(),
+            "+inf",
+        )
+        .get(live_tracks_key(prefix, camera))
+        .query_async(redis)
+        .await?;
+    let unreadable = |error: serde_json::Error| tracing::warn!(%error, "unreadable track in Redis");
+    let mut records: Vec<TrackRecord> = ended
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).map_err(unreadable).ok())
+        .collect();
+    if let Some(live) = live {
+        records.extend(
+            serde_json::from_str::<Vec<TrackRecord>>(&live)
+                .map_err(unreadable)
+                .unwrap_or_default(),
+        );
+    }
+    Ok(records)
 }
 
 fn parse_caption(json: &str) -> Option<Caption> {
