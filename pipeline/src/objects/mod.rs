@@ -2,4 +2,5 @@
 //! raise with them ([`zones`]). Detection and tracking themselves are operators
 //! (`argus_operators::tracking`).
 
+pub mod eval;
 pub mod zones;
