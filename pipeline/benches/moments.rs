@@ -121,6 +121,7 @@ fn main() {
                 frames: 2,
                 ocr_text: vec![],
                 tags: vec![],
+                objects: vec![],
                 caption: None,
                 embedding_model: "synthetic".into(),
                 text_embedding: Some(around(topic, SPREAD, &mut rng)),

@@ -202,6 +202,8 @@ fn stored_chunks(
             frame.wall_time,
             image,
             &lines,
+            // Questions over perception without the objects stage (see BENCHMARKS.md).
+            Vec::new(),
             &mut motion,
         )));
     }

@@ -267,6 +267,10 @@ pub struct TrackedObject {
     pub bbox: [f32; 4],
     /// When the track was first seen.
     pub first_seen: DateTime<Utc>,
+    /// The box's commonest coarse colour ("white", "red", ...), by vote over the track's
+    /// detections; absent until one is measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
 }
 
 impl ObjectsMessage {
@@ -290,7 +294,7 @@ pub struct ObjectEvent {
     pub produced_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ObjectEventKind {
     TrackStarted,

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{connect_publishers, start_analyzer, start_moments, start_sinks};
+use super::{connect_publishers, start_analyzer, start_moments, start_objects, start_sinks};
 use crate::config::{Config, StreamConfig};
 use crate::metrics::Metrics;
 use crate::redact::redact_text;
@@ -154,8 +154,18 @@ pub async fn index_recording(
     let manager = StreamManager::new(StreamContext {
         registry: registry.clone(),
         analyser: Arc::new(analyzer),
-        // `argus index` builds the moment index only; captions come from the service.
-        sinks: start_sinks(&config, &kafka, &redis, Some(indexer.clone()), None, None),
+        // Moment windows carry the objects, when they are on.
+        objects: start_objects(&config, &metrics)?.map(|objects| Arc::new(objects) as _),
+        // `argus index` builds the moment index (and publishes the objects); captions come
+        // from the service.
+        sinks: start_sinks(
+            &config,
+            &kafka,
+            &redis,
+            &metrics,
+            Some(indexer.clone()),
+            None,
+        ),
         metrics: metrics.clone(),
     });
     stream.sample_fps = job.sample_fps;

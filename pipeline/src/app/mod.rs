@@ -25,6 +25,7 @@ use crate::moments::{IndexModels, MomentIndex, MomentStore};
 use crate::operators::captioning::CaptionModel;
 use crate::operators::detector::ObjectDetector;
 use crate::operators::embedder::{Embedder, VisualEmbedder};
+use crate::operators::objects::ObjectTracking;
 use crate::operators::ocr::Analyzer;
 use crate::operators::rerank::MomentReranker;
 use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
@@ -90,20 +91,21 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
     )
     .await?;
-    let objects = start_objects(&config, &kafka, &redis, &metrics)?;
+    let objects = start_objects(&config, &metrics)?;
     let sinks = start_sinks(
         &config,
         &kafka,
         &redis,
+        &metrics,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
-        objects,
     );
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
         registry: registry.clone(),
         analyser: Arc::new(analyzer),
+        objects: objects.map(|objects| Arc::new(objects) as _),
         sinks,
         metrics: metrics.clone(),
     });
@@ -193,13 +195,18 @@ pub(crate) fn start_sinks(
     config: &Config,
     kafka: &KafkaPublisher,
     redis: &RedisState,
+    metrics: &Metrics,
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
-    objects: Option<ObjectSink>,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
-    if let Some(objects) = objects {
-        sinks.push(Arc::new(objects));
+    if config.objects.enabled {
+        sinks.push(Arc::new(ObjectSink::new(
+            config,
+            kafka.clone(),
+            redis.clone(),
+            metrics.clone(),
+        )));
     }
     if let Some(moments) = moments {
         sinks.push(Arc::new(moments));
@@ -215,13 +222,11 @@ pub(crate) fn start_sinks(
     sinks.into()
 }
 
-/// The objects sink with its detector loaded; `None` when `objects.enabled` is false.
-fn start_objects(
+/// The objects stage with its detector loaded; `None` when `objects.enabled` is false.
+pub(crate) fn start_objects(
     config: &Config,
-    kafka: &KafkaPublisher,
-    redis: &RedisState,
     metrics: &Metrics,
-) -> anyhow::Result<Option<ObjectSink>> {
+) -> anyhow::Result<Option<ObjectTracking>> {
     if !config.objects.enabled {
         return Ok(None);
     }
@@ -241,11 +246,9 @@ fn start_objects(
     })?;
     tracing::info!(fps = config.objects.fps, architecture = ?config.objects.detector.architecture,
         "objects: detection and tracking ready");
-    Ok(Some(ObjectSink::new(
-        config,
+    Ok(Some(ObjectTracking::new(
+        &config.objects,
         detector,
-        kafka.clone(),
-        redis.clone(),
         metrics.clone(),
     )))
 }

@@ -342,6 +342,7 @@ mod tests {
                     area: level,
                 }],
             },
+            objects: Vec::new(),
         };
         // 23:00:00 and 23:00:05 UTC
         builder.push(frame(82_800, "", 0.0));

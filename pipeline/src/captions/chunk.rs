@@ -9,6 +9,9 @@ use argus_operators::ocr::TextLine;
 use argus_operators::BgrImage;
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::objects::activity::Activity;
+use crate::objects::FrameObjects;
+
 /// One sampled frame as the captioner keeps it.
 #[derive(Clone)]
 pub struct ChunkFrame {
@@ -17,6 +20,9 @@ pub struct ChunkFrame {
     /// Recognised text lines with their confidence.
     pub ocr: Vec<(String, f32)>,
     pub motion: Motion,
+    /// What the objects stage tracked since the camera's previous analysed frame, up to this
+    /// one (it samples faster); empty when it is off.
+    pub objects: Vec<Arc<FrameObjects>>,
 }
 
 impl ChunkFrame {
@@ -26,6 +32,7 @@ impl ChunkFrame {
         wall_time: DateTime<Utc>,
         image: Arc<BgrImage>,
         ocr: &[TextLine],
+        objects: Vec<Arc<FrameObjects>>,
         motion: &mut MotionDetector,
     ) -> Self {
         let motion = motion.observe(&image).unwrap_or_else(|error| {
@@ -37,6 +44,7 @@ impl ChunkFrame {
             image,
             ocr: ocr.iter().map(|l| (l.text.clone(), l.score)).collect(),
             motion,
+            objects,
         }
     }
 }
@@ -62,6 +70,20 @@ impl Chunk {
     pub fn segment_start(&self, segment: usize, segments: usize) -> DateTime<Utc> {
         let length = (self.end - self.start).num_milliseconds();
         self.start + chrono::Duration::milliseconds(length * segment as i64 / segments as i64)
+    }
+
+    /// Whether the objects stage ran on this chunk's frames.
+    pub fn tracks_objects(&self) -> bool {
+        self.frames.iter().any(|frame| !frame.objects.is_empty())
+    }
+
+    /// What the tracks did over the given frames (indices into `frames`).
+    pub fn activity(&self, frames: &[usize]) -> Activity {
+        let mut activity = Activity::default();
+        for objects in frames.iter().flat_map(|&i| &self.frames[i].objects) {
+            activity.observe(objects);
+        }
+        activity
     }
 
     /// Indices of the frames in each segment.
@@ -145,6 +167,7 @@ mod tests {
             image: Arc::new(BgrImage::new(1, 1, vec![0, 0, 0]).unwrap()),
             ocr: Vec::new(),
             motion: Motion::default(),
+            objects: Vec::new(),
         }
     }
 

@@ -1,11 +1,18 @@
 //! Turning a chunk's perception results into the timestamped observation lines the LLM reads.
 //!
+//! When the objects stage runs, each line says what the tracks did ("3 people walking left to
+//! right; 1 white van or truck parked since 10:00:04 (bottom right)"), over the segment in
+//! the first round and over the frame in the correction round, and ImageNet tags are left
+//! out: on a street they guessed bicycles and speeding cars that the detector can rule out.
+//! Without the objects stage, tags are all the model has of what is in view, and stay.
+//!
 //! The first round shows one frame per segment: the one with the most motion (the likeliest
 //! to show what happened), so a 10 s chunk costs five tagger calls. A segment without frames
 //! is said to have no video, so the model cannot fill the gap by invention. The correction
 //! round replaces each key segment's line by one line per frame of that segment, marked as
 //! key frames.
 
+use crate::objects::activity::Activity;
 use argus_operators::motion::Motion;
 use argus_operators::tagging::Tag;
 use argus_operators::video_qa::{Evidence, Observation};
@@ -55,11 +62,20 @@ pub fn evidence(
     segments: usize,
     described: &[Described<'_>],
 ) -> (Evidence, Vec<DateTime<Utc>>) {
+    let tracked = chunk.tracks_objects();
+    let by_segment = chunk.frames_by_segment(segments);
     let mut observations: Vec<(DateTime<Utc>, Observation)> = described
         .iter()
         .map(|d| {
             let frame = &chunk.frames[d.frame];
-            let (text, confidence) = describe(&frame.motion, d.tags, &frame.ocr);
+            let activity = tracked.then(|| {
+                if d.key_frame {
+                    chunk.activity(&[d.frame])
+                } else {
+                    chunk.activity(&by_segment[d.segment])
+                }
+            });
+            let (text, confidence) = describe(&frame.motion, d.tags, &frame.ocr, activity.as_ref());
             (
                 frame.wall_time,
                 Observation {
@@ -72,7 +88,7 @@ pub fn evidence(
             )
         })
         .collect();
-    for (segment, frames) in chunk.frames_by_segment(segments).iter().enumerate() {
+    for (segment, frames) in by_segment.iter().enumerate() {
         if frames.is_empty() {
             let at = chunk.segment_start(segment, segments);
             observations.push((
@@ -106,9 +122,15 @@ pub fn time_label(at: DateTime<Utc>) -> String {
     at.format("%H:%M:%S").to_string()
 }
 
-/// One frame's observation line and how much perception trusted it: the mean of the best
-/// tag's probability and the text lines' confidence.
-fn describe(motion: &Motion, tags: &[Tag], ocr: &[(String, f32)]) -> (String, f32) {
+/// One frame's observation line and how much perception trusted it: the mean of the
+/// detector's score (or, without objects, the best tag's probability) and the text lines'
+/// confidence.
+fn describe(
+    motion: &Motion,
+    tags: &[Tag],
+    ocr: &[(String, f32)],
+    objects: Option<&Activity>,
+) -> (String, f32) {
     let mut parts = Vec::new();
     if motion.level < STILL {
         parts.push("no motion".to_string());
@@ -123,10 +145,21 @@ fn describe(motion: &Motion, tags: &[Tag], ocr: &[(String, f32)]) -> (String, f3
             (motion.level * 100.0).max(1.0)
         ));
     }
-    let tags: Vec<&Tag> = tags.iter().filter(|t| t.score >= MIN_TAG_SCORE).collect();
-    if !tags.is_empty() {
-        let names: Vec<&str> = tags.iter().map(|t| first_name(&t.label)).collect();
-        parts.push(format!("objects: {}", names.join(", ")));
+    let mut scores: Vec<f32> = Vec::new();
+    match objects {
+        Some(activity) if activity.is_empty() => parts.push("no people or vehicles".to_string()),
+        Some(activity) => {
+            parts.extend(activity.phrases());
+            scores.extend(activity.mean_score());
+        }
+        None => {
+            let tags: Vec<&Tag> = tags.iter().filter(|t| t.score >= MIN_TAG_SCORE).collect();
+            if !tags.is_empty() {
+                let names: Vec<&str> = tags.iter().map(|t| first_name(&t.label)).collect();
+                parts.push(format!("objects: {}", names.join(", ")));
+                scores.push(tags[0].score);
+            }
+        }
     }
     let mut lines: Vec<&(String, f32)> = ocr.iter().collect();
     lines.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -135,7 +168,6 @@ fn describe(motion: &Motion, tags: &[Tag], ocr: &[(String, f32)]) -> (String, f3
         let quoted: Vec<String> = lines.iter().map(|(t, _)| format!("\"{t}\"")).collect();
         parts.push(format!("text on screen: {}", quoted.join(", ")));
     }
-    let mut scores: Vec<f32> = tags.first().map(|t| t.score).into_iter().collect();
     if !lines.is_empty() {
         scores.push(lines.iter().map(|(_, s)| s).sum::<f32>() / lines.len() as f32);
     }
@@ -171,6 +203,7 @@ mod tests {
                 level: motion,
                 regions: Vec::new(),
             },
+            objects: Vec::new(),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct IndexedWindow {
     pub end_ms: i64,
     pub ocr_text: Vec<String>,
     pub tags: Vec<String>,
+    /// The window's objects in words ("3 people walking left to right").
+    pub objects: Vec<String>,
     pub caption: Option<String>,
     pub text_embedding: Option<Box<[f32]>>,
     pub appearance: Box<[f32]>,
@@ -274,6 +276,7 @@ impl MomentIndex {
                 end_ms: window.end.timestamp_millis(),
                 ocr_text: window.ocr_text.clone(),
                 tags: window.tags.clone(),
+                objects: window.object_phrases(),
                 caption: window.caption.clone(),
                 text_embedding: window
                     .text_embedding
@@ -596,6 +599,7 @@ mod tests {
             frames: 2,
             ocr_text: vec![],
             tags: vec![],
+            objects: vec![],
             caption: None,
             embedding_model: "test".into(),
             text_embedding: embedding,

@@ -90,6 +90,9 @@ pub struct Evidence {
     /// On-screen text lines containing a query word.
     pub ocr: Vec<String>,
     pub tags: Vec<String>,
+    /// The window's object groups containing a query word ("3 people walking left to right").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
     pub caption: Option<String>,
     /// The query words found.
     pub words: Vec<String>,
@@ -157,6 +160,7 @@ fn matched_terms(terms: &[String], window: &IndexedWindow) -> BTreeSet<String> {
         .ocr_text
         .iter()
         .chain(&window.tags)
+        .chain(&window.objects)
         .chain(&window.caption)
         .flat_map(|text| words(text))
         .collect();
@@ -346,6 +350,15 @@ fn evidence(terms: &[String], windows: &[ScoredWindow]) -> Evidence {
                 }
             }
         }
+        for group in &window.objects {
+            let hits = matches(group);
+            if !hits.is_empty() {
+                found.extend(hits);
+                if !evidence.objects.contains(group) {
+                    evidence.objects.push(group.clone());
+                }
+            }
+        }
         if let Some(caption) = &window.caption {
             let hits = matches(caption);
             if !hits.is_empty() && evidence.caption.is_none() {
@@ -472,6 +485,7 @@ mod tests {
             end_ms: (start_s + 2) * 1000,
             ocr_text: text.iter().map(|t| t.to_string()).collect(),
             tags: vec![],
+            objects: vec![],
             caption: None,
             text_embedding: None,
             appearance: Box::new([]),

@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use argus_operators::ocr::TextLine;
 use argus_operators::BgrImage;
+
+use crate::objects::activity::{Activity, ObjectGroup};
+use crate::objects::FrameObjects;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -29,6 +32,10 @@ pub struct MomentWindow {
     pub tags: Vec<String>,
     /// A caption from the captioning operator, when one runs.
     pub caption: Option<String>,
+    /// The objects tracked in the window, in groups ("3 people walking left to right"), when
+    /// the objects stage runs (added within v1: optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectGroup>,
     /// The model that produced `text_embedding`.
     pub embedding_model: String,
     /// Unit-length embedding of the window's text (OCR, tags, caption); absent when the
@@ -52,10 +59,17 @@ impl MomentWindow {
 
     /// The text the window is embedded from, and matched against query words.
     pub fn document(&self) -> String {
+        let objects = self.object_phrases();
         let mut parts: Vec<&str> = self.ocr_text.iter().map(String::as_str).collect();
         parts.extend(self.tags.iter().map(String::as_str));
+        parts.extend(objects.iter().map(String::as_str));
         parts.extend(self.caption.as_deref());
         parts.join("\n")
+    }
+
+    /// The window's objects in words, the largest group first.
+    pub fn object_phrases(&self) -> Vec<String> {
+        self.objects.iter().map(ObjectGroup::phrase).collect()
     }
 
     /// Milliseconds since the epoch of the start: the window's key within its camera.
@@ -67,7 +81,10 @@ impl MomentWindow {
 /// What a window keeps of one analysed frame.
 pub struct FrameSummary<'a> {
     pub wall_time: DateTime<Utc>,
-    pub ocr: &'a [TextLine],
+    /// `None` for a frame sampled only for the objects stage: it adds its objects, and is not
+    /// counted among the window's frames.
+    pub ocr: Option<&'a [TextLine]>,
+    pub objects: Option<&'a FrameObjects>,
     pub appearance: Vec<f32>,
     /// A JPEG of the frame, for the window's thumbnail.
     pub thumbnail: Option<Vec<u8>>,
@@ -83,6 +100,7 @@ pub struct ClosedWindow {
     pub end: DateTime<Utc>,
     pub frames: u32,
     pub ocr_text: Vec<String>,
+    pub objects: Vec<ObjectGroup>,
     pub appearance: Vec<f32>,
     pub thumbnail: Option<Vec<u8>>,
     /// The middle frame, when the frames carried their image.
@@ -102,6 +120,7 @@ struct OpenWindow {
     frames: u32,
     /// Text line → best recognition confidence.
     lines: BTreeMap<String, f32>,
+    activity: Activity,
     /// The middle frame represents the window; the first one until it is known.
     appearance: Vec<f32>,
     thumbnail: Option<Vec<u8>>,
@@ -136,12 +155,19 @@ impl WindowBuilder {
             start,
             frames: 0,
             lines: BTreeMap::new(),
+            activity: Activity::default(),
             appearance: Vec::new(),
             thumbnail: None,
             image: None,
         });
+        if let Some(objects) = frame.objects {
+            open.activity.observe(objects);
+        }
+        let Some(ocr) = frame.ocr else {
+            return closed;
+        };
         open.frames += 1;
-        for line in frame.ocr {
+        for line in ocr {
             let text = line.text.trim();
             if !text.is_empty() {
                 let best = open.lines.entry(text.to_owned()).or_insert(0.0);
@@ -176,6 +202,7 @@ impl WindowBuilder {
             end: open.start + self.length,
             frames: open.frames,
             ocr_text: lines.into_iter().map(|(text, _)| text).collect(),
+            objects: open.activity.groups(),
             appearance: open.appearance,
             thumbnail: open.thumbnail,
             image: open.image,
@@ -202,7 +229,8 @@ mod tests {
     fn frame(seconds: f64, lines: &[TextLine]) -> FrameSummary<'_> {
         FrameSummary {
             wall_time: at(seconds),
-            ocr: lines,
+            ocr: Some(lines),
+            objects: None,
             appearance: vec![seconds as f32],
             thumbnail: None,
             image: None,

@@ -415,10 +415,13 @@ impl CaptionWorker {
                     .map(|&frame| (segment, frame, true)),
             );
         }
+        // With the objects stage on, tags are left out of the observations (see
+        // `captions::evidence`): the tagger is not asked.
+        let tracked = chunk.tracks_objects();
         let untagged: Vec<usize> = picks
             .iter()
             .map(|&(_, frame, _)| frame)
-            .filter(|frame| !tagged.iter().any(|(f, _)| f == frame))
+            .filter(|frame| !tracked && !tagged.iter().any(|(f, _)| f == frame))
             .collect();
         let new_tags = self.tag(chunk, untagged.iter().copied())?;
         tagged.extend(untagged.into_iter().zip(new_tags));

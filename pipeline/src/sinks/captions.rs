@@ -27,10 +27,11 @@ use crate::captions::chunk::{Chunk, ChunkBuilder, ChunkFrame};
 use crate::config::{CaptionsConfig, Config};
 use crate::messages::{Alert, Caption};
 use crate::metrics::Metrics;
+use crate::objects::FrameObjects;
 use crate::operators::captioning::{AlertDraft, CaptionJob, CaptionModel, Draft, Written};
 use crate::operators::worker::Pending;
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
-use crate::stream::{AnalysedFrame, FrameSink, OpenedStream};
+use crate::stream::{AnalysedFrame, FinishedStream, FrameSink, OpenedStream};
 
 /// A live chunk is closed this long after its end even if no later frame came.
 const LIVE_GRACE: Duration = Duration::from_secs(1);
@@ -40,6 +41,8 @@ struct CameraState {
     chunks: ChunkBuilder,
     motion: MotionDetector,
     live: bool,
+    /// What the objects stage tracked since the last analysed frame: it joins the next one.
+    objects: Vec<Arc<FrameObjects>>,
 }
 
 /// What the publishing task receives, in the order the captioning model wrote it.
@@ -131,12 +134,19 @@ impl CaptionSink {
                     chunks: ChunkBuilder::new(camera, source, self.inner.config.chunk_s),
                     motion: MotionDetector::new(MotionConfig::default()),
                     live,
+                    objects: Vec::new(),
                 });
             state.live = live;
+            state.objects.extend(frame.objects.clone());
+            let Some(analysis) = &frame.analysis else {
+                return;
+            };
+            let objects = std::mem::take(&mut state.objects);
             state.chunks.push(ChunkFrame::observe(
                 frame.wall_time,
                 frame.image.clone(),
-                &frame.analysis.ocr,
+                &analysis.ocr,
+                objects,
                 &mut state.motion,
             ))
         };
@@ -249,8 +259,8 @@ impl FrameSink for CaptionSink {
         self.add_frame(frame).await;
     }
 
-    async fn finish(&self, camera: &str) {
-        self.flush(camera).await;
+    async fn finish(&self, finished: &FinishedStream<'_>) {
+        self.flush(finished.camera).await;
     }
 }
 

@@ -31,8 +31,12 @@ impl FrameResults {
 #[async_trait]
 impl FrameSink for FrameResults {
     async fn observe(&self, frame: &AnalysedFrame) {
+        // Frames sampled only for the objects stage have no per-frame results.
+        let Some(analysis) = &frame.analysis else {
+            return;
+        };
         let camera = &*frame.camera;
-        let ocr = frame.analysis.ocr.clone();
+        let ocr = analysis.ocr.clone();
         let text = ocr
             .iter()
             .map(|line| line.text.as_str())
@@ -57,7 +61,7 @@ impl FrameSink for FrameResults {
             operator: frame.operator.into(),
             ocr,
             text,
-            operator_latency_ms: frame.analysis.latency.as_secs_f64() * 1e3,
+            operator_latency_ms: analysis.latency.as_secs_f64() * 1e3,
             produced_at: Utc::now(),
         };
         let json = serde_json::to_string(&result).expect("frame results serialise");

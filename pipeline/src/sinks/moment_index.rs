@@ -15,7 +15,7 @@ use crate::moments::store::MomentStore;
 use crate::moments::window::{ClosedWindow, FrameSummary, MomentWindow, WindowBuilder};
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing};
-use crate::stream::{AnalysedFrame, FrameSink, OpenedStream};
+use crate::stream::{AnalysedFrame, FinishedStream, FrameSink, OpenedStream};
 
 /// How long after a live window's end its last frames may still arrive (analysis takes time).
 const LIVE_GRACE: Duration = Duration::from_secs(1);
@@ -246,11 +246,7 @@ impl MomentIndexer {
     async fn index_window(&self, closed: ClosedWindow) {
         let inner = &self.inner;
         let camera = closed.camera_id.clone();
-        let (text_embedding, visual_embedding) = tokio::join!(
-            self.embed_text(&camera, closed.ocr_text.join("\n")),
-            self.embed_frame(&camera, closed.image.clone()),
-        );
-        let window = MomentWindow {
+        let mut window = MomentWindow {
             schema_version: MomentWindow::SCHEMA_VERSION,
             message_id: uuid::Uuid::now_v7(),
             camera_id: camera.clone(),
@@ -260,16 +256,24 @@ impl MomentIndexer {
             ocr_text: closed.ocr_text,
             tags: Vec::new(),
             caption: None,
+            objects: closed.objects,
             embedding_model: inner.embedder.model().to_owned(),
-            text_embedding,
+            text_embedding: None,
             appearance: closed.appearance,
-            visual_model: visual_embedding
-                .is_some()
-                .then(|| inner.visual.as_ref().map(|v| v.model().to_owned()))
-                .flatten(),
-            visual_embedding,
+            visual_model: None,
+            visual_embedding: None,
             produced_at: Utc::now(),
         };
+        let (text_embedding, visual_embedding) = tokio::join!(
+            self.embed_text(&camera, window.document()),
+            self.embed_frame(&camera, closed.image.clone()),
+        );
+        window.text_embedding = text_embedding;
+        window.visual_model = visual_embedding
+            .is_some()
+            .then(|| inner.visual.as_ref().map(|v| v.model().to_owned()))
+            .flatten();
+        window.visual_embedding = visual_embedding;
         self.store_window(&window, closed.thumbnail.as_deref())
             .await;
         inner
@@ -342,24 +346,33 @@ impl FrameSink for MomentIndexer {
     }
 
     async fn observe(&self, frame: &AnalysedFrame) {
-        // An 8×8 reduction of the frame: well under a millisecond.
-        let appearance =
+        let analysed = frame.analysis.is_some();
+        // An 8×8 reduction of the frame: well under a millisecond. Frames sampled only for
+        // the objects stage add their objects, not their picture.
+        let appearance = if analysed {
             argus_operators::appearance::colour_layout(&frame.image).unwrap_or_else(|error| {
                 tracing::debug!(camera = %frame.camera, %error, "no colour layout");
                 Vec::new()
-            });
+            })
+        } else {
+            Vec::new()
+        };
         let summary = FrameSummary {
             wall_time: frame.wall_time,
-            ocr: &frame.analysis.ocr,
+            ocr: frame
+                .analysis
+                .as_ref()
+                .map(|analysis| analysis.ocr.as_slice()),
+            objects: frame.objects.as_deref(),
             appearance,
             thumbnail: frame.thumbnail.as_deref().map(<[u8]>::to_vec),
             // Only an image-text encoder needs the frame itself.
-            image: self.inner.visual.is_some().then(|| frame.image.clone()),
+            image: (analysed && self.inner.visual.is_some()).then(|| frame.image.clone()),
         };
         self.add_frame(&frame.camera, frame.live, summary).await;
     }
 
-    async fn finish(&self, camera: &str) {
-        self.flush(camera).await;
+    async fn finish(&self, finished: &FinishedStream<'_>) {
+        self.flush(finished.camera).await;
     }
 }

@@ -12,21 +12,24 @@
 //! ```
 //! A stream failing never disturbs the others: each has its own pipeline and task.
 //!
-//! Each sampled frame goes through the [`FrameAnalyser`] and then to every [`FrameSink`], in
-//! order ([`sink`]); the stream's state changes and gaps go to the sinks as [`StreamEvent`]s.
+//! Each sampled frame goes through the [`FrameAnalyser`] (when the stream's `sample_fps` is
+//! due) and the [`ObjectAnalyser`] (when on, at its own rate), and then to every
+//! [`FrameSink`], in order ([`sink`]); the stream's state changes and gaps go to the sinks as [`StreamEvent`]s.
 //! What those are is wired in `app`: this module imports no operator and no sink.
 
 mod manager;
+mod pace;
 mod registry;
 mod runner;
 pub mod sink;
 
 pub use manager::{validate, ManageError, StreamManager};
+pub use pace::Pace;
 pub use registry::{StreamRegistry, StreamStatus};
 pub use runner::StreamContext;
 pub use sink::{
-    AnalysedFrame, Analysis, FrameAnalyser, FrameSink, OpenedStream, Sinks, StreamEvent,
-    StreamEventKind,
+    AnalysedFrame, Analysis, FinishedStream, FrameAnalyser, FrameSink, ObjectAnalyser,
+    OpenedStream, Sinks, StreamEvent, StreamEventKind,
 };
 
 use serde::Serialize;

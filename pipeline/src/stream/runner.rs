@@ -12,9 +12,10 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use super::sink::{
-    AnalysedFrame, FrameAnalyser, OpenedStream, Sinks, StreamEvent, StreamEventKind,
+    AnalysedFrame, FinishedStream, FrameAnalyser, ObjectAnalyser, OpenedStream, Sinks, StreamEvent,
+    StreamEventKind,
 };
-use super::{StreamRegistry, StreamState};
+use super::{Pace, StreamRegistry, StreamState};
 use crate::config::{ReconnectConfig, StreamConfig};
 use crate::metrics::Metrics;
 use crate::redact::redact_text;
@@ -25,6 +26,8 @@ use crate::source::{Decoder, DecoderSettings, Frame, FrameQueue, Source};
 pub struct StreamContext {
     pub registry: StreamRegistry,
     pub analyser: Arc<dyn FrameAnalyser>,
+    /// The objects stage, when `objects.enabled`.
+    pub objects: Option<Arc<dyn ObjectAnalyser>>,
     pub sinks: Sinks,
     pub metrics: Metrics,
 }
@@ -46,6 +49,9 @@ struct Continuity {
     /// When the video stopped and why, until frames flow again.
     outage: Option<(DateTime<Utc>, String)>,
     failed_attempts: u32,
+    /// When the per-frame operators are next due (they run at `sample_fps`, while frames may
+    /// be sampled faster for the objects stage).
+    analysis_pace: Pace,
 }
 
 /// Runs one stream until it ends, fails for good, or `stop` is set.
@@ -64,11 +70,17 @@ pub(super) async fn run_stream(
         Err(error) => return fail(&context, &id, &shown_uri, error.to_string()).await,
     };
     tracing::info!(stream = %id, %source, fps = stream.sample_fps, "starting stream");
+    // Frames are sampled for the faster of the per-frame operators and the objects stage.
+    let sample_fps = match &context.objects {
+        Some(objects) => stream.sample_fps.max(objects.fps()),
+        None => stream.sample_fps,
+    };
     let mut continuity = Continuity {
         sequence: Arc::new(AtomicU64::new(0)),
         last_frame: None,
         outage: None,
         failed_attempts: 0,
+        analysis_pace: Pace::new(stream.sample_fps, sample_fps),
     };
     loop {
         let queue = Arc::new(FrameQueue::new(
@@ -82,7 +94,7 @@ pub(super) async fn run_stream(
         ));
         let settings = DecoderSettings {
             stream_id: Arc::from(id.as_str()),
-            sample_fps: stream.sample_fps,
+            sample_fps,
             max_width: stream.max_width,
             start_time: stream.start_time.unwrap_or_else(Utc::now),
             rtsp_transport: stream.rtsp_transport,
@@ -119,8 +131,16 @@ pub(super) async fn run_stream(
             Err(error) => Ended::Down(scrub(&error.to_string(), &source)),
         };
         queue.close();
+        let object_events = match &context.objects {
+            Some(objects) => objects.finish(&id).await,
+            None => Vec::new(),
+        };
+        let finished = FinishedStream {
+            camera: &id,
+            object_events: &object_events,
+        };
         for sink in context.sinks.iter() {
-            sink.finish(&id).await;
+            sink.finish(&finished).await;
         }
 
         match ended {
@@ -241,7 +261,7 @@ async fn drive(
                 }
                 continuity.failed_attempts = 0;
                 continuity.last_frame = Some(frame.wall_time);
-                analyse_and_hand_on(context, stream, source, frame).await;
+                analyse_and_hand_on(context, stream, source, frame, &mut continuity.analysis_pace).await;
             }
             message = bus.next() => {
                 let Some(message) = message else { return Ended::Down("the pipeline's bus closed".into()) };
@@ -272,7 +292,7 @@ async fn drive(
                         // Every frame is queued before end-of-stream reaches the bus.
                         while let Some(frame) = queue.try_pop() {
                             continuity.last_frame = Some(frame.wall_time);
-                            analyse_and_hand_on(context, stream, source, frame).await;
+                            analyse_and_hand_on(context, stream, source, frame, &mut continuity.analysis_pace).await;
                         }
                         return if source.is_live() {
                             Ended::Down("the source ended the stream".into())
@@ -353,6 +373,7 @@ async fn analyse_and_hand_on(
     stream: &StreamConfig,
     source: &Source,
     frame: Frame,
+    analysis_pace: &mut Pace,
 ) {
     let id = frame.stream_id.to_string();
     if stream
@@ -364,33 +385,62 @@ async fn analyse_and_hand_on(
             .update(&id, |status| status.last_frame_time = Some(frame.wall_time));
         return;
     }
-    let thumbnail = match frame.image.to_jpeg(THUMBNAIL_WIDTH, 70) {
-        Ok(jpeg) => {
-            context.registry.set_thumbnail(&id, jpeg.clone());
-            Some(Arc::from(jpeg))
-        }
-        Err(error) => {
-            tracing::debug!(stream = %id, %error, "no thumbnail");
-            None
-        }
-    };
     let image = Arc::new(frame.image);
-    let analysis = match context.analyser.analyse(image.clone()).await {
-        Ok(analysis) => analysis,
-        Err(error) => {
-            tracing::error!(stream = %id, frame = frame.sequence, %error, "analysis failed");
-            return;
+    // Frames come at `sample_fps`, or at the objects' faster rate: then the per-frame
+    // operators take every few.
+    let analysis_due = analysis_pace.due(frame.wall_time);
+    // The thumbnail and the per-frame operators at the stream's own rate; the objects stage
+    // at its own, concurrently (they are different models on different threads).
+    let analysed = async {
+        if !analysis_due {
+            return None;
+        }
+        let thumbnail = match image.to_jpeg(THUMBNAIL_WIDTH, 70) {
+            Ok(jpeg) => {
+                context.registry.set_thumbnail(&id, jpeg.clone());
+                Some(Arc::from(jpeg))
+            }
+            Err(error) => {
+                tracing::debug!(stream = %id, %error, "no thumbnail");
+                None
+            }
+        };
+        match context.analyser.analyse(image.clone()).await {
+            Ok(analysis) => Some((analysis, thumbnail)),
+            Err(error) => {
+                tracing::error!(stream = %id, frame = frame.sequence, %error, "analysis failed");
+                None
+            }
         }
     };
-    context
-        .metrics
-        .frames_analysed
-        .with_label_values(&[&id])
-        .inc();
+    let objects = async {
+        match &context.objects {
+            Some(objects) => objects
+                .observe(&id, frame.wall_time, image.clone())
+                .await
+                .map(Arc::new),
+            None => None,
+        }
+    };
+    let (analysed, objects) = tokio::join!(analysed, objects);
+    if analysed.is_none() && objects.is_none() {
+        return;
+    }
+    let (analysis, thumbnail) = match analysed {
+        Some((analysis, thumbnail)) => {
+            context
+                .metrics
+                .frames_analysed
+                .with_label_values(&[&id])
+                .inc();
+            (Some(analysis), thumbnail)
+        }
+        None => (None, None),
+    };
     context
         .registry
         .update(&id, |status| status.last_frame_time = Some(frame.wall_time));
-    if frame.sequence.is_multiple_of(10) {
+    if analysis.is_some() && frame.sequence.is_multiple_of(10) {
         tracing::info!(stream = %id, frames = frame.sequence + 1, at = %frame.wall_time, "analysing");
     }
     let analysed = AnalysedFrame {
@@ -405,6 +455,7 @@ async fn analyse_and_hand_on(
         thumbnail,
         operator: context.analyser.operator(),
         analysis,
+        objects,
     };
     for sink in context.sinks.iter() {
         sink.observe(&analysed).await;

@@ -1,8 +1,9 @@
 //! What a stream hands on, and to whom: the two interfaces the state machine depends on.
 //!
 //! A stream knows neither the models nor where results go. It asks a [`FrameAnalyser`] to
-//! analyse each frame and gives every [`FrameSink`] the [`AnalysedFrame`] and the stream's
-//! own [`StreamEvent`]s. What the analyser and the sinks are is decided in `app`, the one
+//! analyse each frame (at the stream's `sample_fps`), an [`ObjectAnalyser`] to track the
+//! objects in it (at the objects' own rate), and gives every [`FrameSink`] the
+//! [`AnalysedFrame`] and the stream's own [`StreamEvent`]s. What the analyser and the sinks are is decided in `app`, the one
 //! place that builds and wires things; adding a sink is one module plus one line there.
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StreamState;
+use crate::objects::{FrameObjects, ObjectHappening};
 use crate::source::FrameClock;
 
 /// What the operators found in one frame.
@@ -33,6 +35,26 @@ pub trait FrameAnalyser: Send + Sync {
     async fn analyse(&self, image: Arc<BgrImage>) -> Result<Analysis, OperatorError>;
 }
 
+/// The objects stage, as the stream sees it: one tracker per camera, fed in frame order.
+#[async_trait]
+pub trait ObjectAnalyser: Send + Sync {
+    /// Frames per second it looks at, at most: streams sample at least this fast.
+    fn fps(&self) -> f64;
+
+    /// Detects and tracks the objects in a camera's next frame; `None` when the frame comes
+    /// sooner than its rate (or the detector failed, which it logs and counts).
+    async fn observe(
+        &self,
+        camera: &str,
+        wall_time: DateTime<Utc>,
+        image: Arc<BgrImage>,
+    ) -> Option<FrameObjects>;
+
+    /// The camera's pipeline ended: its live tracks end with it. Returns what that raises
+    /// (zones left, tracks ended).
+    async fn finish(&self, camera: &str) -> Vec<ObjectHappening>;
+}
+
 /// One sampled frame and what the operators found in it.
 pub struct AnalysedFrame {
     pub camera: Arc<str>,
@@ -49,7 +71,11 @@ pub struct AnalysedFrame {
     /// The frame as a small JPEG (the console's thumbnail), when it could be encoded.
     pub thumbnail: Option<Arc<[u8]>>,
     pub operator: &'static str,
-    pub analysis: Analysis,
+    /// The per-frame operators' results; `None` on a frame sampled only for the objects
+    /// stage (objects.fps is faster than the stream's sample_fps).
+    pub analysis: Option<Analysis>,
+    /// The objects stage's results; `None` when it is off or skipped this frame.
+    pub objects: Option<Arc<FrameObjects>>,
 }
 
 /// A stream's pipeline is starting (again, after a reconnect).
@@ -99,7 +125,14 @@ pub trait FrameSink: Send + Sync {
 
     /// The camera's pipeline ended (end of a recording, a disconnect, a stop): finish what
     /// is open. A recording is reported finished only once every sink has returned.
-    async fn finish(&self, _camera: &str) {}
+    async fn finish(&self, _finished: &FinishedStream<'_>) {}
+}
+
+/// A camera's pipeline ended.
+pub struct FinishedStream<'a> {
+    pub camera: &'a str,
+    /// The objects still tracked when it ended: their tracks end with it.
+    pub object_events: &'a [ObjectHappening],
 }
 
 /// Every sink, in the order they are called.
