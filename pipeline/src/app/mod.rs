@@ -7,6 +7,7 @@
 //! `sinks/` plus one line in [`start_sinks`].
 
 pub mod eval;
+pub mod eval_objects;
 pub mod index;
 pub mod search;
 pub mod tail;
