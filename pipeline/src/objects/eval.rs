@@ -249,8 +249,8 @@ pub fn average_precision(frames: &[DetectionFrame]) -> AveragePrecision {
         .enumerate()
         .flat_map(|(index, frame)| frame.detected.iter().map(move |d| (index, *d)))
         .collect();
-    // Highest score first; a stable sort keeps ties in input order, as numpy's argsort of
-    // voc_eval.py does not promise but its inputs usually are.
+    // Highest score first; ties keep their input order (a stable sort), which voc_eval.py's
+    // argsort does not promise.
     detections.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
     let mut taken: Vec<Vec<bool>> = frames.iter().map(|f| vec![false; f.truth.len()]).collect();
     // (true positives, false positives) after each scored detection
