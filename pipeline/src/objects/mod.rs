@@ -6,6 +6,7 @@
 
 pub mod activity;
 pub mod colour;
+pub mod eval;
 pub mod zones;
 
 use chrono::{DateTime, Utc};
