@@ -18,9 +18,9 @@ use anyhow::Context;
 
 use crate::access::Access;
 use crate::api::{self, ApiSlot, ApiState};
-use crate::captions::alerts::{AlertRules, RuleScope};
+use crate::captions::alerts::AlertRules;
 use crate::cluster::{self, CameraDirectory};
-use crate::config::Config;
+use crate::config::{Config, RuleScope};
 use crate::metrics::Metrics;
 use crate::moments::{IndexModels, MomentIndex, MomentStore};
 use crate::operators::captioning::CaptionModel;
@@ -437,11 +437,7 @@ async fn load_alerts(config: &Config, redis: &RedisState) -> anyhow::Result<Opti
     if !config.captions.enabled && !config.objects.enabled {
         return Ok(None);
     }
-    let scope = RuleScope {
-        chunks: config.captions.enabled,
-        object_classes: (config.objects.enabled).then(|| config.objects.detector.classes.clone()),
-    };
-    let book = AlertBook::load(&config.alerts.rules, scope, redis.clone())
+    let book = AlertBook::load(&config.alerts.rules, RuleScope::of(config), redis.clone())
         .await
         .map_err(anyhow::Error::msg)
         .context("loading the alert rules (alerts.rules)")?;

@@ -21,7 +21,7 @@ use regex::Regex;
 
 use super::chunk::Chunk;
 use super::evidence::time_label;
-pub use crate::config::{AlertRule, Condition};
+pub use crate::config::{AlertRule, Condition, RuleScope};
 use crate::messages::EvidenceLine;
 
 /// Alerts kept per camera in Redis (the newest).
@@ -392,44 +392,6 @@ impl AlertRules {
             .expect("alert rules lock")
             .remove(id)
             .is_some()
-    }
-}
-
-/// What checks alert rules in this process. A rule that nothing would check is refused, not
-/// kept in silence.
-#[derive(Debug, Clone, Default)]
-pub struct RuleScope {
-    /// `captions.enabled`: chunk rules (text, tag, motion, question) are checked.
-    pub chunks: bool,
-    /// With `objects.enabled`, the classes the detector reports (`objects.detector.classes`):
-    /// object rules on them are checked.
-    pub object_classes: Option<Vec<String>>,
-}
-
-impl RuleScope {
-    /// Whether the rule can fire here, or why not.
-    pub fn admits(&self, rule: &AlertRule) -> Result<(), String> {
-        let id = &rule.id;
-        match (&rule.when, &self.object_classes) {
-            (Condition::Object { .. }, None) => Err(format!(
-                "rule `{id}`: object rules are checked on tracked objects, and objects.enabled \
-                 is false"
-            )),
-            (Condition::Object { class, .. }, Some(classes)) if !classes.contains(class) => {
-                Err(format!(
-                    "rule `{id}`: the detector does not report `{class}` (objects.detector.classes: \
-                     {})",
-                    classes.join(", ")
-                ))
-            }
-            (Condition::Object { .. }, Some(_)) => Ok(()),
-            (chunk_rule, _) if !self.chunks => Err(format!(
-                "rule `{id}`: {} rules are checked on captioned chunks, and captions.enabled is \
-                 false",
-                chunk_rule.kind()
-            )),
-            _ => Ok(()),
-        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Config;
 use crate::objects::zones::Direction;
 
 /// Standing alert rules: chunk rules (text, tag, motion, question) are checked on every
@@ -105,6 +106,53 @@ impl Condition {
             Condition::Motion { .. } => "motion",
             Condition::Question { .. } => "question",
             Condition::Object { .. } => "object",
+        }
+    }
+}
+
+/// What checks alert rules in this process. A rule that nothing would check is refused, not
+/// kept in silence.
+#[derive(Debug, Clone)]
+pub struct RuleScope {
+    /// `captions.enabled`: chunk rules (text, tag, motion, question) are checked.
+    pub chunks: bool,
+    /// With `objects.enabled`, the classes the detector reports (`objects.detector.classes`):
+    /// object rules on them are checked.
+    pub object_classes: Option<Vec<String>>,
+}
+
+impl RuleScope {
+    /// What checks the rules with this configuration.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            chunks: config.captions.enabled,
+            object_classes: (config.objects.enabled)
+                .then(|| config.objects.detector.classes.clone()),
+        }
+    }
+
+    /// Whether the rule can fire here, or why not.
+    pub fn admits(&self, rule: &AlertRule) -> Result<(), String> {
+        let id = &rule.id;
+        match (&rule.when, &self.object_classes) {
+            (Condition::Object { .. }, None) => Err(format!(
+                "rule `{id}`: object rules are checked on tracked objects, and objects.enabled \
+                 is false"
+            )),
+            (Condition::Object { class, .. }, Some(classes)) if !classes.contains(class) => {
+                Err(format!(
+                    "rule `{id}`: the detector does not report `{class}` (objects.detector.classes: \
+                     {})",
+                    classes.join(", ")
+                ))
+            }
+            (Condition::Object { .. }, Some(_)) => Ok(()),
+            (chunk_rule, _) if !self.chunks => Err(format!(
+                "rule `{id}`: {} rules are checked on captioned chunks, and captions.enabled is \
+                 false",
+                chunk_rule.kind()
+            )),
+            _ => Ok(()),
         }
     }
 }
