@@ -367,8 +367,8 @@ impl Publisher {
 }
 
 impl Publisher {
-    /// Publishes an alert unless its rule fired on the camera within its cooldown (a rule
-    /// removed since it fired keeps no cooldown).
+    /// Publishes an alert unless its rule fired on the camera within its cooldown (an alert
+    /// whose rule was removed while its chunk was checked is published: it fired).
     async fn publish_alert(&mut self, draft: AlertDraft) {
         use base64::Engine as _;
         if let Some(rule) = self.rules.get(&draft.rule_id) {

@@ -93,21 +93,21 @@ impl FrameSink for ObjectAlertSink {
 }
 
 /// A rule that fired on a frame.
-#[derive(Debug, Clone)]
-pub struct Firing {
-    pub rule_id: String,
+#[derive(Debug)]
+struct Firing {
+    rule_id: String,
     /// The tracks that fired it, each for the first time.
-    pub track_ids: Vec<u64>,
+    track_ids: Vec<u64>,
     /// When what fired it began: the earliest zone entry of a dwell rule, else the frame.
-    pub start: DateTime<Utc>,
+    start: DateTime<Utc>,
     /// One line per track (after a count line when the rule wants more than one).
-    pub evidence: Vec<EvidenceLine>,
+    evidence: Vec<EvidenceLine>,
 }
 
 /// One camera's memory for the object rules: where its tracks are, which tracks fired which
 /// rule, and when each rule last fired.
 #[derive(Debug, Default)]
-pub struct RuleWatch {
+struct RuleWatch {
     /// Tracks inside at least one zone: the track as last seen, and since when it is in each.
     inside: HashMap<u64, InZones>,
     /// Per rule id, the live tracks that already fired it.
@@ -133,7 +133,7 @@ struct Candidate<'a> {
 impl RuleWatch {
     /// Checks `rules` (the object rules in force) on what the objects stage saw in the
     /// camera's frame at `at`, and returns those that fire.
-    pub fn observe(
+    fn observe(
         &mut self,
         camera: &str,
         at: DateTime<Utc>,
@@ -157,6 +157,7 @@ impl RuleWatch {
                 }
             }
         }
+        self.fired.retain(|_, tracks| !tracks.is_empty());
         fired
     }
 
@@ -487,7 +488,7 @@ mod tests {
         let ended = ObjectEventKind::TrackEnded { first_seen: at(0) };
         let gone = frame(&[], vec![happening(&alice, 5, ended)]);
         assert!(fires(&mut watch, 5, &gone, &rules).is_empty());
-        assert!(watch.fired.values().all(HashSet::is_empty), "{watch:?}");
+        assert!(watch.fired.is_empty(), "{watch:?}");
         assert_eq!(
             fires(&mut watch, 6, &frame(&[&carol], vec![]), &rules),
             fired("anyone", &[4])
