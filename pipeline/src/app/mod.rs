@@ -1,12 +1,14 @@
 //! The application: the one place that builds the parts and wires them together, and the
 //! CLI commands that run them. `run` serves until shutdown (or, on request, until every
-//! stream has ended); [`index`], [`eval`], [`search`] and [`tail`] are the other commands.
+//! stream has ended); [`index`], [`eval`], [`eval_objects`], [`search`] and [`tail`] are the
+//! other commands.
 //!
 //! A frame's path is wired here: the [`Analyzer`] is every stream's operator and
 //! [`sinks`](crate::sinks) lists where analysed frames go. Adding a sink is one module in
 //! `sinks/` plus one line in [`start_sinks`].
 
 pub mod eval;
+pub mod eval_objects;
 pub mod index;
 pub mod search;
 pub mod tail;
@@ -18,8 +20,9 @@ use anyhow::Context;
 
 use crate::access::Access;
 use crate::api::{self, ApiSlot, ApiState};
+use crate::captions::alerts::AlertRules;
 use crate::cluster::{self, CameraDirectory};
-use crate::config::Config;
+use crate::config::{Config, RuleScope};
 use crate::metrics::Metrics;
 use crate::moments::{IndexModels, MomentIndex, MomentStore};
 use crate::operators::captioning::CaptionModel;
@@ -28,12 +31,12 @@ use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::operators::objects::ObjectTracking;
 use crate::operators::ocr::Analyzer;
 use crate::operators::rerank::MomentReranker;
-use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
+use crate::publish::{AlertPublisher, KafkaPublisher, RedisState, TopicSpec};
 use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
 use crate::redact::redact_text;
-use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectSink};
+use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink};
 use crate::source;
 use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
 
@@ -83,11 +86,13 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
     let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
+    let alerts = load_alerts(&config, &redis).await?;
     let captions = start_captions(
         &config,
         &kafka,
         &redis,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
+        alerts.as_ref().map(|book| book.rules().clone()),
         &metrics,
     )
     .await?;
@@ -99,6 +104,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
+        alerts.as_ref().map(|book| book.rules().clone()),
     );
 
     let registry = StreamRegistry::new(metrics.clone());
@@ -124,8 +130,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         access: Access::new(&config.http),
         cors_origins: config.http.cors_origins.clone(),
         moments: moments.map(|(_, search)| search),
-        questions: captions.as_ref().map(|captions| captions.questions.clone()),
-        alerts: captions.map(|captions| captions.alerts),
+        questions: captions.map(|captions| captions.questions),
+        alerts,
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
         tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");
@@ -188,9 +194,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     })
 }
 
-/// Where every stream's analysed frames go, in the order they are handed over: objects, the
-/// moment index and the captions (when enabled), then the frame results. A new sink is one
-/// line here.
+/// Where every stream's analysed frames go, in the order they are handed over: objects and
+/// their alert rules, the moment index and the captions (when enabled), then the frame
+/// results. A new sink is one line here.
 pub(crate) fn start_sinks(
     config: &Config,
     kafka: &KafkaPublisher,
@@ -198,6 +204,7 @@ pub(crate) fn start_sinks(
     metrics: &Metrics,
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
+    alert_rules: Option<AlertRules>,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
     if config.objects.enabled {
@@ -206,6 +213,17 @@ pub(crate) fn start_sinks(
             kafka.clone(),
             redis.clone(),
             metrics.clone(),
+        )));
+    }
+    if let Some(rules) = alert_rules.filter(|_| config.objects.enabled) {
+        sinks.push(Arc::new(ObjectAlertSink::new(
+            rules,
+            AlertPublisher::new(
+                kafka.clone(),
+                config.kafka.topics.alerts.clone(),
+                redis.clone(),
+                metrics.clone(),
+            ),
         )));
     }
     if let Some(moments) = moments {
@@ -289,6 +307,8 @@ pub(crate) async fn connect_publishers(
     if config.captions.enabled {
         topics.push(topic_of(config, &config.kafka.topics.captions));
         topics.push(topic_of(config, &config.kafka.topics.answers));
+    }
+    if config.captions.enabled || config.objects.enabled {
         topics.push(topic_of(config, &config.kafka.topics.alerts));
     }
     if config.cluster.enabled {
@@ -413,40 +433,49 @@ pub(crate) async fn start_moments(
     Ok(Some((indexer, search)))
 }
 
+/// The alert rules in force (configured, and stored through the API) when something checks
+/// them: chunk rules need captions, object rules need objects; `None` when neither is on.
+async fn load_alerts(config: &Config, redis: &RedisState) -> anyhow::Result<Option<AlertBook>> {
+    if !config.captions.enabled && !config.objects.enabled {
+        return Ok(None);
+    }
+    let book = AlertBook::load(&config.alerts.rules, RuleScope::of(config), redis.clone())
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("loading the alert rules (alerts.rules)")?;
+    Ok(Some(book))
+}
+
 /// What chunk captions need: the sink that cuts and captions chunks, and what the API
-/// serves from the same model (questions) and rules (alerts).
+/// serves from the same model (questions).
 struct Captions {
     sink: CaptionSink,
     questions: Questions,
-    alerts: AlertBook,
 }
 
-/// The captioning model (LLM and tagger) loaded, its sink, questions and alert rules; `None`
-/// when `captions.enabled` is false.
+/// The captioning model (LLM and tagger) loaded, its sink and questions; `None` when
+/// `captions.enabled` is false. `rules` are the alert rules the chunks are checked against.
 async fn start_captions(
     config: &Config,
     kafka: &KafkaPublisher,
     redis: &RedisState,
     moments: Option<MomentIndexer>,
+    rules: Option<AlertRules>,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<Captions>> {
-    if !config.captions.enabled {
+    let (true, Some(rules)) = (config.captions.enabled, rules) else {
         tracing::info!("chunk captions disabled (captions.enabled = false)");
         return Ok(None);
-    }
-    let context = "starting the captioner (captions.llm_model, captions.tag_model, alerts.rules; \
+    };
+    let context = "starting the captioner (captions.llm_model, captions.tag_model; \
                    set captions.enabled = false to run without captions)";
-    let alerts = AlertBook::load(&config.alerts.rules, redis.clone())
-        .await
-        .map_err(anyhow::Error::msg)
-        .context(context)?;
     let (model, names) =
         CaptionModel::start(&config.captions, &config.models, metrics.clone()).context(context)?;
     let sink = CaptionSink::start(
         config,
         model.clone(),
         names.captions,
-        alerts.rules().clone(),
+        rules,
         kafka.clone(),
         redis.clone(),
         moments,
@@ -466,11 +495,7 @@ async fn start_captions(
         threshold = config.captions.threshold,
         "chunk captions with self-correction ready"
     );
-    Ok(Some(Captions {
-        sink,
-        questions,
-        alerts,
-    }))
+    Ok(Some(Captions { sink, questions }))
 }
 
 /// SIGHUP: re-read the configuration file and apply its streams; other settings need a restart.

@@ -8,6 +8,7 @@
 pub mod activity;
 pub mod colour;
 pub mod counting;
+pub mod eval;
 pub mod tracks;
 pub mod zones;
 
