@@ -44,9 +44,27 @@ fn stored_tracks(
 /// The counts an answer states: numbers in digits (times such as 10:00:05 aside) or in words.
 fn numbers_in(text: &str) -> Vec<usize> {
     const WORDS: [&str; 21] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-        "eighteen", "nineteen", "twenty",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
     ];
     text.to_lowercase()
         .split(|c: char| c.is_whitespace() || ",.;!?()\"'".contains(c))
@@ -145,10 +163,14 @@ fn how_many_people_walked_past_is_answered_from_the_stored_tracks() {
         assert_eq!(counted["movement"], "moved");
         // The model was shown the count among its observations.
         assert!(
-            answer["evidence"].as_array().unwrap().iter().any(|line| line["text"]
-                .as_str()
+            answer["evidence"]
+                .as_array()
                 .unwrap()
-                .starts_with(&format!("track count: {moved} people walked past"))),
+                .iter()
+                .any(|line| line["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("track count: {moved} people walked past"))),
             "{answer}"
         );
     }
@@ -157,7 +179,11 @@ fn how_many_people_walked_past_is_answered_from_the_stored_tracks() {
     let (there, (_, all_now)) = asked("How many persons were there?");
     assert_eq!(all_now, all);
     assert!(all >= moved);
-    assert_eq!(numbers_in(there["text"].as_str().unwrap()), vec![all], "{there}");
+    assert_eq!(
+        numbers_in(there["text"].as_str().unwrap()),
+        vec![all],
+        "{there}"
+    );
     assert_eq!(there["answers"][0]["counted"]["movement"], "any");
 
     // Not a count question: no count, the model's answer as before.
