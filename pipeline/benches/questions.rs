@@ -16,6 +16,14 @@
 //! CyberV round (n = 2, θ = 0.5), and when the controller does not accept, the correction on
 //! the key segments' dense observations; the published answer is the last one. Latency is
 //! per question, the same process and model for both, so the ratio is what counts.
+//!
+//! When the COCO detector is installed (`$ARGUS_MODEL_DIR/coco-detectors`), frames are
+//! decoded at objects.fps and go through the service's objects stage (`ObjectTracking`: the
+//! detector on its worker, the tracker, colours) as `objects.enabled` runs it: observation
+//! lines then say what the tracks did, and each track is recorded as the objects sink records
+//! it. A count question ("How many people walked past?") is then counted from the tracks, the
+//! count joins the evidence as the service adds it, and its answer is right when it states
+//! that count (the published one falls back to the counted sentence, as the service's does).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -24,11 +32,20 @@ use std::time::{Duration, Instant};
 
 use argus::captions::chunk::{Chunk, ChunkBuilder, ChunkFrame};
 use argus::captions::questions::question_evidence;
-use argus::config::{CaptionsConfig, DropPolicy, RtspTransport};
+use argus::config::{
+    AnalysisConfig, CaptionsConfig, DropPolicy, ModelsConfig, ObjectsConfig, RtspTransport,
+};
 use argus::messages::{Caption, SensorSummary};
+use argus::metrics::Metrics;
+use argus::objects::counting::CountQuestion;
+use argus::objects::tracks::{TrackRecord, TrackRecorder};
+use argus::objects::FrameObjects;
 use argus::operators::captioning::{AnswerStep, CaptionWorker, Draft};
+use argus::operators::detector::ObjectDetector;
+use argus::operators::objects::ObjectTracking;
 use argus::sinks::captions::caption_message;
 use argus::source::{self, Decoder, DecoderSettings, FrameQueue, Source};
+use argus::stream::{ObjectAnalyser, Pace};
 use argus_operators::llm::Sampling;
 use argus_operators::motion::{MotionConfig, MotionDetector};
 use argus_operators::ocr::{OcrConfig, PpOcr};
@@ -41,6 +58,8 @@ use gstreamer as gst;
 const SECONDS: f64 = 20.0;
 const CHUNK_S: f64 = 10.0;
 const SEGMENTS: usize = 5;
+/// The stream's sample_fps: OCR, motion and the chunks' frames.
+const SAMPLE_FPS: f64 = 1.0;
 
 /// What a question's answer must say.
 enum Expect {
@@ -48,9 +67,10 @@ enum Expect {
     No,
     /// Every word of it, in any case, anywhere in the answer.
     Words(&'static str),
-    /// Anything but a copy of the prompt (its times, header or observation lines): a count
-    /// the observations do not give, where a small model tends to echo its input.
-    NoEcho,
+    /// A count: with the objects stage, the count of the tracks asked for; without it,
+    /// anything but a copy of the prompt (its times, header or observation lines), where a
+    /// small model tends to echo its input.
+    Count,
 }
 
 struct Video {
@@ -108,7 +128,7 @@ fn videos(dir: &Path) -> Vec<Video> {
             questions: vec![
                 ("Is anything moving?", Expect::Yes),
                 ("Is there text on screen?", Expect::No),
-                ("How many people walked past?", Expect::NoEcho),
+                ("How many people walked past?", Expect::Count),
             ],
         },
         Video {
@@ -142,8 +162,8 @@ fn videos(dir: &Path) -> Vec<Video> {
     videos
 }
 
-/// The first [`SECONDS`] of `path` at 1 fps, through Argus's ingest.
-async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<source::Frame> {
+/// The first [`SECONDS`] of `path` at `fps`, through Argus's ingest.
+async fn decode(path: &Path, start: DateTime<Utc>, fps: f64) -> Vec<source::Frame> {
     let source = Source::parse(&path.display().to_string()).unwrap();
     let queue = Arc::new(FrameQueue::new(
         64,
@@ -152,7 +172,7 @@ async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<source::Frame> {
     ));
     let settings = DecoderSettings {
         stream_id: Arc::from("bench"),
-        sample_fps: 1.0,
+        sample_fps: fps,
         max_width: 1280,
         start_time: start,
         rtsp_transport: RtspTransport::Tcp,
@@ -184,26 +204,63 @@ async fn decode(path: &Path, start: DateTime<Utc>) -> Vec<source::Frame> {
     frames
 }
 
+/// What the objects stage tracked over a video: per frame, and each track as the objects
+/// sink records it.
+#[derive(Default)]
+struct Tracked {
+    frames: Vec<Option<Arc<FrameObjects>>>,
+    records: Vec<TrackRecord>,
+}
+
+/// Every frame through the service's objects stage, one camera, in order, then its end.
+async fn track(objects: &ObjectTracking, frames: &[source::Frame]) -> Tracked {
+    let mut recorder = TrackRecorder::default();
+    let mut tracked = Tracked::default();
+    for frame in frames {
+        let image = Arc::new(frame.image.clone());
+        let seen = objects.observe("bench", frame.wall_time, image).await;
+        if let Some(seen) = &seen {
+            tracked
+                .records
+                .extend(recorder.observe(seen, frame.wall_time));
+        }
+        tracked.frames.push(seen.map(Arc::new));
+    }
+    tracked
+        .records
+        .extend(recorder.end(&objects.finish("bench").await));
+    tracked
+}
+
 /// The chunks of `frames` as the service stores them: cut by the captions sink's chunking,
 /// with the evidence lines of their first caption from the captioning model's own first look
-/// (the caption text itself is not needed: questions read the evidence).
+/// (the caption text itself is not needed: questions read the evidence). Frames come at
+/// objects.fps when objects are tracked; OCR and the chunks take them at [`SAMPLE_FPS`], each
+/// with the objects seen since the one before, as the captions sink keeps them.
 fn stored_chunks(
     frames: Vec<source::Frame>,
+    objects: &[Option<Arc<FrameObjects>>],
+    frames_fps: f64,
     ocr: &mut PpOcr,
     captioner: &mut CaptionWorker,
 ) -> Vec<Caption> {
     let mut motion = MotionDetector::new(MotionConfig::default());
     let mut builder = ChunkBuilder::new("bench", "file", CHUNK_S);
     let mut chunks: Vec<Chunk> = Vec::new();
-    for frame in frames {
+    let mut sampled = Pace::new(SAMPLE_FPS, frames_fps);
+    let mut tracked_since: Vec<Arc<FrameObjects>> = Vec::new();
+    for (index, frame) in frames.into_iter().enumerate() {
+        tracked_since.extend(objects.get(index).cloned().flatten());
+        if !sampled.due(frame.wall_time) {
+            continue;
+        }
         let lines = ocr.recognize(&frame.image).unwrap();
         let image = Arc::new(frame.image);
         chunks.extend(builder.push(ChunkFrame::observe(
             frame.wall_time,
             image,
             &lines,
-            // Questions over perception without the objects stage (see BENCHMARKS.md).
-            Vec::new(),
+            std::mem::take(&mut tracked_since),
             &mut motion,
         )));
     }
@@ -239,7 +296,7 @@ fn correct(task: &Task, answer: &str, expect: &Expect, evidence: &Evidence) -> b
     match expect {
         Expect::Yes => answer_key(task, answer, evidence) == "yes",
         Expect::No => answer_key(task, answer, evidence) == "no",
-        Expect::NoEcho => !answer.trim().is_empty() && !echoes_prompt(answer, evidence, task),
+        Expect::Count => !answer.trim().is_empty() && !echoes_prompt(answer, evidence, task),
         Expect::Words(words) => {
             let said = answer.to_uppercase();
             words.split_whitespace().all(|w| said.contains(w))
@@ -270,6 +327,37 @@ fn main() {
     );
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
     let end = start + chrono::Duration::milliseconds((SECONDS * 1000.0) as i64);
+    // The objects stage as the service runs it, where the detector is installed.
+    let objects_config = ObjectsConfig::default();
+    let objects = {
+        let dir = objects_config.model_dir(&ModelsConfig {
+            dir: Some(models.clone()),
+        });
+        if dir.join("nanodet.onnx").exists() {
+            let _guard = runtime.enter();
+            let metrics = Metrics::new();
+            let detector = ObjectDetector::start(
+                &dir,
+                objects_config.detector.clone(),
+                &AnalysisConfig::default(),
+                metrics.clone(),
+            )
+            .unwrap();
+            Some(ObjectTracking::new(&objects_config, detector, metrics))
+        } else {
+            println!(
+                "no detector in {}: questions without the objects stage\n",
+                dir.display()
+            );
+            None
+        }
+    };
+    let frames_fps = if objects.is_some() {
+        objects_config.fps
+    } else {
+        SAMPLE_FPS
+    };
+    let (mut counted, mut counted_by_model, mut counted_by_greedy) = (0, 0, 0);
 
     let (mut asked, mut plain_right, mut cyberv_right, mut corrected) = (0, 0, 0, 0);
     let (mut fixed, mut broken) = (0, 0);
@@ -277,11 +365,29 @@ fn main() {
     println!("| video | question | expected | greedy answer | self-corrected answer |");
     println!("|---|---|---|---|---|");
     for video in videos(&dir) {
-        let frames = runtime.block_on(decode(&video.path, start));
-        let chunks = stored_chunks(frames, &mut ocr, &mut cyberv);
-        let question_evidence = question_evidence("bench", &chunks, start, end);
+        let frames = runtime.block_on(decode(&video.path, start, frames_fps));
+        let tracked = match &objects {
+            Some(objects) => runtime.block_on(track(objects, &frames)),
+            None => Tracked::default(),
+        };
+        let chunks = stored_chunks(frames, &tracked.frames, frames_fps, &mut ocr, &mut cyberv);
         for (question, expect) in &video.questions {
             let task = Task::Question(question.to_string());
+            // A count question is counted from the tracks, as `query::questions` counts it.
+            let mut question_evidence = question_evidence("bench", &chunks, start, end);
+            let count = CountQuestion::parse(question)
+                .filter(|_| objects.is_some())
+                .map(|asked| asked.count(&tracked.records, start, end));
+            if let Some(count) = &count {
+                question_evidence.add_track_count(count);
+                let people = tracked.records.iter().filter(|r| r.class == "person");
+                println!(
+                    "<!-- {}: {} person tracks; {} -->",
+                    video.name,
+                    people.count(),
+                    count.observation()
+                );
+            }
             let started = Instant::now();
             let greedy = plain
                 .answer(
@@ -307,10 +413,23 @@ fn main() {
                 .unwrap();
             cyberv_time += started.elapsed();
 
-            let (before, after) = (
-                correct(&task, &greedy.text, expect, &question_evidence.evidence),
-                correct(&task, &published, expect, &question_evidence.evidence),
-            );
+            let (before, after) = match &count {
+                Some(count) => {
+                    let (text, answer) = count.publish(published);
+                    published = text;
+                    counted += 1;
+                    counted_by_model += usize::from(answer.phrased_by_model);
+                    counted_by_greedy += usize::from(count.stated_by(&greedy.text));
+                    if !answer.phrased_by_model {
+                        published.push_str(" (counted sentence)");
+                    }
+                    (count.stated_by(&greedy.text), count.stated_by(&published))
+                }
+                None => (
+                    correct(&task, &greedy.text, expect, &question_evidence.evidence),
+                    correct(&task, &published, expect, &question_evidence.evidence),
+                ),
+            };
             asked += 1;
             plain_right += usize::from(before);
             cyberv_right += usize::from(after);
@@ -321,7 +440,10 @@ fn main() {
                 Expect::Yes => "yes".to_string(),
                 Expect::No => "no".to_string(),
                 Expect::Words(words) => format!("\"{words}\""),
-                Expect::NoEcho => "no echo".to_string(),
+                Expect::Count => match &count {
+                    Some(count) => format!("{} (tracks)", count.count),
+                    None => "no echo".to_string(),
+                },
             };
             let mark = |ok: bool| if ok { "✓" } else { "✗" };
             println!(
@@ -344,6 +466,13 @@ fn main() {
         100.0 * cyberv_right as f64 / asked as f64
     );
     println!("corrections triggered: {corrected}/{asked}; fixed {fixed}, broke {broken}");
+    if counted > 0 {
+        println!(
+            "count questions from the tracks: {counted}; the greedy answer stated the count in \
+             {counted_by_greedy}, the self-corrected one in {counted_by_model} (the others \
+             publish the counted sentence)"
+        );
+    }
     println!(
         "latency per question: greedy {:.2} s, with self-correction {:.2} s ({:.2}x)",
         per(plain_time),
