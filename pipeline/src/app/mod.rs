@@ -220,7 +220,7 @@ pub(crate) fn start_sinks(
             rules,
             AlertPublisher::new(
                 kafka.clone(),
-                config.kafka.topics.alerts.clone(),
+                &config.kafka.topics,
                 redis.clone(),
                 metrics.clone(),
             ),
@@ -310,6 +310,7 @@ pub(crate) async fn connect_publishers(
     }
     if config.captions.enabled || config.objects.enabled {
         topics.push(topic_of(config, &config.kafka.topics.alerts));
+        topics.push(topic_of(config, &config.kafka.topics.alerts_v2));
     }
     if config.cluster.enabled {
         topics.push(TopicSpec {
