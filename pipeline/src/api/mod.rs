@@ -20,7 +20,7 @@
 //! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | a moment's video (WebM), from recordings |
 //!
 //! Each resource has its own router in its own module, whose documentation lists its routes
-//! (`health`, `console`, `streams`, `moments`, `questions`, `alerts`); [`router`] merges them
+//! (`health`, `console`, `streams`, `zones`, `moments`, `questions`, `alerts`); [`router`] merges them
 //! and applies the access guard, the body limit and CORS once, to all of them.
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
@@ -36,6 +36,7 @@ mod health;
 mod moments;
 mod questions;
 mod streams;
+mod zones;
 
 use std::sync::{Arc, OnceLock};
 
@@ -54,6 +55,7 @@ use crate::publish::{KafkaPublisher, RedisState};
 use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
+use crate::query::zones::ZoneStore;
 use crate::stream::{StreamManager, StreamRegistry};
 
 /// Stream definitions are small; anything larger is a mistake or an attack.
@@ -76,6 +78,8 @@ pub struct ApiState {
     pub questions: Option<Questions>,
     /// Unset when `captions.enabled` is false: rules are checked on captioned chunks.
     pub alerts: Option<AlertBook>,
+    /// Each camera's zones and lines (configured, and drawn through the API).
+    pub zones: ZoneStore,
 }
 
 /// The HTTP server as it runs from the first moment of a start, before the models are loaded
@@ -133,6 +137,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(moments::router())
         .merge(questions::router())
         .merge(alerts::router())
+        .merge(zones::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.access.clone(),

@@ -22,6 +22,7 @@ use crate::cluster::{self, CameraDirectory};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::moments::{IndexModels, MomentIndex, MomentStore};
+use crate::objects::book::ZoneBook;
 use crate::operators::captioning::CaptionModel;
 use crate::operators::detector::ObjectDetector;
 use crate::operators::embedder::{Embedder, VisualEmbedder};
@@ -32,6 +33,7 @@ use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
 use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
+use crate::query::zones::ZoneStore;
 use crate::redact::redact_text;
 use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectSink};
 use crate::source;
@@ -91,7 +93,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
     )
     .await?;
-    let objects = start_objects(&config, &metrics)?;
+    let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
+    let objects = start_objects(&config, &metrics, zones.book().clone())?;
     let sinks = start_sinks(
         &config,
         &kafka,
@@ -126,6 +129,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         moments: moments.map(|(_, search)| search),
         questions: captions.as_ref().map(|captions| captions.questions.clone()),
         alerts: captions.map(|captions| captions.alerts),
+        zones,
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
         tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");
@@ -226,6 +230,7 @@ pub(crate) fn start_sinks(
 pub(crate) fn start_objects(
     config: &Config,
     metrics: &Metrics,
+    zones: ZoneBook,
 ) -> anyhow::Result<Option<ObjectTracking>> {
     if !config.objects.enabled {
         return Ok(None);
@@ -249,6 +254,7 @@ pub(crate) fn start_objects(
     Ok(Some(ObjectTracking::new(
         &config.objects,
         detector,
+        zones,
         metrics.clone(),
     )))
 }

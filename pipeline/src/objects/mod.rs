@@ -5,6 +5,7 @@
 //! runs them per camera is `operators::objects`.
 
 pub mod activity;
+pub mod book;
 pub mod colour;
 pub mod zones;
 
