@@ -22,12 +22,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::error::{error, ApiError};
 use super::ApiState;
-use crate::objects::book::BookError;
+use crate::objects::book::{BookError, Drawn};
 use crate::objects::zones::{LineConfig, ZoneConfig};
 use crate::query::zones::ZoneStoreError;
 
@@ -103,14 +102,40 @@ fn same_as_path(what: &str, path: &str, body: Option<String>) -> Result<(), ApiE
     }
 }
 
+/// An answer with a camera's zones, lines and objects. Typed, not `json!`: a `Value` would
+/// widen the f32 coordinates to f64 and show 0.2 as 0.20000000298023224.
+#[derive(Serialize)]
+struct CameraAnswer {
+    camera: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zones: Option<Vec<Drawn<ZoneConfig>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<Vec<Drawn<LineConfig>>>,
+    /// Only in `/objects`, where null says there is none yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    objects: Option<serde_json::Value>,
+}
+
 async fn list_zones(State(state): State<ApiState>, Path(camera): Path<String>) -> Response {
     let drawn = state.zones.book().camera(&camera);
-    Json(json!({ "camera": camera, "zones": drawn.zones })).into_response()
+    Json(CameraAnswer {
+        camera,
+        zones: Some(drawn.zones),
+        lines: None,
+        objects: None,
+    })
+    .into_response()
 }
 
 async fn list_lines(State(state): State<ApiState>, Path(camera): Path<String>) -> Response {
     let drawn = state.zones.book().camera(&camera);
-    Json(json!({ "camera": camera, "lines": drawn.lines })).into_response()
+    Json(CameraAnswer {
+        camera,
+        zones: None,
+        lines: Some(drawn.lines),
+        objects: None,
+    })
+    .into_response()
 }
 
 /// `PUT /api/v1/streams/{camera}/zones/{id}`: 200 with the zone as stored.
@@ -205,11 +230,12 @@ async fn latest_objects(State(state): State<ApiState>, Path(camera): Path<String
         }
     };
     let drawn = state.zones.book().camera(&camera);
-    Json(json!({
-        "camera": camera,
-        "objects": objects,
-        "zones": drawn.zones,
-        "lines": drawn.lines,
-    }))
+    Json(CameraAnswer {
+        camera,
+        zones: Some(drawn.zones),
+        lines: Some(drawn.lines),
+        // Parsed from the sink's text, so its numbers keep their written form.
+        objects: Some(objects.unwrap_or(serde_json::Value::Null)),
+    })
     .into_response()
 }
