@@ -129,7 +129,7 @@ function drawOverlay(tile, { objects, zones, lines }) {
     const group = svgElement("g", { class: "zone", "data-zone": zone.id });
     group.append(
       svgElement("polygon", { points: zone.points.map(at).join(" ") }),
-      svgElement("text", { x: zone.points[0][0] * w + 4, y: zone.points[0][1] * h + 28 }, zone.id),
+      svgElement("text", { x: zone.points[0][0] * w + 4, y: zone.points[0][1] * h + 40 }, zone.id),
     );
     overlay.append(group);
   }
@@ -147,7 +147,7 @@ function drawOverlay(tile, { objects, zones, lines }) {
     const group = svgElement("g", { class: "track", "data-track": object.track_id });
     group.append(
       svgElement("rect", { x: x1 * w, y: y1 * h, width: (x2 - x1) * w, height: (y2 - y1) * h }),
-      svgElement("text", { x: x1 * w + 2, y: Math.max(y1 * h - 4, 28) }, label),
+      svgElement("text", { x: x1 * w + 2, y: Math.max(y1 * h - 4, 40) }, label),
     );
     overlay.append(group);
   }
