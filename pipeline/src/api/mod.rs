@@ -12,6 +12,8 @@
 //! | PUT | `/api/v1/streams/{id}` | change a stream (restarts only it) |
 //! | DELETE | `/api/v1/streams/{id}` | stop and remove a stream |
 //! | GET | `/api/v1/streams/{id}/thumbnail.jpg` | the latest analysed frame, 320 px wide |
+//! | GET, PUT, DELETE | `/api/v1/streams/{id}/zones[/{zone}]`, `/lines[/{line}]` | the camera's zones and lines (`zones`) |
+//! | GET | `/api/v1/streams/{id}/objects` | the latest tracked objects, zones and lines |
 //! | GET | `/api/v1/events` | server-sent events: every result as it is published (`result`) |
 //! | GET | `/api/v1/moments?q=TEXT` | moments matching a text query (`camera`, `since`, `until`, `limit`, `rerank=true`) |
 //! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters) |
