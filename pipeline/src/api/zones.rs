@@ -15,6 +15,9 @@
 //! configuration are listed but read-only (409): the configuration file stays their truth.
 //! A body may repeat the path's `camera` and `id`, as a `[[objects.zones]]` entry has them,
 //! but must then agree with it.
+//!
+//! They are kept whether or not `objects.enabled` is on, so a camera's zones can be drawn
+//! before its detector runs; `/objects` then answers `"objects": null`.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

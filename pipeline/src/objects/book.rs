@@ -18,6 +18,22 @@ use serde::Serialize;
 
 use super::zones::{GeometryError, LineConfig, ZoneConfig};
 
+/// A zone or a line, as errors name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Zone,
+    Line,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Shape::Zone => "zone",
+            Shape::Line => "line",
+        })
+    }
+}
+
 /// Where a zone or line comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -68,7 +84,7 @@ pub enum BookError {
     Invalid(#[from] GeometryError),
     #[error("{kind} `{id}` on camera `{camera}` is set in the configuration (objects.{kind}s): change it there")]
     Configured {
-        kind: &'static str,
+        kind: Shape,
         camera: String,
         id: String,
     },
@@ -140,27 +156,30 @@ impl ZoneBook {
     /// Whether [`Self::put_zone`] would take the zone: it is valid and not a configured one.
     pub fn check_zone(&self, zone: &ZoneConfig) -> Result<(), BookError> {
         zone.validate()?;
-        self.check_not_configured(&zone.camera, "zone", &zone.id)
+        self.check_not_configured(&zone.camera, Shape::Zone, &zone.id)
     }
 
     /// Whether [`Self::put_line`] would take the line: it is valid and not a configured one.
     pub fn check_line(&self, line: &LineConfig) -> Result<(), BookError> {
         line.validate()?;
-        self.check_not_configured(&line.camera, "line", &line.id)
+        self.check_not_configured(&line.camera, Shape::Line, &line.id)
     }
 
-    /// Refuses a change to a configured zone or line (`kind` is "zone" or "line").
+    /// Refuses a change to a configured zone or line.
     pub fn check_not_configured(
         &self,
         camera: &str,
-        kind: &'static str,
+        kind: Shape,
         id: &str,
     ) -> Result<(), BookError> {
         let geometry = self.camera(camera);
-        let configured = if kind == "zone" {
-            (geometry.zones.iter()).any(|z| z.shape.id == id && z.origin == Origin::Config)
-        } else {
-            (geometry.lines.iter()).any(|l| l.shape.id == id && l.origin == Origin::Config)
+        let configured = match kind {
+            Shape::Zone => {
+                (geometry.zones.iter()).any(|z| z.shape.id == id && z.origin == Origin::Config)
+            }
+            Shape::Line => {
+                (geometry.lines.iter()).any(|l| l.shape.id == id && l.origin == Origin::Config)
+            }
         };
         match configured {
             true => Err(BookError::Configured {
@@ -177,7 +196,7 @@ impl ZoneBook {
         zone.validate()?;
         let camera = zone.camera.clone();
         self.change(&camera, |geometry| {
-            put(&mut geometry.zones, zone, &camera, "zone", |z| &z.id)
+            put(&mut geometry.zones, zone, &camera, Shape::Zone, |z| &z.id)
         })
         .map(|_| ())
     }
@@ -187,7 +206,7 @@ impl ZoneBook {
         line.validate()?;
         let camera = line.camera.clone();
         self.change(&camera, |geometry| {
-            put(&mut geometry.lines, line, &camera, "line", |l| &l.id)
+            put(&mut geometry.lines, line, &camera, Shape::Line, |l| &l.id)
         })
         .map(|_| ())
     }
@@ -195,14 +214,14 @@ impl ZoneBook {
     /// Removes a zone drawn through the API; `Ok(false)` when there is none with that id.
     pub fn remove_zone(&self, camera: &str, id: &str) -> Result<bool, BookError> {
         self.change(camera, |geometry| {
-            remove(&mut geometry.zones, camera, id, "zone", |z| &z.id)
+            remove(&mut geometry.zones, camera, id, Shape::Zone, |z| &z.id)
         })
     }
 
     /// Removes a line drawn through the API; `Ok(false)` when there is none with that id.
     pub fn remove_line(&self, camera: &str, id: &str) -> Result<bool, BookError> {
         self.change(camera, |geometry| {
-            remove(&mut geometry.lines, camera, id, "line", |l| &l.id)
+            remove(&mut geometry.lines, camera, id, Shape::Line, |l| &l.id)
         })
     }
 
@@ -228,7 +247,7 @@ fn put<T>(
     drawn: &mut Vec<Drawn<T>>,
     shape: T,
     camera: &str,
-    kind: &'static str,
+    kind: Shape,
     id: impl Fn(&T) -> &String,
 ) -> Result<bool, BookError> {
     match drawn.iter_mut().find(|d| id(&d.shape) == id(&shape)) {
@@ -255,7 +274,7 @@ fn remove<T>(
     drawn: &mut Vec<Drawn<T>>,
     camera: &str,
     wanted: &str,
-    kind: &'static str,
+    kind: Shape,
     id: impl Fn(&T) -> &String,
 ) -> Result<bool, BookError> {
     let Some(at) = drawn.iter().position(|d| id(&d.shape) == wanted) else {
@@ -296,7 +315,7 @@ mod tests {
         assert_eq!(gate.zones[1].shape.points[0], [0.5, 0.1]);
         assert_eq!(gate.zones[1].origin, Origin::Api);
         let configured = BookError::Configured {
-            kind: "zone",
+            kind: Shape::Zone,
             camera: "gate".into(),
             id: "lane".into(),
         };

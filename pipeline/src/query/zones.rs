@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::objects::book::{BookError, ZoneBook};
+use crate::objects::book::{BookError, Shape, ZoneBook};
 use crate::objects::zones::{LineConfig, ZoneConfig};
 use crate::publish::RedisState;
 
@@ -97,7 +97,7 @@ impl ZoneStore {
     /// Removes a zone drawn through the API; false when the camera has none with that id.
     pub async fn remove_zone(&self, camera: &str, id: &str) -> Result<bool, ZoneStoreError> {
         let _writing = self.writing.lock().await;
-        self.book.check_not_configured(camera, "zone", id)?;
+        self.book.check_not_configured(camera, Shape::Zone, id)?;
         self.hdel(&self.zones_key, &field(camera, id)).await?;
         Ok(self.book.remove_zone(camera, id)?)
     }
@@ -105,7 +105,7 @@ impl ZoneStore {
     /// Removes a line drawn through the API; false when the camera has none with that id.
     pub async fn remove_line(&self, camera: &str, id: &str) -> Result<bool, ZoneStoreError> {
         let _writing = self.writing.lock().await;
-        self.book.check_not_configured(camera, "line", id)?;
+        self.book.check_not_configured(camera, Shape::Line, id)?;
         self.hdel(&self.lines_key, &field(camera, id)).await?;
         Ok(self.book.remove_line(camera, id)?)
     }
