@@ -1,6 +1,7 @@
 // Drives the Argus console in headless Chromium: enters the API token, adds a stream through
 // the form, waits for its tile to go live with a thumbnail and for the live feed to show its
-// results and the zone and line drawn through the API over its thumbnail, checks that a hostile stream id is shown as text (not markup), searches the moment
+// results and the zone and line drawn through the API over its thumbnail (and tracked boxes
+// over the sample street camera's), checks that a hostile stream id is shown as text (not markup), searches the moment
 // index of CAMERA for QUERY (a result card quoting the words of EXPECTED, with a loaded thumbnail; its clip
 // plays if the server offers one), and saves a screenshot.
 // Usage: node check_console.mjs URL TOKEN SCREENSHOT [CAMERA QUERY EXPECTED]
@@ -63,6 +64,13 @@ try {
     failures.push(`the zone is drawn at ${JSON.stringify(placed)} of the thumbnail's width, not 0.1-0.5`);
   }
   console.log(`overlay ok: zone at ${placed.left.toFixed(2)}-${placed.right.toFixed(2)} of the width`);
+
+  // With objects on, the people on the sample street camera are boxed with their track id,
+  // class and colour.
+  await page.waitForSelector(".tile .overlay .track rect", { state: "attached", timeout: 30000 });
+  const labels = await page.$$eval(".tile .overlay .track text", (texts) => texts.map((t) => t.textContent));
+  if (!labels.some((label) => /^#\d+ person\b/.test(label))) failures.push("track labels: " + labels.join(", "));
+  console.log(`tracks ok: ${labels.join(", ")}`);
 
   // Results arrive on the live feed (server-sent events from Redis).
   await page.waitForFunction(
