@@ -186,3 +186,49 @@ fn people_on_the_street_camera_are_tracked_and_counted_across_a_line() {
         "every track that entered the zone left it (or ended): {kinds:?}"
     );
 }
+
+/// With objects on, a detector that is missing or is not a model stops Argus at start with
+/// the file named, before any stream runs: a service that silently saw nothing would be worse.
+#[test]
+fn a_missing_or_corrupt_detector_fails_at_start_naming_the_file() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("detectors");
+    std::fs::create_dir_all(&models).unwrap();
+    let streams = format!(
+        "[[streams]]\nid = \"street\"\nuri = \"file://{VTEST}\"\n\
+         [objects]\nenabled = true\nmodel = \"{}\"\n",
+        models.display()
+    );
+    let config = write_config_toml(
+        dir.path(),
+        &services,
+        &unique("argus.test.objects-broken"),
+        &unique("argus-test"),
+        free_port(),
+        &streams,
+    );
+    let model = models.join("nanodet.onnx");
+    let start = |what: &str| {
+        let output = std::process::Command::new(argus_binary())
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--exit-when-done"])
+            .env("ARGUS_MOMENTS__ENABLED", "false")
+            .env("ARGUS_CAPTIONS__ENABLED", "false")
+            .output()
+            .expect("argus runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!output.status.success(), "{what}: argus started:\n{stderr}");
+        assert!(
+            stderr.contains(&model.display().to_string()),
+            "{what}: the error does not name {}:\n{stderr}",
+            model.display()
+        );
+        stderr
+    };
+    let missing = start("missing");
+    assert!(missing.contains("deploy/setup.sh"), "{missing}");
+    std::fs::write(&model, b"not an ONNX model").unwrap();
+    start("corrupt");
+}
