@@ -44,6 +44,7 @@ pub enum Origin {
     Api,
 }
 
+/// A zone or line with where it comes from, as the API lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Drawn<T> {
     #[serde(flatten)]
@@ -52,12 +53,11 @@ pub struct Drawn<T> {
 }
 
 /// One camera's zones and lines, in the order they were added.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct CameraGeometry {
     pub zones: Vec<Drawn<ZoneConfig>>,
     pub lines: Vec<Drawn<LineConfig>>,
     /// Bumped on every change to this camera's zones or lines.
-    #[serde(skip)]
     revision: u64,
 }
 
@@ -233,13 +233,22 @@ impl ZoneBook {
         apply: impl FnOnce(&mut CameraGeometry) -> Result<bool, BookError>,
     ) -> Result<bool, BookError> {
         let mut cameras = self.cameras.write().expect("zone book lock");
+        let known = cameras.contains_key(camera);
         let geometry = cameras.entry(camera.to_owned()).or_default();
-        let changed = apply(geometry)?;
-        if changed {
-            geometry.revision += 1;
-            self.version.fetch_add(1, Ordering::Release);
+        let changed = apply(geometry);
+        match changed {
+            Ok(true) => {
+                geometry.revision += 1;
+                self.version.fetch_add(1, Ordering::Release);
+            }
+            // A refused or empty change to a camera the book did not know leaves no entry. (One
+            // it knew keeps its entry, emptied or not: a revision must never go back.)
+            _ if !known => {
+                cameras.remove(camera);
+            }
+            _ => {}
         }
-        Ok(changed)
+        changed
     }
 }
 
