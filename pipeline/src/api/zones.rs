@@ -84,13 +84,14 @@ impl IntoResponse for ZoneStoreError {
     }
 }
 
-/// The body, or a 400 naming what is wrong with it.
+/// The body, or a 400 naming what is wrong with it (413 past the API's body limit).
 fn body<T>(kind: &str, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(body)| body).map_err(|rejection| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("invalid {kind}: {}", rejection.body_text()),
-        )
+        let status = match rejection {
+            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, format!("invalid {kind}: {}", rejection.body_text()))
     })
 }
 
