@@ -58,6 +58,28 @@ enum Command {
     /// Score moment retrieval on the benchmark that tests/moments/build_benchmark.py builds
     /// (R1@0.5, R1@0.7, mAP, R@1, R@5); indexes its video first unless already done.
     Eval(EvalArgs),
+    /// Score object detection, tracking, zone counts and line crossings (AP@0.5, MOTA, IDF1)
+    /// on the labelled vtest.avi frames and the clip deploy/make_synthetic_objects.py builds.
+    EvalObjects(EvalObjectsArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalObjectsArgs {
+    /// Labelled frames (tests/data/objects/vtest-labels.json); skipped when not given.
+    #[arg(long, value_name = "FILE")]
+    labels: Option<PathBuf>,
+    /// The labelled video; default: the labels' `video` in $ARGUS_SAMPLE_DIR.
+    #[arg(long, value_name = "FILE")]
+    video: Option<PathBuf>,
+    /// The folder make_synthetic_objects.py --out wrote; skipped when not given.
+    #[arg(long, value_name = "DIR")]
+    synthetic: Option<PathBuf>,
+    /// How far (seconds) a reported crossing or zone event may be from the true one.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    tolerance: f64,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -289,6 +311,24 @@ fn run(mut cli: Cli) -> anyhow::Result<Outcome> {
             if let Some(output) = args.output {
                 std::fs::write(&output, serde_json::to_string_pretty(&reports)?)
                     .with_context(|| format!("cannot write {}", output.display()))?;
+            }
+            Ok(Outcome::Completed)
+        }
+        Command::EvalObjects(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime.block_on(argus::app::eval_objects::run(
+                config,
+                argus::app::eval_objects::ObjectsEvalJob {
+                    labels: args.labels,
+                    labelled_video: args.video,
+                    synthetic: args.synthetic,
+                    tolerance_s: args.tolerance,
+                },
+            ))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                argus::app::eval_objects::print(&report);
             }
             Ok(Outcome::Completed)
         }

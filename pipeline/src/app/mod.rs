@@ -1,12 +1,14 @@
 //! The application: the one place that builds the parts and wires them together, and the
 //! CLI commands that run them. `run` serves until shutdown (or, on request, until every
-//! stream has ended); [`index`], [`eval`], [`search`] and [`tail`] are the other commands.
+//! stream has ended); [`index`], [`eval`], [`eval_objects`], [`search`] and [`tail`] are the
+//! other commands.
 //!
 //! A frame's path is wired here: the [`Analyzer`] is every stream's operator and
 //! [`sinks`](crate::sinks) lists where analysed frames go. Adding a sink is one module in
 //! `sinks/` plus one line in [`start_sinks`].
 
 pub mod eval;
+pub mod eval_objects;
 pub mod index;
 pub mod search;
 pub mod tail;

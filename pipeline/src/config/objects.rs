@@ -24,6 +24,10 @@ pub struct ObjectsConfig {
     /// the last detection (frame differencing, as Frigate does); tracks are kept meanwhile.
     /// 0 runs the detector on every frame.
     pub min_motion: f32,
+    /// However still the view, the detector runs at least this often (seconds): a parked car
+    /// that scored too low to start a track the first time gets another chance, and tracks
+    /// are checked against what is really there.
+    pub refresh_s: f64,
     /// Architecture, thresholds and classes (`argus_operators::detection`'s defaults).
     #[serde(default)]
     pub detector: DetectorConfig,
@@ -56,6 +60,12 @@ impl ObjectsConfig {
     pub fn problem(&self) -> Option<String> {
         if !(self.fps > 0.0 && self.fps <= 30.0) {
             return Some(format!("objects.fps {} must be in (0, 30]", self.fps));
+        }
+        if self.refresh_s.is_nan() || self.refresh_s <= 0.0 {
+            return Some(format!(
+                "objects.refresh_s {} must be above 0",
+                self.refresh_s
+            ));
         }
         if !(0.0..1.0).contains(&self.min_motion) {
             return Some(format!(

@@ -8,6 +8,7 @@
 pub mod activity;
 pub mod book;
 pub mod colour;
+pub mod eval;
 pub mod zones;
 
 use chrono::{DateTime, Utc};

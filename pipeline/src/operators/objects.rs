@@ -3,9 +3,10 @@
 //! result rides on the frame ([`FrameObjects`]) to every sink: the objects sink publishes it,
 //! captions and moment windows describe it, alert rules watch its events.
 //!
-//! A frame where less than `objects.min_motion` of the view changed since the last detection
-//! is not sent to the detector, as Frigate does: the tracks are kept where they were, so a
-//! parked car stays one track and raises nothing while it stands.
+//! A frame where less than `objects.min_motion` of the view changed since the last frame
+//! looked at is not sent to the detector, as Frigate does: the tracks are kept where they
+//! were, so a parked car stays one track and raises nothing while it stands. Every
+//! `objects.refresh_s` the detector runs anyway.
 //!
 //! The zones and lines come from the [`ZoneBook`], which the API changes while streams run:
 //! each frame looked at first checks the book's version (one atomic load) and, when the
@@ -39,8 +40,8 @@ struct CameraObjects {
     motion: MotionDetector,
     /// Which frames are due at objects.fps.
     pace: Pace,
-    /// Whether a frame has been looked at yet.
-    looked: bool,
+    /// The frame time the detector last ran at.
+    last_detection: Option<DateTime<Utc>>,
     /// The frame time that track times (seconds) count from.
     origin: DateTime<Utc>,
     /// Per live track, its colour votes.
@@ -64,7 +65,7 @@ impl CameraObjects {
             zones_revision: drawn.revision(),
             motion: MotionDetector::new(MotionConfig::default()),
             pace: Pace::new(config.fps, config.fps),
-            looked: false,
+            last_detection: None,
             origin,
             colours: HashMap::new(),
             frame_size: (1.0, 1.0),
@@ -202,11 +203,13 @@ impl ObjectAnalyser for ObjectTracking {
             tracing::debug!(camera, %error, "no motion measure");
             Default::default()
         });
-        // The first frame has no reference to differ from: it is always looked at.
-        let first = !state.looked;
-        state.looked = true;
+        // The first frame has no reference to differ from: it is always looked at. Still
+        // views are looked at every refresh_s anyway.
+        let due_anyway = state
+            .last_detection
+            .is_none_or(|last| seconds(last, wall_time) >= self.config.refresh_s);
         state.frame_size = (image.width() as f32, image.height() as f32);
-        if self.config.min_motion > 0.0 && motion.level < self.config.min_motion && !first {
+        if self.config.min_motion > 0.0 && motion.level < self.config.min_motion && !due_anyway {
             state.tracker.unchanged(now);
             self.skipped(camera, "no_motion");
             let tracks = (state.tracker.alive())
@@ -219,6 +222,7 @@ impl ObjectAnalyser for ObjectTracking {
                 zone_counts: zone_counts(&state),
             });
         }
+        state.last_detection = Some(wall_time);
         let detections = match self.detector.detect(image.clone()).await {
             Ok(detections) => detections,
             Err(error) => {

@@ -94,6 +94,8 @@ pub enum DecoderError {
     Build(String),
     #[error("could not start the GStreamer pipeline: {0}")]
     Start(String),
+    #[error("could not decode {0}")]
+    Decode(String),
 }
 
 /// A running pipeline; dropping it stops it.

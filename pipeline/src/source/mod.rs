@@ -4,11 +4,13 @@
 pub mod decoder;
 pub mod probe;
 pub mod queue;
+mod recording;
 mod settings;
 pub mod uri;
 
 pub use decoder::{Decoder, DecoderError, DecoderSettings, Frame, FrameClock};
 pub use queue::FrameQueue;
+pub use recording::read_recording;
 pub use settings::{DropPolicy, RtspTransport};
 pub use uri::{Source, SourceError};
 
