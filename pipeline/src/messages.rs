@@ -200,7 +200,7 @@ impl Answer {
     pub const SCHEMA_ID: &'static str = "argus.answer.v1";
 }
 
-/// `schemas/alert.v1.json`: a standing rule fired on a chunk.
+/// `schemas/alert.v1.json`: a standing rule fired on a chunk, or (object rules) on a frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     pub schema_version: u32,
@@ -208,14 +208,18 @@ pub struct Alert {
     pub camera_id: String,
     pub source: String,
     pub rule_id: String,
-    /// `text`, `tag`, `motion` or `question`.
+    /// `text`, `tag`, `motion`, `question` or `object`.
     pub kind: String,
-    /// The chunk the rule fired on.
+    /// The chunk the rule fired on; for an object rule, from when what fired it held (the
+    /// earliest zone entry of a dwell rule) to the frame it fired on.
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     /// What satisfied the rule: the matching frames' observations, or for a question rule
-    /// the observations the answer was given from.
+    /// the observations the answer was given from, or for an object rule one line per track.
     pub evidence: Vec<EvidenceLine>,
+    /// Object rules: the tracks that fired it (each fires a rule once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_ids: Option<Vec<u64>>,
     /// Question rules: the answer that fired it.
     pub answer: Option<AlertAnswer>,
     /// A JPEG of the frame that satisfied the rule (320 px wide), base64.

@@ -506,9 +506,11 @@ fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
         format!(
             "streams = []\n{text}[moments]\nenabled = false\n\
              [captions]\nenabled = true\nchunk_s = {CHUNK_S}.0\nmax_new_tokens = 16\n\
-             [[alerts.rules]]\nid = \"gate-text\"\ncameras = [\"dock\"]\n\
+             [[alerts.rules]]\nid = \"gate-text\"\ncameras = [\"dock\"]\ncooldown_s = 0\n\
              when = {{ kind = \"text\", pattern = \"(?i)gate\\\\s*3\" }}\n\
-             [[alerts.rules]]\nid = \"moving\"\ncameras = [\"dock\"]\n\
+             [[alerts.rules]]\nid = \"moving\"\ncameras = [\"dock\"]\ncooldown_s = 0\n\
+             when = {{ kind = \"motion\", min_level = 0.002 }}\n\
+             [[alerts.rules]]\nid = \"moving-once\"\ncameras = [\"dock\"]\n\
              when = {{ kind = \"motion\", min_level = 0.002 }}\n\
              [[alerts.rules]]\nid = \"other-camera\"\ncameras = [\"lobby\"]\n\
              when = {{ kind = \"text\", pattern = \"(?i)gate\" }}\n"
@@ -547,7 +549,7 @@ fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
     );
     assert_eq!(argus.delete("/api/v1/alerts/rules/nope"), 404);
     let rules = argus.get_json("/api/v1/alerts/rules").unwrap();
-    assert_eq!(rules["rules"].as_array().unwrap().len(), 4, "{rules}");
+    assert_eq!(rules["rules"].as_array().unwrap().len(), 5, "{rules}");
 
     // The camera shows "GATE 3" on a still picture, then (a minute later) a moving ball.
     for (video, start) in [(&text_video, START), (&moving_video, SECOND_START)] {
@@ -562,7 +564,7 @@ fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
         assert_eq!(argus.delete("/api/v1/streams/dock"), 204);
     }
     let recent = argus.get_json("/api/v1/alerts?camera=dock").unwrap();
-    assert_eq!(recent["alerts"].as_array().unwrap().len(), 4, "{recent}");
+    assert_eq!(recent["alerts"].as_array().unwrap().len(), 5, "{recent}");
     let (status, _) = argus.get_status("/api/v1/alerts");
     assert_eq!(status, 400, "the camera is required");
     assert_eq!(argus.terminate(), 0, "log:\n{}", argus.logs());
@@ -571,7 +573,7 @@ fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
         &services.kafka_brokers,
         &alerts_topic,
         Duration::from_secs(15),
-        |got| got.len() > 4,
+        |got| got.len() > 5,
     );
     let validator = schema("alert");
     let mut fired: Vec<(String, String)> = alerts
@@ -600,6 +602,8 @@ fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
         ("gate-text", "2026-01-01T10:00:10Z"),
         ("moving", "2026-01-01T10:01:00Z"),
         ("moving", "2026-01-01T10:01:10Z"),
+        // The default cooldown (60 s) keeps it quiet on the next chunk.
+        ("moving-once", "2026-01-01T10:01:00Z"),
     ]
     .iter()
     .map(|(rule, start)| (rule.to_string(), start.to_string()))

@@ -1,4 +1,4 @@
-//! Alerts raised on captioned chunks, and the rules that raise them.
+//! Alerts raised on captioned chunks and on tracked objects, and the rules that raise them.
 //!
 //! | method | path | |
 //! |---|---|---|
@@ -34,7 +34,9 @@ fn alert_book(state: &ApiState) -> Result<&AlertBook, ApiError> {
     state.alerts.as_ref().ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
-            "alert rules are checked on captioned chunks (captions.enabled = false)".into(),
+            "alert rules are checked on captioned chunks and tracked objects, and both are off \
+             (captions.enabled = false, objects.enabled = false)"
+                .into(),
         )
     })
 }

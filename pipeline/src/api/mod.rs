@@ -78,7 +78,8 @@ pub struct ApiState {
     pub moments: Option<MomentSearch>,
     /// Unset when `captions.enabled` is false.
     pub questions: Option<Questions>,
-    /// Unset when `captions.enabled` is false: rules are checked on captioned chunks.
+    /// Unset when `captions.enabled` and `objects.enabled` are both false: rules are checked
+    /// on captioned chunks and on tracked objects.
     pub alerts: Option<AlertBook>,
     /// Each camera's zones and lines (configured, and drawn through the API).
     pub zones: ZoneStore,

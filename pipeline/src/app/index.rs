@@ -160,14 +160,15 @@ pub async fn index_recording(
         // Moment windows carry the objects, when they are on.
         objects: start_objects(&config, &metrics, zones.book().clone())?
             .map(|objects| Arc::new(objects) as _),
-        // `argus index` builds the moment index (and publishes the objects); captions come
-        // from the service.
+        // `argus index` builds the moment index (and publishes the objects); captions and
+        // alerts come from the service.
         sinks: start_sinks(
             &config,
             &kafka,
             &redis,
             &metrics,
             Some(indexer.clone()),
+            None,
             None,
         ),
         metrics: metrics.clone(),

@@ -20,8 +20,9 @@ use anyhow::Context;
 
 use crate::access::Access;
 use crate::api::{self, ApiSlot, ApiState};
+use crate::captions::alerts::AlertRules;
 use crate::cluster::{self, CameraDirectory};
-use crate::config::Config;
+use crate::config::{Config, RuleScope};
 use crate::metrics::Metrics;
 use crate::moments::{IndexModels, MomentIndex, MomentStore};
 use crate::objects::book::ZoneBook;
@@ -31,13 +32,13 @@ use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::operators::objects::ObjectTracking;
 use crate::operators::ocr::Analyzer;
 use crate::operators::rerank::MomentReranker;
-use crate::publish::{KafkaPublisher, RedisState, TopicSpec};
+use crate::publish::{AlertPublisher, KafkaPublisher, RedisState, TopicSpec};
 use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
 use crate::query::zones::ZoneStore;
 use crate::redact::redact_text;
-use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectSink};
+use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink};
 use crate::source;
 use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
 
@@ -87,11 +88,13 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
     let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
+    let alerts = load_alerts(&config, &redis).await?;
     let captions = start_captions(
         &config,
         &kafka,
         &redis,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
+        alerts.as_ref().map(|book| book.rules().clone()),
         &metrics,
     )
     .await?;
@@ -104,6 +107,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
+        alerts.as_ref().map(|book| book.rules().clone()),
     );
 
     let registry = StreamRegistry::new(metrics.clone());
@@ -129,8 +133,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         access: Access::new(&config.http),
         cors_origins: config.http.cors_origins.clone(),
         moments: moments.map(|(_, search)| search),
-        questions: captions.as_ref().map(|captions| captions.questions.clone()),
-        alerts: captions.map(|captions| captions.alerts),
+        questions: captions.map(|captions| captions.questions),
+        alerts,
         zones,
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
@@ -194,9 +198,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     })
 }
 
-/// Where every stream's analysed frames go, in the order they are handed over: objects, the
-/// moment index and the captions (when enabled), then the frame results. A new sink is one
-/// line here.
+/// Where every stream's analysed frames go, in the order they are handed over: objects and
+/// their alert rules, the moment index and the captions (when enabled), then the frame
+/// results. A new sink is one line here.
 pub(crate) fn start_sinks(
     config: &Config,
     kafka: &KafkaPublisher,
@@ -204,6 +208,7 @@ pub(crate) fn start_sinks(
     metrics: &Metrics,
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
+    alert_rules: Option<AlertRules>,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
     if config.objects.enabled {
@@ -212,6 +217,17 @@ pub(crate) fn start_sinks(
             kafka.clone(),
             redis.clone(),
             metrics.clone(),
+        )));
+    }
+    if let Some(rules) = alert_rules.filter(|_| config.objects.enabled) {
+        sinks.push(Arc::new(ObjectAlertSink::new(
+            rules,
+            AlertPublisher::new(
+                kafka.clone(),
+                config.kafka.topics.alerts.clone(),
+                redis.clone(),
+                metrics.clone(),
+            ),
         )));
     }
     if let Some(moments) = moments {
@@ -297,6 +313,8 @@ pub(crate) async fn connect_publishers(
     if config.captions.enabled {
         topics.push(topic_of(config, &config.kafka.topics.captions));
         topics.push(topic_of(config, &config.kafka.topics.answers));
+    }
+    if config.captions.enabled || config.objects.enabled {
         topics.push(topic_of(config, &config.kafka.topics.alerts));
     }
     if config.cluster.enabled {
@@ -421,40 +439,49 @@ pub(crate) async fn start_moments(
     Ok(Some((indexer, search)))
 }
 
+/// The alert rules in force (configured, and stored through the API) when something checks
+/// them: chunk rules need captions, object rules need objects; `None` when neither is on.
+async fn load_alerts(config: &Config, redis: &RedisState) -> anyhow::Result<Option<AlertBook>> {
+    if !config.captions.enabled && !config.objects.enabled {
+        return Ok(None);
+    }
+    let book = AlertBook::load(&config.alerts.rules, RuleScope::of(config), redis.clone())
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("loading the alert rules (alerts.rules)")?;
+    Ok(Some(book))
+}
+
 /// What chunk captions need: the sink that cuts and captions chunks, and what the API
-/// serves from the same model (questions) and rules (alerts).
+/// serves from the same model (questions).
 struct Captions {
     sink: CaptionSink,
     questions: Questions,
-    alerts: AlertBook,
 }
 
-/// The captioning model (LLM and tagger) loaded, its sink, questions and alert rules; `None`
-/// when `captions.enabled` is false.
+/// The captioning model (LLM and tagger) loaded, its sink and questions; `None` when
+/// `captions.enabled` is false. `rules` are the alert rules the chunks are checked against.
 async fn start_captions(
     config: &Config,
     kafka: &KafkaPublisher,
     redis: &RedisState,
     moments: Option<MomentIndexer>,
+    rules: Option<AlertRules>,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<Captions>> {
-    if !config.captions.enabled {
+    let (true, Some(rules)) = (config.captions.enabled, rules) else {
         tracing::info!("chunk captions disabled (captions.enabled = false)");
         return Ok(None);
-    }
-    let context = "starting the captioner (captions.llm_model, captions.tag_model, alerts.rules; \
+    };
+    let context = "starting the captioner (captions.llm_model, captions.tag_model; \
                    set captions.enabled = false to run without captions)";
-    let alerts = AlertBook::load(&config.alerts.rules, redis.clone())
-        .await
-        .map_err(anyhow::Error::msg)
-        .context(context)?;
     let (model, names) =
         CaptionModel::start(&config.captions, &config.models, metrics.clone()).context(context)?;
     let sink = CaptionSink::start(
         config,
         model.clone(),
         names.captions,
-        alerts.rules().clone(),
+        rules,
         kafka.clone(),
         redis.clone(),
         moments,
@@ -474,11 +501,7 @@ async fn start_captions(
         threshold = config.captions.threshold,
         "chunk captions with self-correction ready"
     );
-    Ok(Some(Captions {
-        sink,
-        questions,
-        alerts,
-    }))
+    Ok(Some(Captions { sink, questions }))
 }
 
 /// SIGHUP: re-read the configuration file and apply its streams; other settings need a restart.

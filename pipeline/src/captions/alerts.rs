@@ -10,9 +10,10 @@
 //! Rules come from the configuration (`[[alerts.rules]]`) and from the API; those added
 //! through the API are kept in Redis, so they survive a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use argus_operators::detection::COCO_CLASSES;
 use argus_operators::tagging::Tag;
 use argus_operators::video_qa::is_yes_no_question;
 use chrono::{DateTime, Timelike, Utc};
@@ -20,7 +21,7 @@ use regex::Regex;
 
 use super::chunk::Chunk;
 use super::evidence::time_label;
-pub use crate::config::{AlertRule, Condition};
+pub use crate::config::{AlertRule, Condition, RuleScope};
 use crate::messages::EvidenceLine;
 
 /// Alerts kept per camera in Redis (the newest).
@@ -30,6 +31,12 @@ pub const KEPT_ALERTS: isize = 1000;
 pub fn alerts_key(prefix: &str, camera: &str) -> String {
     format!("{prefix}:alerts:camera:{camera}")
 }
+
+/// A rule's cooldown is at most a day: longer is a rule that should be removed instead.
+pub const MAX_COOLDOWN_S: f64 = 86_400.0;
+
+/// An object rule counts at most this many tracks at once.
+const MAX_MIN_COUNT: usize = 1000;
 
 /// The places of the view a motion rule may name (a 3×3 grid).
 pub const PLACES: [&str; 9] = [
@@ -56,20 +63,29 @@ pub struct CompiledRule {
 impl AlertRule {
     /// Checks the rule and prepares it, or says what is wrong with it.
     pub fn compile(self) -> Result<CompiledRule, String> {
-        if self.id.is_empty()
-            || self.id.len() > 128
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if !valid_id(&self.id) {
             return Err(format!(
                 "rule id `{}` must be 1-128 letters, digits, `-`, `_` or `.`",
                 self.id
             ));
         }
+        if !(0.0..=MAX_COOLDOWN_S).contains(&self.cooldown_s) {
+            return Err(format!(
+                "rule `{}`: cooldown_s must be within 0..={MAX_COOLDOWN_S} (seconds)",
+                self.id
+            ));
+        }
         let mut pattern = None;
         let mut hours = None;
+        let parse_span = |span: &Option<String>| match span {
+            Some(span) => parse_hours(span).map(Some).ok_or_else(|| {
+                format!(
+                    "rule `{}`: hours `{span}` must look like 22:00-06:00",
+                    self.id
+                )
+            }),
+            None => Ok(None),
+        };
         match &self.when {
             Condition::Text { pattern: text } => {
                 pattern = Some(
@@ -105,14 +121,7 @@ impl AlertRule {
                         ));
                     }
                 }
-                if let Some(span) = span {
-                    hours = Some(parse_hours(span).ok_or_else(|| {
-                        format!(
-                            "rule `{}`: hours `{span}` must look like 22:00-06:00",
-                            self.id
-                        )
-                    })?);
-                }
+                hours = parse_span(span)?;
             }
             Condition::Question { question } => {
                 if !is_yes_no_question(question) || question.chars().count() > 1000 {
@@ -123,6 +132,26 @@ impl AlertRule {
                     ));
                 }
             }
+            Condition::Object {
+                class,
+                zone,
+                line,
+                min_count,
+                min_dwell_s,
+                direction,
+                hours: span,
+            } => {
+                check_object_rule(
+                    &self.id,
+                    class,
+                    zone.as_deref(),
+                    line.as_deref(),
+                    *min_count,
+                    *min_dwell_s,
+                    direction.is_some(),
+                )?;
+                hours = parse_span(span)?;
+            }
         }
         Ok(CompiledRule {
             rule: self,
@@ -130,6 +159,70 @@ impl AlertRule {
             hours,
         })
     }
+}
+
+/// What is wrong with an object rule's fields, if anything. A zone or line is not looked up:
+/// each camera has its own (and they change at run time), so a rule watching a zone fires
+/// on the cameras that have one with that id, and nowhere else.
+fn check_object_rule(
+    id: &str,
+    class: &str,
+    zone: Option<&str>,
+    line: Option<&str>,
+    min_count: usize,
+    min_dwell_s: Option<f64>,
+    has_direction: bool,
+) -> Result<(), String> {
+    if !COCO_CLASSES.contains(&class) {
+        return Err(format!(
+            "rule `{id}`: class `{class}` is not a COCO class (person, bicycle, car, \
+             motorcycle, bus, truck, ...)"
+        ));
+    }
+    if zone.is_some() && line.is_some() {
+        return Err(format!(
+            "rule `{id}`: an object rule watches a zone or a line, not both"
+        ));
+    }
+    for (what, named) in [("zone", zone), ("line", line)] {
+        if named.is_some_and(|name| !valid_id(name)) {
+            return Err(format!(
+                "rule `{id}`: {what} `{}` must be 1-128 letters, digits, `-`, `_` or `.`",
+                named.unwrap_or_default()
+            ));
+        }
+    }
+    if !(1..=MAX_MIN_COUNT).contains(&min_count) {
+        return Err(format!(
+            "rule `{id}`: min_count must be within 1..={MAX_MIN_COUNT}"
+        ));
+    }
+    if let Some(dwell) = min_dwell_s {
+        if zone.is_none() {
+            return Err(format!(
+                "rule `{id}`: min_dwell_s is the time spent in a zone: name the zone"
+            ));
+        }
+        if !(dwell.is_finite() && dwell > 0.0) {
+            return Err(format!(
+                "rule `{id}`: min_dwell_s must be a positive number of seconds"
+            ));
+        }
+    }
+    if has_direction && line.is_none() {
+        return Err(format!(
+            "rule `{id}`: direction is the way a line is crossed: name the line"
+        ));
+    }
+    Ok(())
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn parse_hours(span: &str) -> Option<(u32, u32)> {
@@ -230,11 +323,17 @@ impl CompiledRule {
                     ))
                 })
                 .collect(),
-            Condition::Question { .. } => Vec::new(),
+            Condition::Question { .. } | Condition::Object { .. } => Vec::new(),
         }
     }
 
-    fn in_hours(&self, at: DateTime<Utc>) -> bool {
+    /// Whether the rule is checked on chunks (object rules are checked on frames).
+    pub fn on_chunks(&self) -> bool {
+        !matches!(self.rule.when, Condition::Object { .. })
+    }
+
+    /// Whether `at` falls in the rule's hours (always, for a rule without).
+    pub fn in_hours(&self, at: DateTime<Utc>) -> bool {
         let Some((start, end)) = self.hours else {
             return true;
         };
@@ -278,12 +377,45 @@ impl AlertRules {
         Ok(())
     }
 
+    /// The rule with this id, if it is in force.
+    pub fn get(&self, id: &str) -> Option<CompiledRule> {
+        self.rules
+            .read()
+            .expect("alert rules lock")
+            .get(id)
+            .cloned()
+    }
+
     pub fn remove(&self, id: &str) -> bool {
         self.rules
             .write()
             .expect("alert rules lock")
             .remove(id)
             .is_some()
+    }
+}
+
+/// When each rule last fired on each camera, so that it stays quiet for its `cooldown_s`.
+/// Times are video times (a chunk's start, a frame's time): a recording read faster than
+/// real time keeps the same quiet spans as the live camera would.
+#[derive(Debug, Default)]
+pub struct Cooldowns {
+    last_fired: HashMap<(String, String), DateTime<Utc>>,
+}
+
+impl Cooldowns {
+    /// Whether `rule` may fire on `camera` at `at`; when it may, it counts as fired then. A
+    /// camera whose video time went back (another recording under its id) starts afresh.
+    pub fn fire(&mut self, rule: &AlertRule, camera: &str, at: DateTime<Utc>) -> bool {
+        let key = (rule.id.clone(), camera.to_owned());
+        if let Some(&last) = self.last_fired.get(&key) {
+            let cooldown = chrono::Duration::milliseconds((rule.cooldown_s * 1e3) as i64);
+            if last <= at && at < last + cooldown {
+                return false;
+            }
+        }
+        self.last_fired.insert(key, at);
+        true
     }
 }
 
@@ -303,6 +435,8 @@ mod tests {
 
     use argus_operators::motion::{Motion, MotionRegion};
     use argus_operators::BgrImage;
+
+    use crate::objects::zones::Direction;
     use chrono::TimeZone;
 
     use super::super::chunk::{ChunkBuilder, ChunkFrame};
@@ -368,6 +502,146 @@ mod tests {
             let error = rule(when).unwrap_err();
             assert!(error.contains(says), "{when}: {error}");
         }
+    }
+
+    #[test]
+    fn object_rules_are_checked_when_added() {
+        let line = rule(
+            "{ kind = \"object\", class = \"person\", line = \"kerb\", \
+             direction = \"left_to_right\" }",
+        )
+        .unwrap();
+        assert!(!line.on_chunks());
+        assert!(line.matching_frames(&chunk(), &[]).is_empty());
+        let Condition::Object {
+            min_count,
+            direction,
+            ..
+        } = &line.rule.when
+        else {
+            panic!("an object rule: {:?}", line.rule.when);
+        };
+        assert_eq!((*min_count, *direction), (1, Some(Direction::LeftToRight)));
+        assert_eq!(line.rule.cooldown_s, 60.0, "the default cooldown");
+        // A zone no camera has yet is accepted: zones are per camera and change at run time.
+        assert!(rule(
+            "{ kind = \"object\", class = \"car\", zone = \"nowhere\", min_dwell_s = 30.0 }"
+        )
+        .is_ok());
+        let bad = [
+            (
+                "{ kind = \"object\", class = \"pedestrian\" }",
+                "not a COCO class",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", zone = \"a\", line = \"b\" }",
+                "not both",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", min_dwell_s = 5.0 }",
+                "name the zone",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", zone = \"a\", min_dwell_s = -1.0 }",
+                "positive number",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", direction = \"left_to_right\" }",
+                "name the line",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", line = \"b\", direction = \"up\" }",
+                "unknown variant",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", min_count = 0 }",
+                "min_count",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", zone = \"a b\" }",
+                "zone `a b`",
+            ),
+            (
+                "{ kind = \"object\", class = \"car\", hours = \"25:00-06:00\" }",
+                "22:00-06:00",
+            ),
+        ];
+        for (when, says) in bad {
+            let error = rule(when).unwrap_err();
+            assert!(error.contains(says), "{when}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_cooldown_is_a_number_of_seconds_up_to_a_day() {
+        let with_cooldown = |cooldown: f64| AlertRule {
+            id: "r1".into(),
+            cameras: vec![],
+            cooldown_s: cooldown,
+            when: Condition::Text {
+                pattern: "x".into(),
+            },
+        };
+        assert!(with_cooldown(0.0).compile().is_ok());
+        for bad in [-1.0, f64::NAN, MAX_COOLDOWN_S + 1.0] {
+            let error = with_cooldown(bad).compile().unwrap_err();
+            assert!(error.contains("cooldown_s"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_rule_stays_quiet_on_a_camera_for_its_cooldown() {
+        let text = rule("{ kind = \"text\", pattern = \"x\" }").unwrap().rule;
+        let at = |s: i64| Utc.timestamp_opt(1_000_000 + s, 0).unwrap();
+        let mut cooldowns = Cooldowns::default();
+        assert!(cooldowns.fire(&text, "gate", at(0)));
+        assert!(!cooldowns.fire(&text, "gate", at(10)), "within 60 s");
+        assert!(cooldowns.fire(&text, "lobby", at(10)), "per camera");
+        assert!(!cooldowns.fire(&text, "gate", at(59)));
+        assert!(
+            cooldowns.fire(&text, "gate", at(60)),
+            "the cooldown is over"
+        );
+        assert!(
+            !cooldowns.fire(&text, "gate", at(100)),
+            "counted from the last firing"
+        );
+        assert!(
+            cooldowns.fire(&text, "gate", at(-500)),
+            "video time went back"
+        );
+        let eager = AlertRule {
+            cooldown_s: 0.0,
+            ..text
+        };
+        assert!(cooldowns.fire(&eager, "yard", at(0)));
+        assert!(cooldowns.fire(&eager, "yard", at(0)));
+    }
+
+    #[test]
+    fn a_rule_nothing_would_check_is_refused() {
+        let object = rule("{ kind = \"object\", class = \"dog\" }").unwrap().rule;
+        let text = rule("{ kind = \"text\", pattern = \"x\" }").unwrap().rule;
+        let captions_only = RuleScope {
+            chunks: true,
+            object_classes: None,
+        };
+        assert!(captions_only.admits(&text).is_ok());
+        let error = captions_only.admits(&object).unwrap_err();
+        assert!(error.contains("objects.enabled is false"), "{error}");
+        let objects_only = RuleScope {
+            chunks: false,
+            object_classes: Some(vec!["person".into(), "dog".into()]),
+        };
+        assert!(objects_only.admits(&object).is_ok());
+        let error = objects_only.admits(&text).unwrap_err();
+        assert!(error.contains("text rules") && error.contains("captions.enabled is false"));
+        let no_dogs = RuleScope {
+            chunks: true,
+            object_classes: Some(vec!["person".into()]),
+        };
+        let error = no_dogs.admits(&object).unwrap_err();
+        assert!(error.contains("does not report `dog`"), "{error}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod objects;
 mod redis;
 mod stream;
 
-pub use self::alerts::{AlertRule, AlertsConfig, Condition};
+pub use self::alerts::{AlertRule, AlertsConfig, Condition, RuleScope};
 pub use self::analysis::AnalysisConfig;
 pub use self::captions::CaptionsConfig;
 pub use self::cluster::ClusterConfig;
@@ -218,10 +218,11 @@ impl Config {
                 .compile()
                 .map_err(|problem| ConfigError::Invalid(format!("alerts.rules: {problem}")))?;
         }
-        if !self.alerts.rules.is_empty() && !self.captions.enabled {
-            return Err(ConfigError::Invalid(
-                "alerts.rules are checked on captioned chunks: set captions.enabled = true".into(),
-            ));
+        let scope = RuleScope::of(self);
+        for rule in &self.alerts.rules {
+            scope
+                .admits(rule)
+                .map_err(|problem| ConfigError::Invalid(format!("alerts.rules: {problem}")))?;
         }
         if !(1000..=100_000_000).contains(&self.kafka.max_message_bytes) {
             return Err(ConfigError::Invalid(format!(

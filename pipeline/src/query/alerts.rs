@@ -2,11 +2,13 @@
 //!
 //! Rules come from the configuration (`[[alerts.rules]]`) and from the API; those added
 //! through the API are kept in Redis, so they survive a restart. The captioning model checks
-//! them on every chunk ([`crate::captions::alerts`]); `sinks::captions` publishes what fires.
+//! chunk rules on every chunk ([`crate::captions::alerts`]) and `sinks::captions` publishes
+//! what fires; `sinks::object_alerts` checks object rules on every frame the objects stage
+//! saw. A rule that nothing in this process checks (see [`RuleScope`]) is refused.
 
 use std::collections::HashMap;
 
-use crate::captions::alerts::{alerts_key, AlertRule, AlertRules};
+use crate::captions::alerts::{alerts_key, AlertRule, AlertRules, RuleScope};
 use crate::publish::RedisState;
 
 /// Why a rule was not added.
@@ -22,28 +24,36 @@ pub enum RuleError {
 #[derive(Clone)]
 pub struct AlertBook {
     rules: AlertRules,
+    scope: RuleScope,
     redis: RedisState,
     /// Redis hash of the rules added through the API (id → JSON).
     rules_key: String,
 }
 
 impl AlertBook {
-    /// The configured rules (an invalid one is an error) and those stored through the API.
-    pub async fn load(configured: &[AlertRule], redis: RedisState) -> Result<Self, String> {
+    /// The configured rules (an invalid one, or one outside `scope`, is an error) and those
+    /// stored through the API (skipped with a warning when they are).
+    pub async fn load(
+        configured: &[AlertRule],
+        scope: RuleScope,
+        redis: RedisState,
+    ) -> Result<Self, String> {
         let rules = AlertRules::default();
         for rule in configured {
+            scope.admits(rule)?;
             rules.insert(rule.clone().compile()?, true)?;
         }
         let rules_key = format!("{}:alerts:rules", redis.key_prefix());
-        load_stored_rules(&redis, &rules_key, &rules).await;
+        load_stored_rules(&redis, &rules_key, &scope, &rules).await;
         Ok(Self {
             rules,
+            scope,
             redis,
             rules_key,
         })
     }
 
-    /// The shared set the captioning model checks.
+    /// The shared set the captioning model and the object alerts sink check.
     pub fn rules(&self) -> &AlertRules {
         &self.rules
     }
@@ -57,6 +67,9 @@ impl AlertBook {
     pub async fn add_alert_rule(&self, rule: AlertRule) -> Result<(), RuleError> {
         let json = serde_json::to_string(&rule).expect("rules serialise");
         let compiled = rule.compile().map_err(RuleError::Invalid)?;
+        self.scope
+            .admits(&compiled.rule)
+            .map_err(RuleError::Invalid)?;
         let id = compiled.rule.id.clone();
         self.rules
             .insert(compiled, false)
@@ -102,7 +115,7 @@ impl AlertBook {
 }
 
 /// Adds the rules stored through the API to `rules` (configured ones win on the same id).
-async fn load_stored_rules(redis: &RedisState, key: &str, rules: &AlertRules) {
+async fn load_stored_rules(redis: &RedisState, key: &str, scope: &RuleScope, rules: &AlertRules) {
     let stored: redis::RedisResult<HashMap<String, String>> = async {
         let mut connection = redis.connection().await?;
         redis::AsyncCommands::hgetall(&mut connection, key).await
@@ -114,6 +127,7 @@ async fn load_stored_rules(redis: &RedisState, key: &str, rules: &AlertRules) {
                 match serde_json::from_str::<AlertRule>(&json)
                     .map_err(|e| e.to_string())
                     .and_then(AlertRule::compile)
+                    .and_then(|rule| scope.admits(&rule.rule).map(|()| rule))
                 {
                     Ok(rule) => {
                         let _ = rules.insert(rule, false);

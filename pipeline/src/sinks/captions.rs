@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::moment_index::MomentIndexer;
-use crate::captions::alerts::{alerts_key, AlertRules, KEPT_ALERTS};
+use crate::captions::alerts::{AlertRules, Cooldowns};
 use crate::captions::captions_key;
 use crate::captions::chunk::{Chunk, ChunkBuilder, ChunkFrame};
 use crate::config::{CaptionsConfig, Config};
@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::objects::FrameObjects;
 use crate::operators::captioning::{AlertDraft, CaptionJob, CaptionModel, Draft, Written};
 use crate::operators::worker::Pending;
-use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
+use crate::publish::{new_trace_id, AlertPublisher, KafkaPublisher, Outgoing, RedisState};
 use crate::stream::{AnalysedFrame, FinishedStream, FrameSink, OpenedStream};
 
 /// A live chunk is closed this long after its end even if no later frame came.
@@ -88,9 +88,16 @@ impl CaptionSink {
             .with_label_values(&["caption"]);
         let (to_publish, mut published) = mpsc::unbounded_channel::<ToPublish>();
         let mut publisher = Publisher {
-            kafka,
             topic: service.kafka.topics.captions.clone(),
-            alerts_topic: service.kafka.topics.alerts.clone(),
+            alerts: AlertPublisher::new(
+                kafka.clone(),
+                service.kafka.topics.alerts.clone(),
+                redis.clone(),
+                metrics.clone(),
+            ),
+            rules: rules.clone(),
+            cooldowns: Cooldowns::default(),
+            kafka,
             redis,
             metrics: metrics.clone(),
             model: model_name,
@@ -271,7 +278,10 @@ struct Publisher {
     /// Captions join the moment index's windows of their chunk.
     moments: Option<MomentIndexer>,
     topic: String,
-    alerts_topic: String,
+    alerts: AlertPublisher,
+    /// The rules in force, for each alert's cooldown.
+    rules: AlertRules,
+    cooldowns: Cooldowns,
     redis: RedisState,
     metrics: Metrics,
     model: String,
@@ -357,9 +367,16 @@ impl Publisher {
 }
 
 impl Publisher {
-    /// To the alerts topic, and the camera's newest alerts in Redis.
-    async fn publish_alert(&self, draft: AlertDraft) {
+    /// Publishes an alert unless its rule fired on the camera within its cooldown (an alert
+    /// whose rule was removed while its chunk was checked is published: it fired).
+    async fn publish_alert(&mut self, draft: AlertDraft) {
         use base64::Engine as _;
+        if let Some(rule) = self.rules.get(&draft.rule_id) {
+            if !self.cooldowns.fire(&rule.rule, &draft.camera, draft.start) {
+                tracing::debug!(camera = %draft.camera, rule = %draft.rule_id, start = %draft.start, "alert within the rule's cooldown");
+                return;
+            }
+        }
         let alert = Alert {
             schema_version: Alert::SCHEMA_VERSION,
             message_id: Uuid::now_v7(),
@@ -370,39 +387,14 @@ impl Publisher {
             start: draft.start,
             end: draft.end,
             evidence: draft.evidence,
+            track_ids: None,
             answer: draft.answer,
             thumbnail_jpeg: draft
                 .thumbnail
                 .map(|jpeg| base64::engine::general_purpose::STANDARD.encode(jpeg)),
             produced_at: Utc::now(),
         };
-        let json = serde_json::to_string(&alert).expect("alerts serialise");
-        let camera = alert.camera_id.as_str();
-        let outgoing = Outgoing {
-            topic: &self.alerts_topic,
-            key: camera,
-            payload: json.clone(),
-            schema_id: Alert::SCHEMA_ID,
-            message_id: alert.message_id.to_string(),
-            trace_id: new_trace_id(),
-        };
-        if let Err(error) = self.kafka.publish(outgoing).await {
-            tracing::error!(camera, %error, "could not queue an alert for Kafka");
-        }
-        let key = alerts_key(self.redis.key_prefix(), camera);
-        let mut pipeline = redis::pipe();
-        pipeline
-            .atomic()
-            .lpush(&key, &json)
-            .ignore()
-            .ltrim(&key, 0, KEPT_ALERTS - 1)
-            .ignore();
-        self.redis.write_pipeline(pipeline).await;
-        self.metrics
-            .alerts_fired
-            .with_label_values(&[camera, alert.rule_id.as_str()])
-            .inc();
-        tracing::warn!(camera, rule = %alert.rule_id, kind = %alert.kind, start = %alert.start, "alert");
+        self.alerts.publish(&alert).await;
     }
 }
 

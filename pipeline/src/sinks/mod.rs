@@ -4,14 +4,17 @@
 //! - [`moment_index`]: windows embedded, stored, published and indexed for moment search;
 //! - [`captions`]: chunks captioned with self-correction, and the alerts they fire;
 //! - [`objects`]: people and vehicles detected, tracked, and their zone and line events;
+//! - [`object_alerts`]: the object alert rules, checked on what the tracks did;
 //! - [`frame_results`]: each frame's result to Kafka and Redis, and the streams' events.
 
 pub mod captions;
 pub mod frame_results;
 pub mod moment_index;
+pub mod object_alerts;
 pub mod objects;
 
 pub use captions::CaptionSink;
 pub use frame_results::FrameResults;
 pub use moment_index::MomentIndexer;
+pub use object_alerts::ObjectAlertSink;
 pub use objects::ObjectSink;
