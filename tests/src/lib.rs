@@ -776,7 +776,13 @@ pub fn stream<'a>(streams: &'a [serde_json::Value], id: &str) -> Option<&'a serd
 
 /// The JSON Schema of a message kind (`frame-result`, `stream-event`), compiled.
 pub fn schema(name: &str) -> jsonschema::Validator {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/{name}.v1.json"));
+    schema_version(name, 1)
+}
+
+/// The validator of `schemas/{name}.v{version}.json`.
+pub fn schema_version(name: &str, version: u32) -> jsonschema::Validator {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/{name}.v{version}.json"));
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     jsonschema::options()

@@ -224,7 +224,7 @@ pub(crate) fn start_sinks(
             rules,
             AlertPublisher::new(
                 kafka.clone(),
-                config.kafka.topics.alerts.clone(),
+                &config.kafka.topics,
                 redis.clone(),
                 metrics.clone(),
             ),
@@ -316,6 +316,7 @@ pub(crate) async fn connect_publishers(
     }
     if config.captions.enabled || config.objects.enabled {
         topics.push(topic_of(config, &config.kafka.topics.alerts));
+        topics.push(topic_of(config, &config.kafka.topics.alerts_v2));
     }
     if config.cluster.enabled {
         topics.push(TopicSpec {
