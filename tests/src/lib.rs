@@ -412,6 +412,20 @@ pub fn argus_binary() -> PathBuf {
     path
 }
 
+/// `argus --config CONFIG`, with objects off unless the file has an `[objects]` section or
+/// the test sets `ARGUS_OBJECTS__ENABLED` itself. Objects are on by default, but a test that
+/// is not about them should not have the detector (5 frames a second) change what its timings
+/// and frame counts measure; the tests of the built-in defaults run them on.
+pub fn argus_command(config: &Path) -> Command {
+    let mut command = Command::new(argus_binary());
+    command.arg("--config").arg(config);
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    if !text.contains("[objects]") {
+        command.env("ARGUS_OBJECTS__ENABLED", "false");
+    }
+    command
+}
+
 /// A running `argus` whose stderr goes to a file the test can read.
 pub struct Argus {
     child: Child,
@@ -432,13 +446,8 @@ impl Argus {
         log: PathBuf,
         http: String,
     ) -> Self {
-        let mut command = Command::new(argus_binary());
-        command
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .args(args)
-            .envs(env.iter().copied());
+        let mut command = argus_command(config);
+        command.arg("run").args(args).envs(env.iter().copied());
         Self::spawn(command, log, http)
     }
 

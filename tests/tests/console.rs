@@ -30,9 +30,7 @@ fn the_console_adds_a_stream_shows_it_live_and_searches_moments_in_a_browser() {
     // windows from Redis).
     let video = dir.path().join("loading-dock.mp4");
     make_text_video(&video, "LOADING DOCK", 8);
-    let index = Command::new(argus_binary())
-        .arg("--config")
-        .arg(&config)
+    let index = argus_command(&config)
         .arg("index")
         .arg(&video)
         .args([
