@@ -34,6 +34,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::messages::ObjectEventKind;
 use crate::metrics::Metrics;
+use crate::objects::book::ZoneBook;
 use crate::objects::eval::{
     self, AveragePrecision, ClassGroup, DetectionFrame, EventScores, IdentityScores, LabelSet,
     MotScores, ScoredBox, SyntheticTruth, TimedEvent, TrackingFrame, TrueBox, ZoneCountError,
@@ -340,10 +341,10 @@ async fn score_synthetic(
         .chain(truth.lines.iter().map(|l| l.camera.clone()))
         .next()
         .unwrap_or_else(|| "synthetic".into());
-    let mut objects = config.objects.clone();
-    objects.zones = truth.zones.clone();
-    objects.lines = truth.lines.clone();
-    let tracking = ObjectTracking::new(&objects, detector.clone(), metrics);
+    let objects = &config.objects;
+    // The truth's zones and lines, in place of any configured ones.
+    let zones = ZoneBook::new(&truth.zones, &truth.lines);
+    let tracking = ObjectTracking::new(objects, detector.clone(), zones, metrics);
     let truth_frames: HashMap<u64, &eval::TruthFrame> =
         truth.frames.iter().map(|f| (f.index, f)).collect();
 
