@@ -7,7 +7,7 @@
 #                                CUDA runtime stubs libtorch_cpu links), and ONNX Runtime, which
 #                                `ort` loads at run time (libonnxruntime.so -> the versioned file)
 #   OUT/models/NAME/             the models named in ARGUS_BUNDLE_MODELS (folders of
-#                                $ARGUS_MODEL_DIR; default "pp-ocrv4 all-minilm-l6-v2", the ones the service
+#                                $ARGUS_MODEL_DIR; default "pp-ocrv4 all-minilm-l6-v2 coco-detectors", the ones the service
 #                                loads; "all" for every model deploy/setup.sh fetched)
 #   OUT/debian-packages.txt      the Debian packages owning every other library it links
 #
@@ -69,7 +69,7 @@ ln -sf "$ort_name" "$out/lib/libonnxruntime.so"
 [ ! -f "$ort_dir/libonnxruntime_providers_shared.so" ] || cp -L "$ort_dir/libonnxruntime_providers_shared.so" "$out/lib/"
 take_libraries "$ORT_DYLIB_PATH"
 
-models="${ARGUS_BUNDLE_MODELS:-pp-ocrv4 all-minilm-l6-v2}"
+models="${ARGUS_BUNDLE_MODELS:-pp-ocrv4 all-minilm-l6-v2 coco-detectors}"
 if [ "$models" = all ]; then
   models="$(cd "$ARGUS_MODEL_DIR" && ls)"
 fi

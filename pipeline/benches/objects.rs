@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use argus::config::{AnalysisConfig, Config, ObjectsConfig};
 use argus::metrics::Metrics;
+use argus::objects::book::ZoneBook;
 use argus::operators::detector::ObjectDetector;
 use argus::operators::objects::ObjectTracking;
 use argus::source::{self, read_recording};
@@ -58,7 +59,12 @@ fn stage(config: &Config, min_motion: f32) -> (ObjectTracking, Metrics) {
     )
     .expect("the COCO detector (deploy/setup.sh converts it)");
     (
-        ObjectTracking::new(&objects, detector, metrics.clone()),
+        ObjectTracking::new(
+            &objects,
+            detector,
+            ZoneBook::new(&objects.zones, &objects.lines),
+            metrics.clone(),
+        ),
         metrics,
     )
 }

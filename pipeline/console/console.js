@@ -1,5 +1,5 @@
-// Argus operator console: stream tiles (state, thumbnail, latest text, fps, drops) refreshed
-// from the API, and a live feed of results from server-sent events. Everything shown is set
+// Argus operator console: stream tiles (state, thumbnail with the tracked objects, zones and
+// lines drawn over it, latest text, fps, drops) refreshed from the API, and a live feed of results from server-sent events. Everything shown is set
 // with textContent or as a URL-encoded attribute, never as HTML.
 "use strict";
 
@@ -22,6 +22,9 @@ function withToken(url) {
 
 const latestText = new Map();
 const tiles = new Map();
+const SVG = "http://www.w3.org/2000/svg";
+// The overlay's width in its own units; its height follows the frame's proportions.
+const OVERLAY_WIDTH = 1000;
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -40,11 +43,16 @@ function tileFor(id) {
   name.prepend(state);
   const image = element("img");
   image.alt = "latest frame of " + id;
+  const overlay = document.createElementNS(SVG, "svg");
+  overlay.setAttribute("class", "overlay");
+  overlay.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  const view = element("div", "view");
+  view.append(image, overlay);
   const facts = element("div", "facts");
   const text = element("div", "text");
-  root.append(name, image, facts, text);
+  root.append(name, view, facts, text);
   document.getElementById("grid").append(root);
-  tile = { root, state, image, facts, text };
+  tile = { root, state, image, overlay, facts, text };
   tiles.set(id, tile);
   return tile;
 }
@@ -74,6 +82,7 @@ async function refreshStreams() {
       (stream.error ? ` · ${stream.error}` : "");
     if (stream.frames_analysed > 0) {
       tile.image.src = withToken(`/api/v1/streams/${encodeURIComponent(stream.id)}/thumbnail.jpg?n=${stream.frames_analysed}`);
+      refreshOverlay(stream.id, tile);
     }
     tile.text.textContent = latestText.get(stream.id) || "";
   }
@@ -81,6 +90,67 @@ async function refreshStreams() {
     if (!seen.has(id)) { tile.root.remove(); tiles.delete(id); }
   }
   document.getElementById("summary").textContent = `${answer.streams.length} streams, ${running} running`;
+}
+
+// The overlay: the latest tracked boxes (track id, class, colour), the zones and the lines,
+// in an SVG whose view box has the frame's proportions and is fitted like the thumbnail
+// (object-fit: contain), so normalised coordinates land where the image shows them.
+
+function svgElement(tag, attributes, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+async function refreshOverlay(id, tile) {
+  let answer;
+  try {
+    const response = await fetch(withToken(`/api/v1/streams/${encodeURIComponent(id)}/objects`), { headers: authHeaders() });
+    if (!response.ok) return;
+    answer = await response.json();
+  } catch {
+    return;
+  }
+  drawOverlay(tile, answer);
+}
+
+function drawOverlay(tile, { objects, zones, lines }) {
+  const frame = objects && objects.width && objects.height
+    ? { width: objects.width, height: objects.height }
+    : { width: tile.image.naturalWidth || 16, height: tile.image.naturalHeight || 9 };
+  const w = OVERLAY_WIDTH;
+  const h = (OVERLAY_WIDTH * frame.height) / frame.width;
+  const overlay = tile.overlay;
+  overlay.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  overlay.replaceChildren();
+  const at = ([x, y]) => `${(x * w).toFixed(1)},${(y * h).toFixed(1)}`;
+  for (const zone of zones || []) {
+    const group = svgElement("g", { class: "zone", "data-zone": zone.id });
+    group.append(
+      svgElement("polygon", { points: zone.points.map(at).join(" ") }),
+      svgElement("text", { x: zone.points[0][0] * w + 4, y: zone.points[0][1] * h + 40 }, zone.id),
+    );
+    overlay.append(group);
+  }
+  for (const line of lines || []) {
+    const group = svgElement("g", { class: "line", "data-line": line.id });
+    group.append(
+      svgElement("line", { x1: line.from[0] * w, y1: line.from[1] * h, x2: line.to[0] * w, y2: line.to[1] * h }),
+      svgElement("text", { x: line.to[0] * w + 4, y: line.to[1] * h - 4 }, line.id),
+    );
+    overlay.append(group);
+  }
+  for (const object of (objects && objects.objects) || []) {
+    const [x1, y1, x2, y2] = object.bbox;
+    const label = `#${object.track_id} ${object.class}` + (object.colour ? ` ${object.colour}` : "");
+    const group = svgElement("g", { class: "track", "data-track": object.track_id });
+    group.append(
+      svgElement("rect", { x: x1 * w, y: y1 * h, width: (x2 - x1) * w, height: (y2 - y1) * h }),
+      svgElement("text", { x: x1 * w + 2, y: Math.max(y1 * h - 4, 40) }, label),
+    );
+    overlay.append(group);
+  }
 }
 
 let feed;

@@ -11,7 +11,7 @@
 //! | shared | [`metrics`] | the Prometheus registry |
 //! | shared | [`messages`] | the versioned Kafka message schemas |
 //! | source | [`source`] | URIs, the GStreamer decoder, frame queues |
-//! | shared | [`objects`] | zones and lines, and the events tracks raise with them |
+//! | shared | [`objects`] | zones and lines (the book of those in force), and the events tracks raise with them |
 //! | shared | [`config`] | settings (TOML + env), defaults in `config/default.toml` |
 //! | domain | [`captions`] | chunks, evidence and alert rules (plain data) |
 //! | stream | [`stream`] | each stream's state machine; the analyser and sink interfaces |

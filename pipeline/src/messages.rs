@@ -258,8 +258,16 @@ pub struct AlertAnswer {
 }
 
 impl Alert {
-    pub const SCHEMA_VERSION: u32 = 1;
-    pub const SCHEMA_ID: &'static str = "argus.alert.v1";
+    /// Version 2 (`schemas/alert.v2.json`) added object alerts and `track_ids`; version 1
+    /// carries chunk alerts only, while it is deprecated.
+    pub const SCHEMA_VERSION: u32 = 2;
+    pub const SCHEMA_ID: &'static str = "argus.alert.v2";
+    pub const V1_SCHEMA_ID: &'static str = "argus.alert.v1";
+
+    /// Whether version 1 can carry it: every kind but `object`.
+    pub fn fits_v1(&self) -> bool {
+        self.kind != "object"
+    }
 }
 
 /// `schemas/objects.v1.json`: the objects tracked in one analysed frame.

@@ -1,6 +1,7 @@
 // Drives the Argus console in headless Chromium: enters the API token, adds a stream through
 // the form, waits for its tile to go live with a thumbnail and for the live feed to show its
-// results, checks that a hostile stream id is shown as text (not markup), searches the moment
+// results and the zone and line drawn through the API over its thumbnail (and tracked boxes
+// over the sample street camera's), checks that a hostile stream id is shown as text (not markup), searches the moment
 // index of CAMERA for QUERY (a result card quoting the words of EXPECTED, with a loaded thumbnail; its clip
 // plays if the server offers one), and saves a screenshot.
 // Usage: node check_console.mjs URL TOKEN SCREENSHOT [CAMERA QUERY EXPECTED]
@@ -23,6 +24,20 @@ try {
   await page.fill("#token", token);
   await page.dispatchEvent("#token", "change");
 
+  // A zone and a line on the camera about to be added, drawn through the API.
+  const drawn = await page.evaluate(async (token) => {
+    const put = (path, body) => fetch(path, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
+      body: JSON.stringify(body),
+    }).then((response) => response.status);
+    return [
+      await put("/api/v1/streams/door/zones/doorway", { points: [[0.1, 0.2], [0.5, 0.2], [0.5, 0.9], [0.1, 0.9]] }),
+      await put("/api/v1/streams/door/lines/threshold", { from: [0.6, 0.1], to: [0.6, 0.9] }),
+    ];
+  }, token);
+  if (drawn.join() !== "200,200") failures.push("drawing a zone and a line answered " + drawn.join());
+
   await page.fill("#new-id", "door");
   await page.fill("#new-uri", "test:ball?width=320&height=180&fps=5");
   await page.fill("#new-fps", "2");
@@ -35,6 +50,28 @@ try {
     const image = document.querySelector('.tile[data-stream="door"] img');
     return image && image.complete && image.naturalWidth === 320;
   }, null, { timeout: 30000 });
+  // The zone and the line are drawn over the thumbnail, where the frame shows them.
+  await page.waitForSelector('.tile[data-stream="door"] .overlay .zone[data-zone="doorway"] polygon', { state: "attached", timeout: 10000 });
+  await page.waitForSelector('.tile[data-stream="door"] .overlay .line[data-line="threshold"] line', { state: "attached", timeout: 10000 });
+  const placed = await page.evaluate(() => {
+    const overlay = document.querySelector('.tile[data-stream="door"] .overlay');
+    const image = document.querySelector('.tile[data-stream="door"] img').getBoundingClientRect();
+    const zone = overlay.querySelector(".zone polygon").getBoundingClientRect();
+    // The zone spans x 0.1-0.5 of the frame, which fills the image's width (320x180 in 16:9).
+    return { left: (zone.left - image.left) / image.width, right: (zone.right - image.left) / image.width };
+  });
+  if (Math.abs(placed.left - 0.1) > 0.02 || Math.abs(placed.right - 0.5) > 0.02) {
+    failures.push(`the zone is drawn at ${JSON.stringify(placed)} of the thumbnail's width, not 0.1-0.5`);
+  }
+  console.log(`overlay ok: zone at ${placed.left.toFixed(2)}-${placed.right.toFixed(2)} of the width`);
+
+  // With objects on, the people on the sample street camera are boxed with their track id,
+  // class and colour.
+  await page.waitForSelector(".tile .overlay .track rect", { state: "attached", timeout: 30000 });
+  const labels = await page.$$eval(".tile .overlay .track text", (texts) => texts.map((t) => t.textContent));
+  if (!labels.some((label) => /^#\d+ person\b/.test(label))) failures.push("track labels: " + labels.join(", "));
+  console.log(`tracks ok: ${labels.join(", ")}`);
+
   // Results arrive on the live feed (server-sent events from Redis).
   await page.waitForFunction(
     () => [...document.querySelectorAll("#feed li .camera")].filter((c) => c.textContent === "door").length >= 2,

@@ -412,6 +412,20 @@ pub fn argus_binary() -> PathBuf {
     path
 }
 
+/// `argus --config CONFIG`, with objects off unless the file has an `[objects]` section or
+/// the test sets `ARGUS_OBJECTS__ENABLED` itself. Objects are on by default, but a test that
+/// is not about them should not have the detector (5 frames a second) change what its timings
+/// and frame counts measure; the tests of the built-in defaults run them on.
+pub fn argus_command(config: &Path) -> Command {
+    let mut command = Command::new(argus_binary());
+    command.arg("--config").arg(config);
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    if !text.contains("[objects]") {
+        command.env("ARGUS_OBJECTS__ENABLED", "false");
+    }
+    command
+}
+
 /// A running `argus` whose stderr goes to a file the test can read.
 pub struct Argus {
     child: Child,
@@ -432,13 +446,8 @@ impl Argus {
         log: PathBuf,
         http: String,
     ) -> Self {
-        let mut command = Command::new(argus_binary());
-        command
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .args(args)
-            .envs(env.iter().copied());
+        let mut command = argus_command(config);
+        command.arg("run").args(args).envs(env.iter().copied());
         Self::spawn(command, log, http)
     }
 
@@ -776,7 +785,13 @@ pub fn stream<'a>(streams: &'a [serde_json::Value], id: &str) -> Option<&'a serd
 
 /// The JSON Schema of a message kind (`frame-result`, `stream-event`), compiled.
 pub fn schema(name: &str) -> jsonschema::Validator {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/{name}.v1.json"));
+    schema_version(name, 1)
+}
+
+/// The validator of `schemas/{name}.v{version}.json`.
+pub fn schema_version(name: &str, version: u32) -> jsonschema::Validator {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../schemas/{name}.v{version}.json"));
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     jsonschema::options()

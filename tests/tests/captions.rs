@@ -494,12 +494,13 @@ fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
     make_moving_video(&moving_video, SECONDS);
     let topic = unique("argus.test.alerts");
     let alerts_topic = format!("{topic}.alerts");
+    let alerts_v2_topic = format!("{topic}.alerts-v2");
     let key_prefix = unique("argus-test-alerts");
     let http_port = free_port();
     let config = write_config(dir.path(), &services, &topic, &key_prefix, http_port, &[]);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[kafka.spill]",
-        &format!("alerts = \"{alerts_topic}\"\n[kafka.spill]"),
+        &format!("alerts = \"{alerts_topic}\"\nalerts_v2 = \"{alerts_v2_topic}\"\n[kafka.spill]"),
     );
     std::fs::write(
         &config,
@@ -612,6 +613,31 @@ fn alert_rules_fire_on_the_chunks_that_satisfy_them_only() {
         fired, expected,
         "each rule fires on its chunks and no others"
     );
+    // Version 2 carries the same alerts (chunk alerts go out in both while v1 is deprecated).
+    let v2 = consume(
+        &services.kafka_brokers,
+        &alerts_v2_topic,
+        Duration::from_secs(15),
+        |got| got.len() >= alerts.len(),
+    );
+    let validator = schema_version("alert", 2);
+    for message in &v2 {
+        if let Err(error) = validator.validate(&message.payload) {
+            panic!(
+                "alert does not match schemas/alert.v2.json: {error}\n{}",
+                message.payload
+            );
+        }
+    }
+    let ids = |messages: &[Received]| {
+        let mut ids: Vec<String> = messages
+            .iter()
+            .map(|m| m.payload["message_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&v2), ids(&alerts), "the same alerts in both versions");
 
     // A rule added through the API survives a restart.
     let mut argus = start_argus("captions.alerts-restarted.argus.log");

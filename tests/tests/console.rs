@@ -1,5 +1,6 @@
 //! The operator console in a real browser (headless Chromium via playwright-core): add a
-//! stream, see its tile go live with a thumbnail, see results on the live feed, search the
+//! stream, see its tile go live with a thumbnail and a zone and a line drawn through the API
+//! over it (and tracked people over the sample street's), see results on the live feed, search the
 //! moment index of a recording indexed with `argus index` (result cards with thumbnails and the
 //! on-screen text that matched; the clip plays where the server offers one), and keep a
 //! screenshot as a test artifact.
@@ -29,9 +30,7 @@ fn the_console_adds_a_stream_shows_it_live_and_searches_moments_in_a_browser() {
     // windows from Redis).
     let video = dir.path().join("loading-dock.mp4");
     make_text_video(&video, "LOADING DOCK", 8);
-    let index = Command::new(argus_binary())
-        .arg("--config")
-        .arg(&config)
+    let index = argus_command(&config)
         .arg("index")
         .arg(&video)
         .args([
@@ -52,9 +51,15 @@ fn the_console_adds_a_stream_shows_it_live_and_searches_moments_in_a_browser() {
     );
 
     let url = format!("http://127.0.0.1:{http_port}");
-    let argus = Argus::start(
+    // Objects on, at a rate light enough for a test machine: the sample street's people are
+    // boxed over its tile.
+    let argus = Argus::start_with_env(
         &config,
         &[],
+        &[
+            ("ARGUS_OBJECTS__ENABLED", "true"),
+            ("ARGUS_OBJECTS__FPS", "1.0"),
+        ],
         artifacts_dir().join("console.argus.log"),
         url.clone(),
     );
@@ -86,6 +91,8 @@ fn the_console_adds_a_stream_shows_it_live_and_searches_moments_in_a_browser() {
         report.contains("console ok: 2 streams, 2 running"),
         "{report}"
     );
+    assert!(report.contains("overlay ok: "), "{report}");
+    assert!(report.contains("tracks ok: #"), "{report}");
     assert!(report.contains("moments ok: "), "{report}");
     let png = std::fs::read(&screenshot).expect("a screenshot");
     assert_eq!(&png[1..4], b"PNG");

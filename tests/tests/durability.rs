@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use argus_e2e::outage::DurableBroker;
 use argus_e2e::{
-    argus_binary, artifacts_dir, consume, free_port, make_text_video, services, set_moments_topic,
+    argus_command, artifacts_dir, consume, free_port, make_text_video, services, set_moments_topic,
     unique, wait_until, write_config, write_config_toml, Argus, Services,
 };
 
@@ -17,9 +17,7 @@ use argus_e2e::{
 const START: &str = "2026-03-01T09:00:00Z";
 
 fn argus_index(config: &Path, video: &Path, camera: &str) -> String {
-    let output = Command::new(argus_binary())
-        .arg("--config")
-        .arg(config)
+    let output = argus_command(config)
         .args(["index", video.to_str().unwrap(), "--camera", camera])
         .args(["--start", START])
         .env("RUST_LOG", "info")

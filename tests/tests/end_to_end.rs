@@ -160,7 +160,7 @@ fn ocr_words_from_rtsp_and_file_reach_kafka_and_redis() {
 }
 
 /// What `make run` does: the built-in defaults analyse the sample video (Debian's vtest.avi,
-/// 79.5 s at 10 fps) at 1 fps; here Kafka, Redis and the HTTP port are moved by environment
+/// 79.5 s at 10 fps) at 1 fps, and track its people at 5 fps; here Kafka, Redis and the HTTP port are moved by environment
 /// variables, which also checks that overrides reach the configuration.
 #[test]
 fn the_built_in_defaults_analyse_the_sample_video() {
@@ -196,6 +196,16 @@ fn the_built_in_defaults_analyse_the_sample_video() {
         "one result per second of the 79.5 s video"
     );
     assert!(messages.iter().all(|m| m.key == "sample-street"));
+    // Frames are sampled at the objects' 5 fps; OCR reads every fifth, on the second.
+    let sequences: Vec<i64> = messages
+        .iter()
+        .map(|m| m.payload["frame"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences[0], 0);
+    assert!(
+        sequences.windows(2).all(|pair| pair[1] - pair[0] == 5),
+        "frame results 5 sampled frames apart: {sequences:?}"
+    );
     let client = redis::Client::open(services.redis_url.as_str()).unwrap();
     let mut redis = client.get_connection().unwrap();
     let latest: String = redis::cmd("GET")
@@ -203,9 +213,23 @@ fn the_built_in_defaults_analyse_the_sample_video() {
         .query(&mut redis)
         .unwrap();
     let latest: serde_json::Value = serde_json::from_str(&latest).unwrap();
-    assert_eq!(latest["frame"]["sequence"], 79);
+    assert_eq!(latest["frame"]["sequence"], 79 * 5);
     assert_eq!(
         latest["frame"]["width"], 768,
         "vtest.avi is 768x576: under max_width, not scaled"
+    );
+    // The people on the street were tracked.
+    let objects: String = redis::cmd("GET")
+        .arg(format!("{prefix}:objects:sample-street:latest"))
+        .query(&mut redis)
+        .unwrap();
+    let objects: serde_json::Value = serde_json::from_str(&objects).unwrap();
+    assert!(
+        objects["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["class"] == "person"),
+        "{objects}"
     );
 }

@@ -45,9 +45,7 @@ fn argus_command_with_env(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (i32, String, String) {
-    let output = Command::new(argus_binary())
-        .arg("--config")
-        .arg(config)
+    let output = argus_e2e::argus_command(config)
         .args(args)
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())

@@ -26,7 +26,9 @@ fn people_crossing_a_line_fire_each_rule_once_per_track_and_within_its_cooldown(
     let config = write_config_toml(dir.path(), &services, &topic, &prefix, http_port, settings);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[kafka.spill]",
-        &format!("object_events = \"{events_topic}\"\nalerts = \"{alerts_topic}\"\n[kafka.spill]"),
+        &format!(
+            "object_events = \"{events_topic}\"\nalerts_v2 = \"{alerts_topic}\"\n[kafka.spill]"
+        ),
     );
     std::fs::write(&config, text).unwrap();
     let mut argus = Argus::start_with_env(
@@ -131,13 +133,13 @@ fn people_crossing_a_line_fire_each_rule_once_per_track_and_within_its_cooldown(
         Duration::from_secs(30),
         |got| got.len() as f64 >= expected,
     );
-    let validator = schema("alert");
+    let validator = schema_version("alert", 2);
     let mut walkers: Vec<Vec<u64>> = Vec::new();
     let mut first: Vec<Vec<u64>> = Vec::new();
     for message in &alerts {
         let alert = &message.payload;
         if let Err(error) = validator.validate(alert) {
-            panic!("alert does not match schemas/alert.v1.json: {error}\n{alert}");
+            panic!("alert does not match schemas/alert.v2.json: {error}\n{alert}");
         }
         assert_eq!(message.key, "street");
         assert_eq!(alert["kind"], "object", "{alert}");

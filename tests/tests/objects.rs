@@ -145,11 +145,12 @@ fn people_on_the_street_camera_are_tracked_and_counted_across_a_line() {
         &services.kafka_brokers,
         &events_topic,
         Duration::from_secs(60),
+        // One camera's events come in order: once as many tracks ended as started (people
+        // and the parked vehicles), every end is in.
         |got| {
-            got.iter()
-                .filter(|m| m.payload["kind"] == "track_ended")
-                .count()
-                >= person_tracks.len()
+            let count = |kind: &str| got.iter().filter(|m| m.payload["kind"] == kind).count();
+            count("track_ended") >= person_tracks.len()
+                && count("track_ended") == count("track_started")
         },
     );
     let event_schema = schema("object-event");

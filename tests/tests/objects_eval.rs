@@ -64,4 +64,17 @@ fn the_synthetic_crossing_of_the_gate_comes_back_left_to_right() {
         late.abs() <= 0.3,
         "reported {late:+.2} s from the true crossing"
     );
+    // The van and the car parked in the background stay one track each, started once, and
+    // the people walking past them do not break those tracks.
+    let synthetic = &report["synthetic"];
+    let vehicles = synthetic["vehicle_tracks"].as_u64().unwrap();
+    assert!(
+        (1..=2).contains(&vehicles),
+        "{vehicles} vehicle tracks for the parked van and car"
+    );
+    assert_eq!(
+        synthetic["vehicle_track_starts"].as_u64().unwrap(),
+        vehicles,
+        "a parked vehicle's track started again"
+    );
 }

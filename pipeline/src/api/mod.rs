@@ -12,6 +12,8 @@
 //! | PUT | `/api/v1/streams/{id}` | change a stream (restarts only it) |
 //! | DELETE | `/api/v1/streams/{id}` | stop and remove a stream |
 //! | GET | `/api/v1/streams/{id}/thumbnail.jpg` | the latest analysed frame, 320 px wide |
+//! | GET, PUT, DELETE | `/api/v1/streams/{id}/zones[/{zone}]`, `/lines[/{line}]` | the camera's zones and lines (`zones`) |
+//! | GET | `/api/v1/streams/{id}/objects` | the latest tracked objects, zones and lines |
 //! | GET | `/api/v1/events` | server-sent events: every result as it is published (`result`) |
 //! | GET | `/api/v1/moments?q=TEXT` | moments matching a text query (`camera`, `since`, `until`, `limit`, `rerank=true`) |
 //! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters) |
@@ -20,7 +22,7 @@
 //! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | a moment's video (WebM), from recordings |
 //!
 //! Each resource has its own router in its own module, whose documentation lists its routes
-//! (`health`, `console`, `streams`, `moments`, `questions`, `alerts`); [`router`] merges them
+//! (`health`, `console`, `streams`, `zones`, `moments`, `questions`, `alerts`); [`router`] merges them
 //! and applies the access guard, the body limit and CORS once, to all of them.
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
@@ -36,6 +38,7 @@ mod health;
 mod moments;
 mod questions;
 mod streams;
+mod zones;
 
 use std::sync::{Arc, OnceLock};
 
@@ -54,6 +57,7 @@ use crate::publish::{KafkaPublisher, RedisState};
 use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
+use crate::query::zones::ZoneStore;
 use crate::stream::{StreamManager, StreamRegistry};
 
 /// Stream definitions are small; anything larger is a mistake or an attack.
@@ -77,6 +81,8 @@ pub struct ApiState {
     /// Unset when `captions.enabled` and `objects.enabled` are both false: rules are checked
     /// on captioned chunks and on tracked objects.
     pub alerts: Option<AlertBook>,
+    /// Each camera's zones and lines (configured, and drawn through the API).
+    pub zones: ZoneStore,
 }
 
 /// The HTTP server as it runs from the first moment of a start, before the models are loaded
@@ -134,6 +140,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(moments::router())
         .merge(questions::router())
         .merge(alerts::router())
+        .merge(zones::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.access.clone(),

@@ -34,6 +34,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::messages::ObjectEventKind;
 use crate::metrics::Metrics;
+use crate::objects::book::ZoneBook;
 use crate::objects::eval::{
     self, AveragePrecision, ClassGroup, DetectionFrame, EventScores, IdentityScores, LabelSet,
     MotScores, ScoredBox, SyntheticTruth, TimedEvent, TrackingFrame, TrueBox, ZoneCountError,
@@ -95,6 +96,10 @@ pub struct SyntheticReport {
     /// Distinct person tracks the stage reported, against the true people.
     pub person_tracks: usize,
     pub true_people: usize,
+    /// The background's parked vehicles: distinct vehicle tracks, and how often one started
+    /// (a parked car must stay one track, started once).
+    pub vehicle_tracks: usize,
+    pub vehicle_track_starts: usize,
     pub zone_counts: BTreeMap<String, ZoneCountError>,
     pub crossings: EventScores,
     pub zone_entries: EventScores,
@@ -336,10 +341,10 @@ async fn score_synthetic(
         .chain(truth.lines.iter().map(|l| l.camera.clone()))
         .next()
         .unwrap_or_else(|| "synthetic".into());
-    let mut objects = config.objects.clone();
-    objects.zones = truth.zones.clone();
-    objects.lines = truth.lines.clone();
-    let tracking = ObjectTracking::new(&objects, detector.clone(), metrics);
+    let objects = &config.objects;
+    // The truth's zones and lines, in place of any configured ones.
+    let zones = ZoneBook::new(&truth.zones, &truth.lines);
+    let tracking = ObjectTracking::new(objects, detector.clone(), zones, metrics);
     let truth_frames: HashMap<u64, &eval::TruthFrame> =
         truth.frames.iter().map(|f| (f.index, f)).collect();
 
@@ -351,6 +356,8 @@ async fn score_synthetic(
     let mut zone_frames: Vec<(ZoneCounts, ZoneCounts)> = Vec::new();
     let (mut crossings, mut entries, mut dwells) = (Vec::new(), Vec::new(), Vec::new());
     let mut reported = Vec::new();
+    let mut vehicle_ids = Vec::new();
+    let mut vehicle_track_starts = 0;
     while let Some(frame) = recording.next().await? {
         let index = frame_index(&frame, truth.fps)?;
         let expected = truth_frames
@@ -384,6 +391,17 @@ async fn score_synthetic(
             expected.zone_counts.clone(),
             seen.zone_counts.iter().cloned().collect(),
         ));
+        vehicle_ids.extend(
+            (seen.tracks.iter())
+                .filter(|t| matches!(t.class, "car" | "truck" | "bus"))
+                .map(|t| t.track_id),
+        );
+        vehicle_track_starts += (seen.events.iter())
+            .filter(|e| {
+                e.kind == ObjectEventKind::TrackStarted
+                    && matches!(e.object.class, "car" | "truck" | "bus")
+            })
+            .count();
         for happening in &seen.events {
             let time_s = seconds_since(start, happening.at);
             let (scored, event) = match &happening.kind {
@@ -470,6 +488,8 @@ async fn score_synthetic(
                 .iter()
                 .flat_map(|f| f.truth.iter().map(|t| t.0)),
         ),
+        vehicle_tracks: distinct(&mut vehicle_ids.into_iter()),
+        vehicle_track_starts,
         zone_counts: eval::zone_count_errors(&zone_frames),
         crossings: eval::match_events(&true_crossings, &crossings, tolerance_s),
         zone_entries: eval::match_events(&true_entries, &entries, tolerance_s),
@@ -539,6 +559,10 @@ pub fn print(report: &ObjectsReport) {
             percent(Some(synthetic.identity.idr)),
             synthetic.person_tracks,
             synthetic.true_people
+        );
+        println!(
+            "  parked vehicles: {} tracks, started {} times",
+            synthetic.vehicle_tracks, synthetic.vehicle_track_starts
         );
         for (zone, error) in &synthetic.zone_counts {
             println!(

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::{connect_publishers, start_analyzer, start_moments, start_objects, start_sinks};
 use crate::config::{Config, StreamConfig};
 use crate::metrics::Metrics;
+use crate::query::zones::ZoneStore;
 use crate::redact::redact_text;
 use crate::source::probe::duration_of;
 use crate::stream::{StreamContext, StreamManager, StreamRegistry, StreamState};
@@ -150,12 +151,15 @@ pub async fn index_recording(
     }
 
     let analyzer = start_analyzer(&config, &metrics)?;
+    // The zones drawn through the API apply to a recording of the camera too.
+    let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
         registry: registry.clone(),
         analyser: Arc::new(analyzer),
         // Moment windows carry the objects, when they are on.
-        objects: start_objects(&config, &metrics)?.map(|objects| Arc::new(objects) as _),
+        objects: start_objects(&config, &metrics, zones.book().clone())?
+            .map(|objects| Arc::new(objects) as _),
         // `argus index` builds the moment index (and publishes the objects); captions and
         // alerts come from the service.
         sinks: start_sinks(

@@ -25,6 +25,7 @@ use crate::cluster::{self, CameraDirectory};
 use crate::config::{Config, RuleScope};
 use crate::metrics::Metrics;
 use crate::moments::{IndexModels, MomentIndex, MomentStore};
+use crate::objects::book::ZoneBook;
 use crate::operators::captioning::CaptionModel;
 use crate::operators::detector::ObjectDetector;
 use crate::operators::embedder::{Embedder, VisualEmbedder};
@@ -35,6 +36,7 @@ use crate::publish::{AlertPublisher, KafkaPublisher, RedisState, TopicSpec};
 use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
+use crate::query::zones::ZoneStore;
 use crate::redact::redact_text;
 use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink};
 use crate::source;
@@ -96,7 +98,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
     )
     .await?;
-    let objects = start_objects(&config, &metrics)?;
+    let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
+    let objects = start_objects(&config, &metrics, zones.book().clone())?;
     let sinks = start_sinks(
         &config,
         &kafka,
@@ -132,6 +135,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         moments: moments.map(|(_, search)| search),
         questions: captions.map(|captions| captions.questions),
         alerts,
+        zones,
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
         tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");
@@ -220,7 +224,7 @@ pub(crate) fn start_sinks(
             rules,
             AlertPublisher::new(
                 kafka.clone(),
-                config.kafka.topics.alerts.clone(),
+                &config.kafka.topics,
                 redis.clone(),
                 metrics.clone(),
             ),
@@ -244,6 +248,7 @@ pub(crate) fn start_sinks(
 pub(crate) fn start_objects(
     config: &Config,
     metrics: &Metrics,
+    zones: ZoneBook,
 ) -> anyhow::Result<Option<ObjectTracking>> {
     if !config.objects.enabled {
         return Ok(None);
@@ -267,6 +272,7 @@ pub(crate) fn start_objects(
     Ok(Some(ObjectTracking::new(
         &config.objects,
         detector,
+        zones,
         metrics.clone(),
     )))
 }
@@ -310,6 +316,7 @@ pub(crate) async fn connect_publishers(
     }
     if config.captions.enabled || config.objects.enabled {
         topics.push(topic_of(config, &config.kafka.topics.alerts));
+        topics.push(topic_of(config, &config.kafka.topics.alerts_v2));
     }
     if config.cluster.enabled {
         topics.push(TopicSpec {

@@ -52,8 +52,10 @@ pub struct TopicsConfig {
     pub captions: String,
     /// Answers to questions (`POST /api/v1/questions`) and their revisions.
     pub answers: String,
-    /// Alerts from standing rules.
+    /// Alerts from standing rules, version 1 (deprecated: chunk alerts only).
     pub alerts: String,
+    /// Alerts from standing rules, version 2: chunk and object alerts.
+    pub alerts_v2: String,
     /// Each analysed frame's tracked objects.
     pub objects: String,
     /// Tracks starting and ending, zones entered and left, lines crossed, dwell exceeded.

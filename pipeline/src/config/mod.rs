@@ -127,6 +127,7 @@ impl Config {
             ("kafka.topics.captions", &self.kafka.topics.captions),
             ("kafka.topics.answers", &self.kafka.topics.answers),
             ("kafka.topics.alerts", &self.kafka.topics.alerts),
+            ("kafka.topics.alerts_v2", &self.kafka.topics.alerts_v2),
             ("kafka.topics.objects", &self.kafka.topics.objects),
             (
                 "kafka.topics.object_events",

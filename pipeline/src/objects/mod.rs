@@ -1,11 +1,13 @@
 //! What objects do in a camera's view: what the objects stage saw in a frame
 //! ([`FrameObjects`]), the zones and lines drawn on the view and the events tracks raise with
-//! them ([`zones`]), a box's coarse colour ([`colour`]), each track as a whole for the track
-//! store ([`tracks`]), and count questions answered from it ([`counting`]). Detection and
-//! tracking themselves are operators (`argus_operators::detection`,
-//! `argus_operators::tracking`); the stage that runs them per camera is `operators::objects`.
+//! them ([`zones`]), those in force on each camera as the API changes them ([`book`]), a box's
+//! coarse colour ([`colour`]), each track as a whole for the track store ([`tracks`]), and
+//! count questions answered from it ([`counting`]). Detection and tracking themselves are
+//! operators (`argus_operators::detection`, `argus_operators::tracking`); the stage that runs
+//! them per camera is `operators::objects`.
 
 pub mod activity;
+pub mod book;
 pub mod colour;
 pub mod counting;
 pub mod eval;

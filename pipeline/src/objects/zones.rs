@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use argus_operators::detection::COCO_CLASSES;
 use serde::{Deserialize, Serialize};
 
 /// `[[objects.zones]]`: a polygon on one camera's view.
@@ -23,6 +24,9 @@ pub struct ZoneConfig {
     /// A track that stays this long (seconds) raises one `dwell_exceeded` event (loitering).
     #[serde(default)]
     pub dwell_s: Option<f64>,
+    /// COCO classes the zone watches ("person", "car", ...); empty watches every class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 /// `[[objects.lines]]`: a segment on one camera's view that tracks are counted across.
@@ -33,6 +37,9 @@ pub struct LineConfig {
     pub camera: String,
     pub from: [f32; 2],
     pub to: [f32; 2],
+    /// COCO classes counted across the line; empty counts every class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -47,6 +54,10 @@ pub enum GeometryError {
     SelfIntersecting(String, usize, usize),
     #[error("line `{0}` has zero length")]
     ZeroLength(String),
+    #[error(
+        "`{0}`: `{1}` is not a COCO class (person, bicycle, car, motorcycle, bus, truck, ...)"
+    )]
+    UnknownClass(String, String),
 }
 
 /// Which way a track crossed a line, in screen terms: across a line that is more vertical
@@ -95,6 +106,18 @@ fn check_id(id: &str) -> Result<(), GeometryError> {
         .ok_or_else(|| GeometryError::Id(id.to_owned()))
 }
 
+fn check_classes(id: &str, classes: &[String]) -> Result<(), GeometryError> {
+    match classes.iter().find(|c| !COCO_CLASSES.contains(&c.as_str())) {
+        Some(unknown) => Err(GeometryError::UnknownClass(id.to_owned(), unknown.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Whether a filter of classes (empty: all) lets `class` through.
+fn watches(classes: &[String], class: &str) -> bool {
+    classes.is_empty() || classes.iter().any(|c| c == class)
+}
+
 fn check_point(id: &str, [x, y]: [f32; 2]) -> Result<(), GeometryError> {
     let inside = |v: f32| v.is_finite() && (0.0..=1.0).contains(&v);
     (inside(x) && inside(y))
@@ -134,7 +157,7 @@ impl ZoneConfig {
                 }
             }
         }
-        Ok(())
+        check_classes(&self.id, &self.classes)
     }
 
     /// Whether `point` is inside the polygon (even-odd rule).
@@ -160,7 +183,7 @@ impl LineConfig {
         if self.from == self.to {
             return Err(GeometryError::ZeroLength(self.id.clone()));
         }
-        Ok(())
+        check_classes(&self.id, &self.classes)
     }
 
     /// The direction of a move from `before` to `after`, when it crosses the line.
@@ -240,12 +263,39 @@ impl Geometry {
         &self.zones
     }
 
-    /// A track is at `point` (normalised) at `time` (seconds).
-    pub fn moved(&mut self, track: u64, point: [f32; 2], time: f64) -> Vec<GeometryEvent> {
+    /// Replaces the zones and lines (drawn anew through the API) without an event: tracks
+    /// keep their place in the zones that did not change; in a changed zone their stay starts
+    /// over (one that stands in it enters it again), and a removed zone is left silently.
+    pub fn redraw(&mut self, zones: Vec<ZoneConfig>, lines: Vec<LineConfig>) {
+        let unchanged: HashSet<&str> = (zones.iter())
+            .filter(|zone| self.zones.contains(zone))
+            .map(|zone| zone.id.as_str())
+            .collect();
+        for place in self.tracks.values_mut() {
+            place
+                .inside
+                .retain(|zone, _| unchanged.contains(zone.as_str()));
+            place
+                .stepped_out
+                .retain(|zone, _| unchanged.contains(zone.as_str()));
+            place.dwelt.retain(|zone| unchanged.contains(zone.as_str()));
+        }
+        self.zones = zones;
+        self.lines = lines;
+    }
+
+    /// A track of `class` is at `point` (normalised) at `time` (seconds).
+    pub fn moved(
+        &mut self,
+        track: u64,
+        class: &str,
+        point: [f32; 2],
+        time: f64,
+    ) -> Vec<GeometryEvent> {
         let mut events = Vec::new();
         let place = self.tracks.entry(track).or_default();
         if let Some(before) = place.last {
-            for line in &self.lines {
+            for line in self.lines.iter().filter(|l| watches(&l.classes, class)) {
                 if let Some(direction) = line.crossing(before, point) {
                     events.push(GeometryEvent::Crossed {
                         line: line.id.clone(),
@@ -257,7 +307,9 @@ impl Geometry {
         }
         place.last = Some(point);
         for zone in &self.zones {
-            let inside = zone.contains(point);
+            // A track whose class the zone does not watch (or no longer, when the vote over
+            // its detections changes its class) is outside it.
+            let inside = watches(&zone.classes, class) && zone.contains(point);
             match (inside, place.inside.get(&zone.id).copied()) {
                 (true, Some(_)) if place.stepped_out.remove(&zone.id).is_some() => {}
                 (true, None) => {
@@ -344,6 +396,7 @@ mod tests {
             camera: "street".into(),
             points,
             dwell_s: Some(2.0),
+            classes: Vec::new(),
         }
     }
 
@@ -357,6 +410,7 @@ mod tests {
             camera: "street".into(),
             from: [0.5, 0.0],
             to: [0.5, 1.0],
+            classes: Vec::new(),
         }
     }
 
@@ -384,6 +438,62 @@ mod tests {
         );
         line.id = "bad id".into();
         assert!(matches!(line.validate(), Err(GeometryError::Id(_))));
+        let mut vans = square();
+        vans.classes = vec!["car".into(), "van".into()];
+        assert_eq!(
+            vans.validate(),
+            Err(GeometryError::UnknownClass("gate".into(), "van".into()))
+        );
+    }
+
+    #[test]
+    fn a_zone_watching_cars_ignores_people_and_a_line_counts_only_its_classes() {
+        let mut cars_only = square();
+        cars_only.classes = vec!["car".into()];
+        let mut kerb = vertical_line();
+        kerb.classes = vec!["car".into()];
+        let mut geometry = Geometry::new(vec![cars_only], vec![kerb]);
+        for (t, x) in [0.3f32, 0.55].into_iter().enumerate() {
+            assert_eq!(geometry.moved(1, "person", [x, 0.4], t as f64), vec![]);
+        }
+        let events = geometry.moved(2, "car", [0.3, 0.4], 0.0);
+        assert_eq!(
+            events,
+            vec![GeometryEvent::Entered {
+                zone: "gate".into(),
+                track: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn a_redraw_keeps_stays_in_unchanged_zones_and_restarts_them_in_changed_ones() {
+        let mut other = square();
+        other.id = "yard".into();
+        let mut geometry = Geometry::new(vec![square(), other.clone()], vec![]);
+        geometry.moved(1, "person", [0.3, 0.3], 0.0);
+        // `yard` grows, `gate` stays as it was.
+        other.points = vec![[0.1, 0.1], [0.7, 0.1], [0.7, 0.7], [0.1, 0.7]];
+        geometry.redraw(vec![square(), other], vec![]);
+        let events = geometry.moved(1, "person", [0.3, 0.3], 3.0);
+        assert_eq!(
+            events,
+            vec![
+                GeometryEvent::DwellExceeded {
+                    zone: "gate".into(),
+                    track: 1,
+                    dwell_s: 3.0
+                },
+                GeometryEvent::Entered {
+                    zone: "yard".into(),
+                    track: 1
+                },
+            ]
+        );
+        // Removed: left without an event, and no longer counted.
+        geometry.redraw(vec![], vec![]);
+        assert_eq!(geometry.moved(1, "person", [0.3, 0.3], 4.0), vec![]);
+        assert!(geometry.occupancy([1u64].iter()).is_empty());
     }
 
     #[test]
@@ -438,7 +548,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            events.extend(geometry.moved(7, [x, 0.4], t as f64));
+            events.extend(geometry.moved(7, "person", [x, 0.4], t as f64));
         }
         assert_eq!(
             events,
@@ -472,7 +582,7 @@ mod tests {
         let mut events = Vec::new();
         // Waiting inside; a passer-by's merged box puts the ground point outside for 0.4 s.
         for (t, x) in [(0.0, 0.3), (0.2, 0.7), (0.4, 0.7), (0.6, 0.3), (3.0, 0.3)] {
-            events.extend(geometry.moved(4, [x, 0.4], t));
+            events.extend(geometry.moved(4, "person", [x, 0.4], t));
         }
         let kinds: Vec<&str> = events
             .iter()
@@ -490,8 +600,8 @@ mod tests {
     #[test]
     fn a_track_that_ends_inside_leaves_and_counts_stop() {
         let mut geometry = Geometry::new(vec![square()], vec![]);
-        geometry.moved(1, [0.3, 0.3], 0.0);
-        geometry.moved(2, [0.9, 0.9], 0.0);
+        geometry.moved(1, "person", [0.3, 0.3], 0.0);
+        geometry.moved(2, "person", [0.9, 0.9], 0.0);
         assert_eq!(geometry.occupancy([1u64, 2].iter())["gate"], 1);
         let left = geometry.ended(1, 5.0);
         assert_eq!(

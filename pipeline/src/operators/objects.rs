@@ -7,6 +7,11 @@
 //! looked at is not sent to the detector, as Frigate does: the tracks are kept where they
 //! were, so a parked car stays one track and raises nothing while it stands. Every
 //! `objects.refresh_s` the detector runs anyway.
+//!
+//! The zones and lines come from the [`ZoneBook`], which the API changes while streams run:
+//! each frame looked at first checks the book's version (one atomic load) and, when the
+//! camera's zones or lines changed, redraws its geometry (`Geometry::redraw`: stays in
+//! unchanged zones go on, those in changed zones start over).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +27,7 @@ use super::detector::ObjectDetector;
 use crate::config::ObjectsConfig;
 use crate::messages::ObjectEventKind;
 use crate::metrics::Metrics;
+use crate::objects::book::ZoneBook;
 use crate::objects::colour::{self, Votes, COLOUR_NAMES};
 use crate::objects::zones::{ground_point, Geometry, GeometryEvent};
 use crate::objects::{FrameObjects, ObjectHappening, SeenObject};
@@ -42,9 +48,46 @@ struct CameraObjects {
     colours: HashMap<u64, Votes>,
     /// The latest frame's width and height: track boxes are in its pixels.
     frame_size: (f32, f32),
+    /// The zone book's version and this camera's revision in it when `geometry` was drawn.
+    zones_version: u64,
+    zones_revision: u64,
 }
 
 impl CameraObjects {
+    fn new(config: &ObjectsConfig, zones: &ZoneBook, camera: &str, origin: DateTime<Utc>) -> Self {
+        // The version first: a change between the two reads is then seen on the next frame.
+        let zones_version = zones.version();
+        let drawn = zones.camera(camera);
+        Self {
+            tracker: Tracker::new(config.tracking.clone(), config.fps),
+            geometry: Geometry::new(drawn.zone_configs(), drawn.line_configs()),
+            zones_version,
+            zones_revision: drawn.revision(),
+            motion: MotionDetector::new(MotionConfig::default()),
+            pace: Pace::new(config.fps, config.fps),
+            last_detection: None,
+            origin,
+            colours: HashMap::new(),
+            frame_size: (1.0, 1.0),
+        }
+    }
+
+    /// Redraws the geometry when the camera's zones or lines changed since it was drawn.
+    fn follow_zones(&mut self, book: &ZoneBook, camera: &str) {
+        let changed =
+            book.camera_changed(camera, &mut self.zones_version, &mut self.zones_revision);
+        if let Some(drawn) = changed {
+            tracing::info!(
+                camera,
+                zones = drawn.zones.len(),
+                lines = drawn.lines.len(),
+                "objects: zones and lines redrawn"
+            );
+            self.geometry
+                .redraw(drawn.zone_configs(), drawn.line_configs());
+        }
+    }
+
     fn seen(&self, track: &Track) -> SeenObject {
         let (width, height) = self.frame_size;
         SeenObject {
@@ -87,6 +130,7 @@ impl CameraObjects {
 pub struct ObjectTracking {
     detector: ObjectDetector,
     config: Arc<ObjectsConfig>,
+    zones: ZoneBook,
     /// Per camera, locked only by that camera's stream task (its frames come in order), so
     /// one camera waiting for the detector never holds up another: their frames can share a
     /// batch.
@@ -95,35 +139,23 @@ pub struct ObjectTracking {
 }
 
 impl ObjectTracking {
-    pub fn new(config: &ObjectsConfig, detector: ObjectDetector, metrics: Metrics) -> Self {
+    pub fn new(
+        config: &ObjectsConfig,
+        detector: ObjectDetector,
+        zones: ZoneBook,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             detector,
             config: Arc::new(config.clone()),
+            zones,
             cameras: Default::default(),
             metrics,
         }
     }
 
     fn camera_state(&self, camera: &str, origin: DateTime<Utc>) -> CameraObjects {
-        CameraObjects {
-            tracker: Tracker::new(self.config.tracking.clone(), self.config.fps),
-            geometry: Geometry::new(
-                (self.config.zones.iter())
-                    .filter(|zone| zone.camera == camera)
-                    .cloned()
-                    .collect(),
-                (self.config.lines.iter())
-                    .filter(|line| line.camera == camera)
-                    .cloned()
-                    .collect(),
-            ),
-            motion: MotionDetector::new(MotionConfig::default()),
-            pace: Pace::new(self.config.fps, self.config.fps),
-            last_detection: None,
-            origin,
-            colours: HashMap::new(),
-            frame_size: (1.0, 1.0),
-        }
+        CameraObjects::new(&self.config, &self.zones, camera, origin)
     }
 
     fn skipped(&self, camera: &str, reason: &str) {
@@ -158,6 +190,7 @@ impl ObjectAnalyser for ObjectTracking {
             })
             .clone();
         let mut state = camera_objects.lock().await;
+        state.follow_zones(&self.zones, camera);
         // A frame sampled for a faster OCR rate than objects.fps.
         if !state.pace.due(wall_time) {
             self.skipped(camera, "rate");
@@ -229,7 +262,7 @@ impl ObjectAnalyser for ObjectTracking {
                 });
             }
             let point = ground_point(object.bbox);
-            for event in state.geometry.moved(track.id, point, now) {
+            for event in state.geometry.moved(track.id, object.class, point, now) {
                 events.push(ObjectHappening {
                     object: object.clone(),
                     at: wall_time,
@@ -327,5 +360,59 @@ fn geometry_event(event: GeometryEvent) -> ObjectEventKind {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::zones::{GeometryEvent, ZoneConfig};
+
+    #[test]
+    fn a_zone_put_in_the_book_reaches_a_running_camera() {
+        // A configured zone far from where the track walks.
+        let corner = ZoneConfig {
+            id: "corner".into(),
+            camera: "street".into(),
+            points: vec![[0.8, 0.8], [1.0, 0.8], [1.0, 1.0]],
+            dwell_s: None,
+            classes: vec![],
+        };
+        let book = ZoneBook::new(&[corner], &[]);
+        let mut state = CameraObjects::new(&ObjectsConfig::default(), &book, "street", Utc::now());
+        assert_eq!(state.geometry.zones().len(), 1);
+        state.follow_zones(&book, "street");
+        assert_eq!(state.geometry.moved(1, "person", [0.3, 0.3], 0.0), vec![]);
+        book.put_zone(ZoneConfig {
+            id: "door".into(),
+            camera: "street".into(),
+            points: vec![[0.2, 0.2], [0.6, 0.2], [0.6, 0.6]],
+            dwell_s: None,
+            classes: vec![],
+        })
+        .expect("a valid zone");
+        // Another camera's zone is not this camera's.
+        book.put_zone(ZoneConfig {
+            id: "yard".into(),
+            camera: "garden".into(),
+            points: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]],
+            dwell_s: None,
+            classes: vec![],
+        })
+        .expect("a valid zone");
+        state.follow_zones(&book, "street");
+        assert_eq!(
+            state.geometry.moved(1, "person", [0.5, 0.3], 1.0),
+            vec![GeometryEvent::Entered {
+                zone: "door".into(),
+                track: 1
+            }]
+        );
+        assert_eq!(state.geometry.zones().len(), 2);
+        book.remove_zone("street", "door")
+            .expect("drawn through the API");
+        state.follow_zones(&book, "street");
+        assert_eq!(state.geometry.zones().len(), 1);
+        assert_eq!(state.geometry.zones()[0].id, "corner");
     }
 }

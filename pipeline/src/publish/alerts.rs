@@ -1,8 +1,13 @@
-//! Alerts out: the alerts topic, the camera's newest alerts in Redis, and
+//! Alerts out: the alerts topics, the camera's newest alerts in Redis, and
 //! `argus_alerts_fired_total`. Shared by the sinks whose rules fire (captions on chunks,
 //! object alerts on frames), so an alert looks and counts the same whichever fired it.
+//!
+//! Object alerts needed a new alert kind, which version 1's consumers were never told to
+//! expect: they come in `argus.alert.v2` only. Chunk alerts go out in both versions while
+//! version 1 is deprecated (`schemas/README.md`), so its consumers miss nothing they knew.
 
 use crate::captions::alerts::{alerts_key, KEPT_ALERTS};
+use crate::config::TopicsConfig;
 use crate::messages::Alert;
 use crate::metrics::Metrics;
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
@@ -11,36 +16,55 @@ use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
 #[derive(Clone)]
 pub struct AlertPublisher {
     kafka: KafkaPublisher,
-    /// `kafka.topics.alerts`.
-    topic: String,
+    /// `kafka.topics.alerts` (version 1) and `kafka.topics.alerts_v2`.
+    v1_topic: String,
+    v2_topic: String,
     redis: RedisState,
     metrics: Metrics,
 }
 
 impl AlertPublisher {
-    pub fn new(kafka: KafkaPublisher, topic: String, redis: RedisState, metrics: Metrics) -> Self {
+    pub fn new(
+        kafka: KafkaPublisher,
+        topics: &TopicsConfig,
+        redis: RedisState,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             kafka,
-            topic,
+            v1_topic: topics.alerts.clone(),
+            v2_topic: topics.alerts_v2.clone(),
             redis,
             metrics,
         }
     }
 
-    /// To the alerts topic, and the camera's newest alerts in Redis.
+    /// To the alerts topics, and the camera's newest alerts in Redis.
     pub async fn publish(&self, alert: &Alert) {
         let json = serde_json::to_string(alert).expect("alerts serialise");
         let camera = alert.camera_id.as_str();
-        let outgoing = Outgoing {
-            topic: &self.topic,
-            key: camera,
-            payload: json.clone(),
-            schema_id: Alert::SCHEMA_ID,
-            message_id: alert.message_id.to_string(),
-            trace_id: new_trace_id(),
-        };
-        if let Err(error) = self.kafka.publish(outgoing).await {
-            tracing::error!(camera, %error, "could not queue an alert for Kafka");
+        let trace_id = new_trace_id();
+        let mut versions = vec![(&self.v2_topic, Alert::SCHEMA_ID, json.clone())];
+        if alert.fits_v1() {
+            let v1 = Alert {
+                schema_version: 1,
+                ..alert.clone()
+            };
+            let v1_json = serde_json::to_string(&v1).expect("alerts serialise");
+            versions.push((&self.v1_topic, Alert::V1_SCHEMA_ID, v1_json));
+        }
+        for (topic, schema_id, payload) in versions {
+            let outgoing = Outgoing {
+                topic,
+                key: camera,
+                payload,
+                schema_id,
+                message_id: alert.message_id.to_string(),
+                trace_id: trace_id.clone(),
+            };
+            if let Err(error) = self.kafka.publish(outgoing).await {
+                tracing::error!(camera, topic, %error, "could not queue an alert for Kafka");
+            }
         }
         let key = alerts_key(self.redis.key_prefix(), camera);
         let mut pipeline = redis::pipe();

@@ -1,7 +1,9 @@
 //! What analysts ask of stored video: moments by text or image ([`moments`]), questions over
-//! a time range ([`questions`]), and the alert rules with the alerts they fired ([`alerts`]).
+//! a time range ([`questions`]), the alert rules with the alerts they fired ([`alerts`]), and
+//! the zones and lines drawn through the API ([`zones`]).
 
 pub mod alerts;
 pub mod moments;
 pub mod questions;
 pub mod reembed;
+pub mod zones;

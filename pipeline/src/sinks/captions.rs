@@ -91,7 +91,7 @@ impl CaptionSink {
             topic: service.kafka.topics.captions.clone(),
             alerts: AlertPublisher::new(
                 kafka.clone(),
-                service.kafka.topics.alerts.clone(),
+                &service.kafka.topics,
                 redis.clone(),
                 metrics.clone(),
             ),
