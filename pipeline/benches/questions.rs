@@ -37,6 +37,7 @@ use argus::config::{
 };
 use argus::messages::{Caption, SensorSummary};
 use argus::metrics::Metrics;
+use argus::objects::book::ZoneBook;
 use argus::objects::counting::CountQuestion;
 use argus::objects::tracks::{TrackRecord, TrackRecorder};
 use argus::objects::FrameObjects;
@@ -343,7 +344,13 @@ fn main() {
                 metrics.clone(),
             )
             .unwrap();
-            Some(ObjectTracking::new(&objects_config, detector, metrics))
+            let zones = ZoneBook::new(&objects_config.zones, &objects_config.lines);
+            Some(ObjectTracking::new(
+                &objects_config,
+                detector,
+                zones,
+                metrics,
+            ))
         } else {
             println!(
                 "no detector in {}: questions without the objects stage\n",
