@@ -182,6 +182,9 @@ const VERBS: &[Verb] = &[
 /// How the answer says tracks that were merely there.
 const SEEN: Verb = verb("", Asked::Any, "were seen", "was seen");
 
+/// How the count's observation line starts.
+const COUNT_LABEL: &str = "track count";
+
 /// A recognised count question.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CountQuestion {
@@ -289,7 +292,7 @@ impl TrackCount {
 
     /// The observation line the model phrases its answer from.
     pub fn observation(&self) -> String {
-        format!("track count: {}", self.statement())
+        format!("{COUNT_LABEL}: {}", self.statement())
     }
 
     /// The answer published when the model's does not state the count.
@@ -297,10 +300,13 @@ impl TrackCount {
         format!("{}.", self.statement())
     }
 
-    /// The answer to publish: the model's own where it states the count, else the counted
-    /// sentence; with what was counted.
+    /// The answer to publish: the model's own where it states the count in its own words,
+    /// else the counted sentence; with what was counted. An answer that copies the count
+    /// line's label ("track count: 21 people walked past  The camera recorded 10:00:20", seen
+    /// on vtest.avi) is the prompt with noise around it, not a phrasing.
     pub fn publish(&self, answer: String) -> (String, CountedAnswer) {
-        let phrased_by_model = self.stated_by(&answer);
+        let phrased_by_model =
+            self.stated_by(&answer) && !answer.to_lowercase().contains(COUNT_LABEL);
         let text = if phrased_by_model {
             answer
         } else {
@@ -570,6 +576,13 @@ mod tests {
         let (text, counted) = seven.publish("Seven people walked by.".into());
         assert_eq!(text, "Seven people walked by.");
         assert!(counted.phrased_by_model);
+        let copied = format!(
+            "10:01:00: {}  The camera recorded 10:01:00",
+            seven.observation()
+        );
+        let (text, counted) = seven.publish(copied);
+        assert_eq!(text, seven.sentence());
+        assert!(!counted.phrased_by_model);
         assert_eq!(
             none.sentence(),
             "0 people walked past between 10:00:00 and 10:01:00."
