@@ -29,7 +29,7 @@ use argus::metrics::Metrics;
 use argus::objects::book::ZoneBook;
 use argus::operators::detector::ObjectDetector;
 use argus::operators::objects::ObjectTracking;
-use argus::source::{self, read_recording};
+use argus::source::{self, Recording};
 use argus::stream::ObjectAnalyser;
 use argus_operators::BgrImage;
 use chrono::{DateTime, TimeZone, Utc};
@@ -193,7 +193,14 @@ fn main() {
     // Decoding, measured apart: the whole video at 5 fps through the source pipeline.
     let began = Instant::now();
     let decoded = runtime
-        .block_on(read_recording(path, FPS, 1280, start(), None))
+        .block_on(async {
+            let mut recording = Recording::open(path, FPS, 1280, start())?;
+            let mut frames = Vec::new();
+            while let Some(frame) = recording.next().await? {
+                frames.push(frame);
+            }
+            Ok::<_, argus::source::DecoderError>(frames)
+        })
         .expect("vtest.avi decodes (apt install opencv-doc)");
     let decode_ms = began.elapsed().as_secs_f64() * 1e3 / decoded.len() as f64;
     let frames: Arc<Vec<Arc<BgrImage>>> =

@@ -21,14 +21,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use gstreamer as gst;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -43,10 +40,12 @@ use crate::objects::eval::{
 use crate::objects::zones::Direction;
 use crate::operators::detector::ObjectDetector;
 use crate::operators::objects::ObjectTracking;
-use crate::source::{
-    self, Decoder, DecoderSettings, DropPolicy, Frame, FrameQueue, RtspTransport, Source,
-};
+use crate::source::{self, Frame, Recording};
 use crate::stream::ObjectAnalyser;
+
+/// The labels and the truth are in fractions of the frame: any size would do, and the
+/// native one spares a resize.
+const MAX_WIDTH: u32 = 4096;
 
 /// The recorded time the evaluated videos start at (any fixed time does).
 const VIDEO_START: &str = "2026-01-01T00:00:00Z";
@@ -116,70 +115,6 @@ pub struct ReportedEvent {
     /// The line and direction (`kerb:left_to_right`), or the zone.
     pub key: String,
     pub time_s: f64,
-}
-
-/// A recording decoded by the service's decoder, frame by frame.
-struct Recording {
-    // held for its pipeline: dropping it stops decoding
-    _decoder: Decoder,
-    queue: Arc<FrameQueue>,
-    bus: gst::bus::BusStream,
-    ended: bool,
-    path: PathBuf,
-}
-
-impl Recording {
-    fn open(path: &Path, sample_fps: f64, start: DateTime<Utc>) -> anyhow::Result<Self> {
-        let source = Source::parse(&path.display().to_string())
-            .with_context(|| format!("{} is not a usable source", path.display()))?;
-        let queue = Arc::new(FrameQueue::new(
-            8,
-            DropPolicy::DropOldest,
-            prometheus::IntCounter::new("eval_objects_dropped", "frames dropped")?,
-        ));
-        let settings = DecoderSettings {
-            stream_id: Arc::from("eval-objects"),
-            sample_fps,
-            // the labels and the truth are in fractions of the frame: any size would do,
-            // the native one spares a resize
-            max_width: 4096,
-            start_time: start,
-            rtsp_transport: RtspTransport::Tcp,
-            sequence: Arc::new(AtomicU64::new(0)),
-        };
-        let decoded = prometheus::IntCounter::new("eval_objects_decoded", "frames decoded")?;
-        let decoder = Decoder::start(&source, settings, queue.clone(), decoded)?;
-        let bus = decoder.bus().stream();
-        Ok(Self {
-            _decoder: decoder,
-            queue,
-            bus,
-            ended: false,
-            path: path.to_owned(),
-        })
-    }
-
-    /// The next frame; `None` at the end of the recording.
-    async fn next(&mut self) -> anyhow::Result<Option<Frame>> {
-        loop {
-            if self.ended {
-                // recorded frames are pushed with backpressure before end-of-stream is posted:
-                // what is left in the queue is the last of them
-                return Ok(self.queue.try_pop());
-            }
-            tokio::select! {
-                Some(frame) = self.queue.pop() => return Ok(Some(frame)),
-                Some(message) = self.bus.next() => match message.view() {
-                    gst::MessageView::Eos(_) => self.ended = true,
-                    gst::MessageView::Error(error) => anyhow::bail!(
-                        "decoding {}: {}", self.path.display(), error.error()
-                    ),
-                    _ => {}
-                },
-                else => self.ended = true,
-            }
-        }
-    }
 }
 
 /// The frame's index in the video, from its media time.
@@ -285,7 +220,7 @@ async fn score_labels(
         }
     }
     let start: DateTime<Utc> = VIDEO_START.parse().expect("a valid constant");
-    let mut recording = Recording::open(&video, labels.fps, start)?;
+    let mut recording = Recording::open(&video, labels.fps, MAX_WIDTH, start)?;
     let mut seen = 0;
     let mut detect_ms = 0.0;
     while let Some(frame) = recording.next().await? {
@@ -350,7 +285,7 @@ async fn score_synthetic(
 
     let start: DateTime<Utc> = VIDEO_START.parse().expect("a valid constant");
     let video = folder.join(&truth.video);
-    let mut recording = Recording::open(&video, objects.fps, start)?;
+    let mut recording = Recording::open(&video, objects.fps, MAX_WIDTH, start)?;
     let mut detection_frames = Vec::new();
     let mut tracking_frames = Vec::new();
     let mut zone_frames: Vec<(ZoneCounts, ZoneCounts)> = Vec::new();

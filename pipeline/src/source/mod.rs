@@ -10,7 +10,7 @@ pub mod uri;
 
 pub use decoder::{Decoder, DecoderError, DecoderSettings, Frame, FrameClock};
 pub use queue::FrameQueue;
-pub use recording::read_recording;
+pub use recording::Recording;
 pub use settings::{DropPolicy, RtspTransport};
 pub use uri::{Source, SourceError};
 
