@@ -141,6 +141,7 @@ impl FrameSink for ObjectSink {
             (ended, objects.detected.then(|| recorder.live()))
         };
         let mut pipeline = redis::pipe();
+        pipeline.atomic();
         self.store_tracks(&mut pipeline, camera, &ended, live.as_deref());
         // Frames the detector skipped (nothing moved) changed nothing to publish.
         if objects.detected {
@@ -180,11 +181,14 @@ impl FrameSink for ObjectSink {
             }
             let prefix = self.redis.key_prefix();
             pipeline.set(format!("{prefix}:objects:{camera}:latest"), &json);
+            // Replaced whole, in one transaction: a zone removed through the API loses its
+            // count too, and readers never see the hash half written.
+            let zones = format!("{prefix}:objects:{camera}:zones");
+            pipeline.del(&zones).ignore();
             if !objects.zone_counts.is_empty() {
-                pipeline.hset_multiple(
-                    format!("{prefix}:objects:{camera}:zones"),
-                    &objects.zone_counts,
-                );
+                pipeline
+                    .hset_multiple(&zones, &objects.zone_counts)
+                    .ignore();
             }
         }
         if !pipeline.is_empty() {
