@@ -26,15 +26,12 @@
 //! that count (the published one falls back to the counted sentence, as the service's does).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argus::captions::chunk::{Chunk, ChunkBuilder, ChunkFrame};
 use argus::captions::questions::question_evidence;
-use argus::config::{
-    AnalysisConfig, CaptionsConfig, DropPolicy, ModelsConfig, ObjectsConfig, RtspTransport,
-};
+use argus::config::{AnalysisConfig, CaptionsConfig, ModelsConfig, ObjectsConfig};
 use argus::messages::{Caption, SensorSummary};
 use argus::metrics::Metrics;
 use argus::objects::book::ZoneBook;
@@ -45,7 +42,7 @@ use argus::operators::captioning::{AnswerStep, CaptionWorker, Draft};
 use argus::operators::detector::ObjectDetector;
 use argus::operators::objects::ObjectTracking;
 use argus::sinks::captions::caption_message;
-use argus::source::{self, Decoder, DecoderSettings, FrameQueue, Source};
+use argus::source::{self, Recording};
 use argus::stream::{ObjectAnalyser, Pace};
 use argus_operators::llm::Sampling;
 use argus_operators::motion::{MotionConfig, MotionDetector};
@@ -53,7 +50,6 @@ use argus_operators::ocr::{OcrConfig, PpOcr};
 use argus_operators::tagging::ImageTagger;
 use argus_operators::video_qa::{answer_key, echoes_prompt, Evidence, GroundedQa, Task};
 use chrono::{DateTime, TimeZone, Utc};
-use futures::StreamExt;
 use gstreamer as gst;
 
 const SECONDS: f64 = 20.0;
@@ -165,42 +161,14 @@ fn videos(dir: &Path) -> Vec<Video> {
 
 /// The first [`SECONDS`] of `path` at `fps`, through Argus's ingest.
 async fn decode(path: &Path, start: DateTime<Utc>, fps: f64) -> Vec<source::Frame> {
-    let source = Source::parse(&path.display().to_string()).unwrap();
-    let queue = Arc::new(FrameQueue::new(
-        64,
-        DropPolicy::DropOldest,
-        prometheus::IntCounter::new("dropped", "bench").unwrap(),
-    ));
-    let settings = DecoderSettings {
-        stream_id: Arc::from("bench"),
-        sample_fps: fps,
-        max_width: 1280,
-        start_time: start,
-        rtsp_transport: RtspTransport::Tcp,
-        sequence: Arc::new(AtomicU64::new(0)),
-    };
-    let decoded = prometheus::IntCounter::new("decoded", "bench").unwrap();
-    let decoder = Decoder::start(&source, settings, queue.clone(), decoded).unwrap();
-    let mut bus = decoder.bus().stream();
-    let mut frames = Vec::new();
     let end = start + chrono::Duration::milliseconds((SECONDS * 1000.0) as i64);
-    loop {
-        tokio::select! {
-            Some(frame) = queue.pop() => {
-                if frame.wall_time >= end { break; }
-                frames.push(frame);
-            }
-            Some(message) = bus.next() => match message.view() {
-                gst::MessageView::Eos(_) => break,
-                gst::MessageView::Error(error) => panic!("{}: {}", path.display(), error.error()),
-                _ => {}
-            },
+    let mut recording = Recording::open(path, fps, 1280, start).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = recording.next().await.unwrap() {
+        if frame.wall_time >= end {
+            break;
         }
-    }
-    while let Some(frame) = queue.try_pop() {
-        if frame.wall_time < end {
-            frames.push(frame);
-        }
+        frames.push(frame);
     }
     frames
 }
