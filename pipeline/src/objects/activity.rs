@@ -181,8 +181,9 @@ fn is_vehicle(class: &str) -> bool {
     matches!(class, "bicycle" | "car" | "motorcycle" | "bus" | "truck")
 }
 
-/// Singular and plural. COCO's "truck" covers vans, which is what most street cameras see.
-fn nouns(class: &str) -> (&str, &str) {
+/// How a class is said, singular and plural, in captions, windows and count answers. COCO's
+/// "truck" covers vans, which is what most street cameras see.
+pub fn nouns(class: &str) -> (&str, &str) {
     match class {
         "person" => ("person", "people"),
         "truck" => ("van or truck", "vans or trucks"),

@@ -12,55 +12,43 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use super::activity::Movement;
+use super::activity::{nouns, Movement};
 use super::colour::COLOUR_NAMES;
 use super::tracks::TrackRecord;
 use crate::messages::CountedAnswer;
 
-/// What a count question counts: its COCO classes, and how the answer names them.
+/// What a count question counts: its COCO classes, and for a group of classes how the
+/// answer names it (one class is named as captions name it, `activity::nouns`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Countable {
     pub classes: &'static [&'static str],
-    pub one: &'static str,
-    pub many: &'static str,
+    group: Option<(&'static str, &'static str)>,
 }
 
-const PEOPLE: Countable = Countable {
-    classes: &["person"],
-    one: "person",
-    many: "people",
-};
+impl Countable {
+    const fn class(class: &'static [&'static str]) -> Self {
+        Self {
+            classes: class,
+            group: None,
+        }
+    }
+
+    /// Singular and plural.
+    pub fn nouns(&self) -> (&'static str, &'static str) {
+        self.group.unwrap_or_else(|| nouns(self.classes[0]))
+    }
+}
+
+const PEOPLE: Countable = Countable::class(&["person"]);
 const VEHICLES: Countable = Countable {
     classes: &["car", "truck", "bus", "motorcycle"],
-    one: "vehicle",
-    many: "vehicles",
+    group: Some(("vehicle", "vehicles")),
 };
-const CARS: Countable = Countable {
-    classes: &["car"],
-    one: "car",
-    many: "cars",
-};
-// COCO's "truck" covers vans, which is what most street cameras see (as in captions).
-const TRUCKS: Countable = Countable {
-    classes: &["truck"],
-    one: "van or truck",
-    many: "vans or trucks",
-};
-const BUSES: Countable = Countable {
-    classes: &["bus"],
-    one: "bus",
-    many: "buses",
-};
-const MOTORCYCLES: Countable = Countable {
-    classes: &["motorcycle"],
-    one: "motorcycle",
-    many: "motorcycles",
-};
-const BICYCLES: Countable = Countable {
-    classes: &["bicycle"],
-    one: "bicycle",
-    many: "bicycles",
-};
+const CARS: Countable = Countable::class(&["car"]);
+const TRUCKS: Countable = Countable::class(&["truck"]);
+const BUSES: Countable = Countable::class(&["bus"]);
+const MOTORCYCLES: Countable = Countable::class(&["motorcycle"]);
+const BICYCLES: Countable = Countable::class(&["bicycle"]);
 
 /// The nouns a question may count, as asked.
 const NOUNS: &[(&str, Countable)] = &[
@@ -276,10 +264,11 @@ impl TrackCount {
     /// "7 people walked past between 10:00:00 and 10:05:00".
     pub fn statement(&self) -> String {
         let question = &self.question;
+        let (one, many) = question.counted.nouns();
         let (noun, verb) = if self.count == 1 {
-            (question.counted.one, question.verb_one)
+            (one, question.verb_one)
         } else {
-            (question.counted.many, question.verb_many)
+            (many, question.verb_many)
         };
         let colour = question.colour.map(|c| format!("{c} ")).unwrap_or_default();
         format!(

@@ -33,6 +33,9 @@ use crate::operators::worker::Pending;
 use crate::publish::{new_trace_id, AlertPublisher, KafkaPublisher, Outgoing, RedisState};
 use crate::stream::{AnalysedFrame, FinishedStream, FrameSink, OpenedStream};
 
+/// Frames' objects kept for the next analysed frame, at most (a minute at 5 fps).
+const MAX_PENDING_OBJECTS: usize = 300;
+
 /// A live chunk is closed this long after its end even if no later frame came.
 const LIVE_GRACE: Duration = Duration::from_secs(1);
 
@@ -146,6 +149,9 @@ impl CaptionSink {
             state.live = live;
             state.objects.extend(frame.objects.clone());
             let Some(analysis) = &frame.analysis else {
+                // While OCR keeps failing, no analysed frame takes these: keep the newest.
+                let excess = state.objects.len().saturating_sub(MAX_PENDING_OBJECTS);
+                state.objects.drain(..excess);
                 return;
             };
             let objects = std::mem::take(&mut state.objects);
