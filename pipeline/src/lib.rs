@@ -17,6 +17,7 @@
 //! | stream | [`stream`] | each stream's state machine; the analyser and sink interfaces |
 //! | operators | [`operators`] | the models, each on the one model worker |
 //! | sinks | [`publish`] | the Kafka producer (with its spill file) and the Redis writer |
+//! | sinks | [`recordings`] | recorded segments of live cameras: their index, clip links |
 //! | sinks | [`moments`] | windows, the index, the store, clips, scoring |
 //! | sinks | [`sinks`] | where analysed frames go: frame results, moment index, captions |
 //! | query | [`query`] | moment search, questions, alert rules and history |
@@ -38,6 +39,7 @@ pub mod objects;
 pub mod operators;
 pub mod publish;
 pub mod query;
+pub mod recordings;
 pub mod redact;
 pub mod sinks;
 pub mod source;

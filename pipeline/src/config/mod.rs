@@ -25,6 +25,7 @@ mod kafka;
 mod models;
 mod moments;
 mod objects;
+mod record;
 mod redis;
 mod stream;
 
@@ -37,6 +38,7 @@ pub use self::kafka::{KafkaConfig, SpillConfig, SpillFullPolicy, TopicsConfig};
 pub use self::models::ModelsConfig;
 pub use self::moments::{MomentsConfig, RetentionConfig};
 pub use self::objects::ObjectsConfig;
+pub use self::record::{RecordConfig, RecordMode, RecordRetentionConfig, SegmentFormat};
 pub use self::redis::RedisConfig;
 pub use self::stream::{DropPolicy, ReconnectConfig, RtspTransport, StreamConfig};
 
@@ -73,6 +75,7 @@ pub struct Config {
     pub moments: MomentsConfig,
     pub captions: CaptionsConfig,
     pub objects: ObjectsConfig,
+    pub record: RecordConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
     #[serde(default)]
@@ -178,6 +181,9 @@ impl Config {
             ));
         }
         if let Some(problem) = self.objects.problem() {
+            return Err(ConfigError::Invalid(problem));
+        }
+        if let Some(problem) = self.record.problem() {
             return Err(ConfigError::Invalid(problem));
         }
         let captions = &self.captions;
