@@ -101,7 +101,7 @@ impl RecordConfig {
         if !(self.pre_roll_s >= 0.0 && self.post_roll_s >= 0.0) {
             return Some("record.pre_roll_s and record.post_roll_s must not be negative".into());
         }
-        if !(self.max_clip_s >= 1.0) {
+        if self.max_clip_s.is_nan() || self.max_clip_s < 1.0 {
             return Some(format!(
                 "record.max_clip_s {} must be at least 1 second",
                 self.max_clip_s

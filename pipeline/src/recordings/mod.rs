@@ -9,6 +9,9 @@ pub mod index;
 
 pub use index::{Missing, Segment, SegmentIndex};
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Where clips of any recorded span are served.
@@ -23,6 +26,42 @@ pub fn clip_link(camera: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Stri
         .append_pair("end", &time(end))
         .finish();
     format!("{CLIPS_PATH}?{query}")
+}
+
+/// Which cameras have video to cut clips from, for the publishers that attach clip links
+/// (moments, captions, object events, alerts). Cheap to clone; shared by the whole service.
+///
+/// A camera has video while its recording is on (live cameras, `record.mode` not `off`) or
+/// when it is a recorded file. A link is given for a span as soon as the span is over, even
+/// though its segment may close up to `record.segment_s` later: the clip answers once it has.
+#[derive(Clone, Default)]
+pub struct ClipLinks {
+    recorded: Arc<RwLock<HashSet<String>>>,
+}
+
+impl ClipLinks {
+    /// Marks `camera` as having video (or not) from now on.
+    pub fn set_recorded(&self, camera: &str, recorded: bool) {
+        let mut cameras = self.recorded.write().expect("clip links lock");
+        if recorded {
+            cameras.insert(camera.to_owned());
+        } else {
+            cameras.remove(camera);
+        }
+    }
+
+    pub fn is_recorded(&self, camera: &str) -> bool {
+        self.recorded
+            .read()
+            .expect("clip links lock")
+            .contains(camera)
+    }
+
+    /// The clip link of the span, when the camera has video.
+    pub fn link(&self, camera: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Option<String> {
+        self.is_recorded(camera)
+            .then(|| clip_link(camera, start, end))
+    }
 }
 
 #[cfg(test)]
@@ -40,5 +79,16 @@ mod tests {
             "/api/v1/clips?camera=gate+3&start=2026-12-07T10%3A00%3A00.250Z\
              &end=2026-12-07T10%3A00%3A10.250Z"
         );
+    }
+
+    #[test]
+    fn clip_links_are_given_for_cameras_with_video_only() {
+        let links = ClipLinks::default();
+        let now = Utc::now();
+        assert_eq!(links.link("gate", now, now), None);
+        links.set_recorded("gate", true);
+        assert!(links.link("gate", now, now).is_some());
+        links.set_recorded("gate", false);
+        assert_eq!(links.link("gate", now, now), None);
     }
 }
