@@ -39,30 +39,56 @@ fn main() {
     let mut rows = Vec::new();
     for run in 1..=RUNS {
         let topic = format!("argus.bench.publish.{}.{run}", std::process::id());
-        let ours = runtime.block_on(argus_run(&config, &topic));
-        let output = Command::new(&python)
-            .args([
-                baseline_script,
-                &brokers,
-                &format!("{topic}.baseline"),
-                &MESSAGES.to_string(),
-                &SIZE.to_string(),
-                &RATE.to_string(),
-            ])
-            .output()
-            .expect("the baseline runs");
+        let baseline_topic = format!("{topic}.baseline");
+        // Both topics are made alike before either side runs (the baseline's was once left to
+        // the broker's default of one partition, Argus's had four).
+        runtime.block_on(make_topic(&config, &topic));
+        runtime.block_on(make_topic(&config, &baseline_topic));
+        let run_baseline = || {
+            Command::new(&python)
+                .args([
+                    baseline_script,
+                    &brokers,
+                    &baseline_topic,
+                    &MESSAGES.to_string(),
+                    &SIZE.to_string(),
+                    &RATE.to_string(),
+                ])
+                .output()
+                .expect("the baseline runs")
+        };
+        // The order alternates, so neither side always meets a fresh (or a tired) broker.
+        let (ours, output) = if run % 2 == 1 {
+            let ours = runtime.block_on(argus_run(&config, &topic));
+            (ours, run_baseline())
+        } else {
+            let output = run_baseline();
+            (runtime.block_on(argus_run(&config, &topic)), output)
+        };
         assert!(
             output.status.success(),
             "baseline failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         let baseline: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        // Same work on both sides: every message acknowledged (Argus's side checks its count
+        // in `wait_delivered`).
+        assert_eq!(
+            baseline["failed"].as_u64(),
+            Some(0),
+            "the baseline lost messages: {baseline}"
+        );
         let latencies: Vec<f64> = baseline["latencies"]
             .as_array()
             .unwrap()
             .iter()
             .filter_map(|v| v.as_f64())
             .collect();
+        assert_eq!(
+            latencies.len(),
+            MESSAGES / 4,
+            "every paced message acknowledged"
+        );
         let base = Figures {
             throughput: baseline["throughput"].as_f64().unwrap(),
             p50: baseline["p50"].as_f64().unwrap(),
@@ -104,7 +130,7 @@ struct Figures {
     p99_bucketed: f64,
 }
 
-async fn argus_run(config: &argus::config::KafkaConfig, topic: &str) -> Figures {
+async fn make_topic(config: &argus::config::KafkaConfig, topic: &str) {
     KafkaPublisher::ensure_topics(
         config,
         &[TopicSpec {
@@ -116,6 +142,9 @@ async fn argus_run(config: &argus::config::KafkaConfig, topic: &str) -> Figures 
     )
     .await
     .expect("the benchmark broker is reachable (ARGUS_BENCH_KAFKA_BROKERS)");
+}
+
+async fn argus_run(config: &argus::config::KafkaConfig, topic: &str) -> Figures {
     let dir = std::env::temp_dir().join(format!("argus-bench-publish-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let payload =

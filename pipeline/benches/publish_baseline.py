@@ -1,6 +1,7 @@
 """Baseline for `cargo bench --bench publish`: librdkafka driven directly (confluent-kafka,
 librdkafka 2.x) with the same settings Argus uses (idempotent, acks=all, linger.ms=5), the same
-messages with the same four headers, and the same broker. Prints one JSON line with its figures.
+messages with the same four headers, and the same broker, on a topic the benchmark made with
+Argus's topic settings. Prints one JSON line with its figures.
 The headers are made before the clock starts (Argus makes its own inside the measured path), so
 Python's speed does not count against the baseline.
 
@@ -19,6 +20,12 @@ from confluent_kafka import Producer
 def main():
     brokers, topic, count, size, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
     producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    failed = [0]
+
+    def delivered(err, _msg):
+        if err is not None:
+            failed[0] += 1
+
     payload = json.dumps({"camera_id": "bench", "text": "x" * max(0, size - 40)}).encode()
 
     def headers_for(n):
@@ -40,7 +47,7 @@ def main():
         for i in range(n):
             while True:
                 try:
-                    producer.produce(topic, payload, key=f"cam{i % 16}", headers=headers[i])
+                    producer.produce(topic, payload, key=f"cam{i % 16}", headers=headers[i], on_delivery=delivered)
                     break
                 except BufferError:
                     producer.poll(0.01)
@@ -59,7 +66,7 @@ def main():
                 producer.poll(0.0005)
             sent = time.perf_counter()
             producer.produce(topic, payload, key=f"cam{i % 16}", headers=headers[i],
-                             on_delivery=lambda err, msg, sent=sent: latencies.append(time.perf_counter() - sent))
+                             on_delivery=lambda err, msg, sent=sent: latencies.append(time.perf_counter() - sent) if err is None else delivered(err, msg))
             producer.poll(0)
         producer.flush(60)
         return sorted(latencies)
@@ -68,7 +75,7 @@ def main():
     throughput = burst(count)
     latencies = paced(count // 4)
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-    print(json.dumps({"throughput": throughput, "p50": pick(0.50), "p99": pick(0.99), "latencies": latencies}))
+    print(json.dumps({"failed": failed[0], "throughput": throughput, "p50": pick(0.50), "p99": pick(0.99), "latencies": latencies}))
 
 
 if __name__ == "__main__":
