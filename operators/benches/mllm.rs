@@ -609,9 +609,11 @@ fn streaming_ccam(work: &Path) -> Result<String> {
 // ---------------------------------------------------------------------------------------
 // 4. SmolLM2 decoding against transformers
 
-/// Decode tokens/s from the time of a 1-token and of an `LLM_NEW_TOKENS`-token `generate`.
-fn decode_rate(first: f64, full: f64) -> f64 {
-    (LLM_NEW_TOKENS - 1) as f64 / (full - first)
+/// Decode tokens/s from the time of a 1-token `generate` and of one that generated `tokens`
+/// (at most `LLM_NEW_TOKENS`: generation stops early at end-of-sequence, so each side's own
+/// count is used, and the two sides' counts are checked to be equal before any ratio).
+fn decode_rate(first: f64, full: f64, tokens: usize) -> f64 {
+    tokens.saturating_sub(1) as f64 / (full - first)
 }
 
 /// What the transformers side reports once its models are loaded and warmed up.
@@ -752,8 +754,12 @@ impl Floor {
 /// One precision's side of the comparison: its Argus model, its weight floors and what each
 /// side measured, round by round.
 struct Precision {
-    /// transformers' name for it, which smollm2_transformers.py takes.
+    /// transformers' name for it, which smollm2_transformers.py takes (`+attention`: the
+    /// attention weights are returned, as the captioner asks for them).
     name: &'static str,
+    /// Argus returns every step's attention weights (`return_attention`): the explicit
+    /// attention path that captions and questions take, rather than the fused one.
+    attention: bool,
     llm: Llm,
     /// The floor in both weight layouts.
     floors: [Floor; 2],
@@ -766,9 +772,16 @@ struct Precision {
 }
 
 impl Precision {
-    fn new(name: &'static str, kind: Kind, dir: &Path, matrices: &[Tensor]) -> Result<Self> {
+    fn new(
+        name: &'static str,
+        attention: bool,
+        kind: Kind,
+        dir: &Path,
+        matrices: &[Tensor],
+    ) -> Result<Self> {
         Ok(Self {
             name,
+            attention,
             llm: Llm::load_with(dir, Device::Cpu, kind)?,
             floors: [
                 Floor::new(matrices, kind, false),
@@ -788,7 +801,7 @@ impl Precision {
         let options = |n: usize| GenerationOptions {
             max_new_tokens: n,
             sampling: Sampling::Greedy,
-            return_attention: false,
+            return_attention: self.attention,
         };
         let (seconds, out) = timed(|| self.llm.generate(ids, &options(1)));
         out?;
@@ -817,15 +830,23 @@ impl Precision {
     fn rows(&self, table: &mut String) -> std::fmt::Result {
         let (argus_ttft, hf_ttft) = (median(&self.argus_first), median(&self.hf_first));
         let (argus_full, hf_full) = (median(&self.argus_full), median(&self.hf_full));
+        assert_eq!(
+            self.argus_ids.len(),
+            self.hf_ids.len(),
+            "{}: both sides must generate the same number of tokens before their speeds are \
+             divided",
+            self.name
+        );
+        let tokens = self.argus_ids.len();
         let (argus_rate, hf_rate) = (
-            decode_rate(argus_ttft, argus_full),
-            decode_rate(hf_ttft, hf_full),
+            decode_rate(argus_ttft, argus_full, tokens),
+            decode_rate(hf_ttft, hf_full, tokens),
         );
         // Each round's Argus decode rate over the same round's transformers rate.
         let paired: Vec<f64> = (0..self.argus_full.len())
             .map(|i| {
-                decode_rate(self.argus_first[i], self.argus_full[i])
-                    / decode_rate(self.hf_first[i], self.hf_full[i])
+                decode_rate(self.argus_first[i], self.argus_full[i], tokens)
+                    / decode_rate(self.hf_first[i], self.hf_full[i], tokens)
             })
             .collect();
         let (low, high) = paired
@@ -909,8 +930,10 @@ fn smollm2(threads: i32) -> Result<String> {
         .map(|(_, w)| w.to_kind(Kind::Float))
         .collect();
     let mut precisions = [
-        Precision::new("float32", Kind::Float, &dir, &matrices)?,
-        Precision::new("bfloat16", Kind::BFloat16, &dir, &matrices)?,
+        Precision::new("float32", false, Kind::Float, &dir, &matrices)?,
+        Precision::new("bfloat16", false, Kind::BFloat16, &dir, &matrices)?,
+        // The captioner's path: float32 with the attention weights returned.
+        Precision::new("float32+attention", true, Kind::Float, &dir, &matrices)?,
     ];
     drop(matrices);
     let llm = &precisions[0].llm;
@@ -927,12 +950,13 @@ fn smollm2(threads: i32) -> Result<String> {
     }
     // Each round runs every (side, precision) once and the floors, the order rotating from
     // round to round so none always runs first or after the same neighbour.
-    const STEPS: usize = 6;
+    let variants = precisions.len();
+    let steps = 3 * variants;
     for round in 0..LLM_ROUNDS {
-        for k in 0..STEPS {
-            let step = (k + round) % STEPS;
-            let precision = &mut precisions[step % 2];
-            match step / 2 {
+        for k in 0..steps {
+            let step = (k + round) % steps;
+            let precision = &mut precisions[step % variants];
+            match step / variants {
                 0 => precision.argus_round(&ids)?,
                 1 => precision.transformers_round(&mut transformers)?,
                 _ => precision.floor_round(),
@@ -953,7 +977,8 @@ fn smollm2(threads: i32) -> Result<String> {
          transformers `dtype=torch.bfloat16`, Argus `Llm::load_with(.., Kind::BFloat16)`). \
          Time to first token = median `generate` with 1 new token; decode = \
          ({LLM_NEW_TOKENS} − 1) / (median {LLM_NEW_TOKENS}-token time − median 1-token time). \
-         {LLM_ROUNDS} rounds; each runs Argus and transformers in both precisions and \
+         Both sides' generated token counts are checked equal before speeds are divided. \
+         {LLM_ROUNDS} rounds; each runs Argus and transformers in every variant and \
          {FLOOR_PASSES} passes of each floor, in an order rotating round by round \
          (transformers runs beside the bench, driven one round at a time). Paired rounds: \
          each round's Argus decode rate over the same round's transformers rate. Floor: every \
@@ -961,7 +986,7 @@ fn smollm2(threads: i32) -> Result<String> {
          as output head), nothing else, in that precision — the weight-streaming cost of one \
          decode step on this libtorch — with the weights as the checkpoint stores them \
          (`[out, in]`, what `linear` and transformers read) and transposed (`[in, out]`, what \
-         Argus's float32 layers read). Continuations: {}; {}.\n",
+         Argus's float32 layers read). Continuations: {}; {}; {}.\n",
         ids.len(),
         setup.transformers,
         setup.torch,
@@ -969,6 +994,7 @@ fn smollm2(threads: i32) -> Result<String> {
         setup.attn_implementation,
         precisions[0].agreement(),
         precisions[1].agreement(),
+        precisions[2].agreement(),
     )?;
     writeln!(
         table,
@@ -983,8 +1009,15 @@ fn smollm2(threads: i32) -> Result<String> {
         table,
         "| Argus bfloat16 over transformers float32 | {:.2}x | {:.2}x | | {:.2}x |",
         median(&float.hf_first) / median(&bfloat.argus_first),
-        decode_rate(median(&bfloat.argus_first), median(&bfloat.argus_full))
-            / decode_rate(median(&float.hf_first), median(&float.hf_full)),
+        decode_rate(
+            median(&bfloat.argus_first),
+            median(&bfloat.argus_full),
+            bfloat.argus_ids.len()
+        ) / decode_rate(
+            median(&float.hf_first),
+            median(&float.hf_full),
+            float.hf_ids.len()
+        ),
         median(&float.hf_full) / median(&bfloat.argus_full)
     )?;
     table.push('\n');

@@ -6,7 +6,9 @@ interleave with Argus's in time (the machine is shared and its load drifts):
 
 * once both models are loaded (float32 and bfloat16, the same checkpoint) and warmed up, this
   prints one JSON line: versions, threads and attention implementation;
-* for every line `float32` or `bfloat16` read from stdin, it runs `generate` with
+* for every line `float32`, `bfloat16` or `float32+attention` read from stdin, it runs
+  `generate` (the last with every step's attention weights returned, through the eager
+  attention that can return them, as the captioner's Argus side does) with
   max_new_tokens = 1 and then = --new-tokens on that model and prints one JSON line with both
   wall-clock times and the generated ids, so the bench computes time to first token and
   decode speed the same way for both sides.
@@ -23,7 +25,12 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# name: (dtype, return the attention weights)
+VARIANTS = {
+    "float32": (torch.float32, False),
+    "bfloat16": (torch.bfloat16, False),
+    "float32+attention": (torch.float32, True),
+}
 
 
 def main() -> None:
@@ -35,14 +42,18 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    models = {
-        name: AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype).eval()
-        for name, dtype in DTYPES.items()
-    }
+    def load(dtype, attention):
+        # Only the eager implementation can return attention weights.
+        extra = {"attn_implementation": "eager"} if attention else {}
+        return AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype, **extra).eval()
+
+    models = {name: load(dtype, attention) for name, (dtype, attention) in VARIANTS.items()}
     ids = torch.tensor([json.loads(args.prompt_ids)], dtype=torch.long)
     mask = torch.ones_like(ids)
 
-    def generate(model, new_tokens: int):
+    def generate(name: str, new_tokens: int):
+        model = models[name]
+        attention = VARIANTS[name][1]
         with torch.inference_mode():
             start = time.perf_counter()
             out = model.generate(
@@ -51,12 +62,18 @@ def main() -> None:
                 max_new_tokens=new_tokens,
                 do_sample=False,
                 pad_token_id=model.config.eos_token_id,
+                output_attentions=attention,
+                return_dict_in_generate=attention,
             )
-            return time.perf_counter() - start, out[0, ids.shape[1] :].tolist()
+            elapsed = time.perf_counter() - start
+            if attention:
+                assert out.attentions, "attention weights were asked for"
+                out = out.sequences
+            return elapsed, out[0, ids.shape[1] :].tolist()
 
-    for model in models.values():
-        generate(model, 1)
-        generate(model, args.new_tokens)
+    for name in models:
+        generate(name, 1)
+        generate(name, args.new_tokens)
     model = models["float32"]
     print(
         json.dumps(
@@ -70,9 +87,9 @@ def main() -> None:
         flush=True,
     )
     for line in sys.stdin:
-        model = models[line.strip()]
-        first, _ = generate(model, 1)
-        full, generated = generate(model, args.new_tokens)
+        name = line.strip()
+        first, _ = generate(name, 1)
+        full, generated = generate(name, args.new_tokens)
         print(
             json.dumps({"first_token_s": first, "full_s": full, "generated_ids": generated}),
             flush=True,
