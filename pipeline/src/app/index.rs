@@ -171,6 +171,7 @@ pub async fn index_recording(
             None,
             None,
         ),
+        recorder: None,
         metrics: metrics.clone(),
     });
     stream.sample_fps = job.sample_fps;
