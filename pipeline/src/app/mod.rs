@@ -41,7 +41,9 @@ use crate::recordings::{
     retention, ClipLinks, Recorder, RecordingMarks, RecordingMetrics, SegmentIndex,
 };
 use crate::redact::redact_text;
-use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink};
+use crate::sinks::{
+    CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink, RecordingMarker,
+};
 use crate::source;
 use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
 
@@ -103,6 +105,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     .await?;
     let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
     let objects = start_objects(&config, &metrics, zones.book().clone())?;
+    let marks = RecordingMarks::default();
     let sinks = start_sinks(
         &config,
         &kafka,
@@ -111,15 +114,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
         alerts.as_ref().map(|book| book.rules().clone()),
+        Some(marks.clone()),
     );
 
-    let recorder = start_recorder(
-        &config,
-        &redis,
-        &metrics,
-        ClipLinks::default(),
-        RecordingMarks::default(),
-    );
+    let recorder = start_recorder(&config, &redis, &metrics, ClipLinks::default(), marks);
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
@@ -229,6 +227,7 @@ pub(crate) fn start_sinks(
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
     alert_rules: Option<AlertRules>,
+    recording: Option<RecordingMarks>,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
     if config.objects.enabled {
@@ -240,21 +239,31 @@ pub(crate) fn start_sinks(
         )));
     }
     if let Some(rules) = alert_rules.filter(|_| config.objects.enabled) {
-        sinks.push(Arc::new(ObjectAlertSink::new(
-            rules,
-            AlertPublisher::new(
-                kafka.clone(),
-                &config.kafka.topics,
-                redis.clone(),
-                metrics.clone(),
-            ),
-        )));
+        let mut publisher = AlertPublisher::new(
+            kafka.clone(),
+            &config.kafka.topics,
+            redis.clone(),
+            metrics.clone(),
+        );
+        if let Some(marks) = recording.clone() {
+            publisher.on_publish = Some(Arc::new(move |alert| {
+                marks.mark(&alert.camera_id, alert.start, alert.end)
+            }));
+        }
+        sinks.push(Arc::new(ObjectAlertSink::new(rules, publisher)));
     }
     if let Some(moments) = moments {
         sinks.push(Arc::new(moments));
     }
     if let Some(captions) = captions {
         sinks.push(Arc::new(captions));
+    }
+    if let Some(marks) = recording {
+        let (motion, min_motion) = (
+            config.record.events_include_motion,
+            config.objects.min_motion,
+        );
+        sinks.push(Arc::new(RecordingMarker::new(marks, motion, min_motion)));
     }
     sinks.push(Arc::new(FrameResults::new(
         config,
