@@ -266,6 +266,7 @@ async fn run_cameras(port: i32, cameras: usize) -> CameraStep {
             start_time: chrono::Utc::now(),
             rtsp_transport: RtspTransport::Tcp,
             sequence: Arc::new(AtomicU64::new(0)),
+            record: None,
         };
         let decoded = prometheus::IntCounter::new("decoded", "bench").unwrap();
         let decoder = Decoder::start(&source, settings, queue.clone(), decoded.clone()).unwrap();
@@ -418,12 +419,13 @@ async fn argus_decode(path: &Path, sample_fps: f64) -> (Timing, u64, u64) {
         start_time: chrono::Utc::now(),
         rtsp_transport: RtspTransport::Tcp,
         sequence: Arc::new(AtomicU64::new(0)),
+        record: None,
     };
     let decoded = prometheus::IntCounter::new("decoded", "bench").unwrap();
     let (cpu_before, _, _) = proc_stat();
     let started = Instant::now();
     let decoder = Decoder::start(&source, settings, queue.clone(), decoded.clone()).unwrap();
-    let mut bus = decoder.bus().stream();
+    let mut bus = decoder.messages();
     let mut frames = 0u64;
     loop {
         tokio::select! {

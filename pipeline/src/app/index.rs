@@ -170,7 +170,9 @@ pub async fn index_recording(
             Some(indexer.clone()),
             None,
             None,
+            None,
         ),
+        recorder: None,
         metrics: metrics.clone(),
     });
     stream.sample_fps = job.sample_fps;

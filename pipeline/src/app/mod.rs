@@ -37,8 +37,13 @@ use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
 use crate::query::zones::ZoneStore;
+use crate::recordings::{
+    retention, ClipLinks, Recorder, RecordingMarks, RecordingMetrics, SegmentIndex,
+};
 use crate::redact::redact_text;
-use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink};
+use crate::sinks::{
+    CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink, RecordingMarker,
+};
 use crate::source;
 use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
 
@@ -100,6 +105,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     .await?;
     let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
     let objects = start_objects(&config, &metrics, zones.book().clone())?;
+    let marks = RecordingMarks::default();
     let sinks = start_sinks(
         &config,
         &kafka,
@@ -108,7 +114,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
         alerts.as_ref().map(|book| book.rules().clone()),
+        Some(marks.clone()),
     );
+
+    let recorder = start_recorder(&config, &redis, &metrics, ClipLinks::default(), marks);
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
@@ -116,6 +125,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         analyser: Arc::new(analyzer),
         objects: objects.map(|objects| Arc::new(objects) as _),
         sinks,
+        recorder: Some(Arc::new(recorder.clone())),
         metrics: metrics.clone(),
     });
     let directory = if config.cluster.enabled {
@@ -123,6 +133,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     } else {
         None
     };
+    tokio::spawn(reconcile_recordings(
+        recorder.clone(),
+        config.clone(),
+        directory.clone(),
+        registry.clone(),
+    ));
     api_slot.install(api::router(ApiState {
         registry: registry.clone(),
         manager: manager.clone(),
@@ -176,6 +192,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     manager.stop_all().await;
+    // The streams closed their last segments as they stopped.
+    recorder.flush().await;
     tracing::info!("delivering queued messages to Kafka");
     let waiting = kafka.close(Duration::from_secs(30)).await;
     if waiting > 0 {
@@ -209,6 +227,7 @@ pub(crate) fn start_sinks(
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
     alert_rules: Option<AlertRules>,
+    recording: Option<RecordingMarks>,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
     if config.objects.enabled {
@@ -220,15 +239,18 @@ pub(crate) fn start_sinks(
         )));
     }
     if let Some(rules) = alert_rules.filter(|_| config.objects.enabled) {
-        sinks.push(Arc::new(ObjectAlertSink::new(
-            rules,
-            AlertPublisher::new(
-                kafka.clone(),
-                &config.kafka.topics,
-                redis.clone(),
-                metrics.clone(),
-            ),
-        )));
+        let mut publisher = AlertPublisher::new(
+            kafka.clone(),
+            &config.kafka.topics,
+            redis.clone(),
+            metrics.clone(),
+        );
+        if let Some(marks) = recording.clone() {
+            publisher.on_publish = Some(Arc::new(move |alert| {
+                marks.mark(&alert.camera_id, alert.start, alert.end)
+            }));
+        }
+        sinks.push(Arc::new(ObjectAlertSink::new(rules, publisher)));
     }
     if let Some(moments) = moments {
         sinks.push(Arc::new(moments));
@@ -236,12 +258,66 @@ pub(crate) fn start_sinks(
     if let Some(captions) = captions {
         sinks.push(Arc::new(captions));
     }
+    if let Some(marks) = recording {
+        let (motion, min_motion) = (
+            config.record.events_include_motion,
+            config.objects.min_motion,
+        );
+        sinks.push(Arc::new(RecordingMarker::new(marks, motion, min_motion)));
+    }
     sinks.push(Arc::new(FrameResults::new(
         config,
         kafka.clone(),
         redis.clone(),
     )));
     sinks.into()
+}
+
+/// The recorder of live cameras (every camera may turn recording on for itself) and its
+/// retention.
+fn start_recorder(
+    config: &Config,
+    redis: &RedisState,
+    metrics: &Metrics,
+    links: ClipLinks,
+    marks: RecordingMarks,
+) -> Recorder {
+    let recorder = Recorder::start(
+        config.record.clone(),
+        SegmentIndex::new(redis.clone()),
+        links,
+        marks,
+        RecordingMetrics::register(&metrics.registry),
+    );
+    tokio::spawn(retention::run(recorder.clone()));
+    recorder
+}
+
+/// Reconciles the recordings' index with the disk (see [`retention::reconcile`]). The cameras
+/// that exist are the configured ones, those running here (added through the API), and in
+/// scale-out mode those on the control topic; if the control topic cannot be read nothing is
+/// deleted as orphaned.
+async fn reconcile_recordings(
+    recorder: Recorder,
+    config: Arc<Config>,
+    directory: Option<CameraDirectory>,
+    registry: StreamRegistry,
+) {
+    let mut known: std::collections::HashSet<String> =
+        config.streams.iter().map(|s| s.id.clone()).collect();
+    known.extend(registry.list().into_iter().map(|status| status.id));
+    if let Some(directory) = directory {
+        match directory.cameras().await {
+            Ok(cameras) => known.extend(cameras.into_keys()),
+            Err(error) => {
+                tracing::warn!(%error, "recordings not reconciled: the cameras on the control topic are unknown");
+                return;
+            }
+        }
+    }
+    if let Err(error) = retention::reconcile(&recorder, &known).await {
+        tracing::warn!(%error, "recordings not reconciled: the index is not readable");
+    }
 }
 
 /// The objects stage with its detector loaded; `None` when `objects.enabled` is false.

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::source::{DropPolicy, RtspTransport};
 
+use super::RecordMode;
+
 /// One camera or recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,10 @@ pub struct StreamConfig {
     /// recording that yields no first frame in this time is treated as unreadable.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout_s: f64,
+    /// Live cameras: `off`, `continuous` or `events`, overriding `[record] mode` for this
+    /// camera; unset: that mode. Recorded files are never re-recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordMode>,
     /// Frames before this video time are decoded but not analysed: `argus index` resuming
     /// an interrupted recording. Not part of the configuration file.
     #[serde(skip)]
@@ -98,13 +104,17 @@ impl StreamConfig {
             drop_policy: DropPolicy::default(),
             reconnect: ReconnectConfig::default(),
             stall_timeout_s: default_stall_timeout(),
+            record: None,
             analyse_from: None,
         }
     }
 
     /// Problems with this stream alone; they fail the stream, not the service.
     pub fn problems(&self) -> Option<String> {
+        // `.` and `..` would name folders other than the camera's own (its recordings).
         let id_ok = !self.id.is_empty()
+            && self.id != "."
+            && self.id != ".."
             && self.id.len() <= 128
             && self
                 .id
@@ -149,6 +159,21 @@ impl StreamConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streams_record_mode_comes_from_its_json_or_is_left_to_the_record_section() {
+        let stream: StreamConfig =
+            serde_json::from_str(r#"{"id": "gate", "uri": "rtsp://cam/live", "record": "events"}"#)
+                .unwrap();
+        assert_eq!(stream.record, Some(RecordMode::Events));
+        let stream: StreamConfig =
+            serde_json::from_str(r#"{"id": "gate", "uri": "rtsp://cam/live"}"#).unwrap();
+        assert_eq!(stream.record, None);
+        let bad = serde_json::from_str::<StreamConfig>(
+            r#"{"id": "gate", "uri": "rtsp://cam/live", "record": "always"}"#,
+        );
+        assert!(bad.unwrap_err().to_string().contains("always"));
+    }
 
     #[test]
     fn bad_stream_ids_are_reported() {

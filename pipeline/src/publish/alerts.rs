@@ -21,6 +21,8 @@ pub struct AlertPublisher {
     v2_topic: String,
     redis: RedisState,
     metrics: Metrics,
+    /// Told each alert's camera and span (recording keeps that video in `events` mode).
+    pub on_publish: Option<std::sync::Arc<dyn Fn(&Alert) + Send + Sync>>,
 }
 
 impl AlertPublisher {
@@ -36,6 +38,7 @@ impl AlertPublisher {
             v2_topic: topics.alerts_v2.clone(),
             redis,
             metrics,
+            on_publish: None,
         }
     }
 
@@ -80,5 +83,8 @@ impl AlertPublisher {
             .with_label_values(&[camera, alert.rule_id.as_str()])
             .inc();
         tracing::warn!(camera, rule = %alert.rule_id, kind = %alert.kind, start = %alert.start, "alert");
+        if let Some(hook) = &self.on_publish {
+            hook(alert);
+        }
     }
 }

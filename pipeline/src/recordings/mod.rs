@@ -6,8 +6,11 @@
 //! index lists is what clips are cut from, so retention deletes from both.
 
 pub mod index;
+pub mod recorder;
+pub mod retention;
 
 pub use index::{Missing, Segment, SegmentIndex};
+pub use recorder::{Recorder, RecordingMarks, RecordingMetrics};
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};

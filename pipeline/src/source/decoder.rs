@@ -5,6 +5,10 @@
 //!     ─video─▶ videorate(drop-only) ▶ videoconvertscale ▶ capsfilter(BGR, fps, size) ▶ appsink
 //!     └other─▶ fakesink
 //! ```
+//! A recorded live camera's decodebin stops at its parsed H.264/H.265 instead, and a tee
+//! hands it to a second `decodebin` (then the same chain) and to the recording branch
+//! ([`super::segments`]), which writes it into segment files as it comes. Without recording
+//! the pipeline is the one above.
 //! Sampling happens first so conversion and scaling only touch the frames we keep; all pixel
 //! work is GStreamer's, Rust only copies the final BGR rows out of the buffer. Nothing sits
 //! between the decoder and the converter's allocation answer: with it, `avdec_*` decodes
@@ -45,6 +49,7 @@ use prometheus::IntCounter;
 use serde::Serialize;
 
 use super::queue::FrameQueue;
+use super::segments::{self, RecordBranch, RecordSettings};
 use super::settings::RtspTransport;
 use super::uri::Source;
 
@@ -84,6 +89,8 @@ pub struct DecoderSettings {
     pub rtsp_transport: RtspTransport,
     /// Shared across reconnects so sequence numbers keep counting.
     pub sequence: Arc<AtomicU64>,
+    /// Live cameras whose encoded video is recorded; `None` for the others.
+    pub record: Option<RecordSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,11 +105,14 @@ pub enum DecoderError {
     Decode(String),
 }
 
-/// A running pipeline; dropping it stops it.
+/// A running pipeline; dropping it stops it (closing its open recording segment first).
 pub struct Decoder {
     pipeline: gst::Pipeline,
     decoder_name: Arc<Mutex<Option<String>>>,
     queue: Arc<FrameQueue>,
+    /// The recording branch, once the camera's encoded video has appeared.
+    record: Arc<Mutex<Option<RecordBranch>>>,
+    messages: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<gst::Message>>>,
 }
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
@@ -164,7 +174,38 @@ impl Decoder {
             }
         });
 
-        add_source(&pipeline, source, &settings, &rate_sink, &filter, framerate)?;
+        let record = Arc::new(Mutex::new(None));
+        add_source(
+            &pipeline,
+            source,
+            &settings,
+            Link {
+                rate_sink: rate_sink.clone(),
+                filter: filter.clone(),
+                framerate,
+                max_width: settings.max_width,
+                record: settings
+                    .record
+                    .clone()
+                    .map(|r| (settings.stream_id.clone(), r, record.clone())),
+            },
+        )?;
+
+        // The bus's one synchronous handler: the recording branch hears of each file it
+        // closes even while no one reads the bus (a pipeline being stopped), and every message
+        // is passed on to `messages`.
+        let (forward, messages) = futures::channel::mpsc::unbounded();
+        let branch = record.clone();
+        pipeline
+            .bus()
+            .expect("a pipeline always has a bus")
+            .set_sync_handler(move |_, message| {
+                if let Some(branch) = branch.lock().expect("record branch lock").as_ref() {
+                    branch.on_message(message);
+                }
+                let _ = forward.unbounded_send(message.clone());
+                gst::BusSyncReply::Drop
+            });
 
         let live = source.is_live();
         let frames = queue.clone();
@@ -195,12 +236,18 @@ impl Decoder {
             pipeline,
             decoder_name,
             queue: frames,
+            record,
+            messages: Mutex::new(Some(messages)),
         })
     }
 
-    /// The pipeline's bus, for errors and end-of-stream.
-    pub fn bus(&self) -> gst::Bus {
-        self.pipeline.bus().expect("a pipeline always has a bus")
+    /// The pipeline's messages (errors, end-of-stream, warnings); taken once.
+    pub fn messages(&self) -> futures::channel::mpsc::UnboundedReceiver<gst::Message> {
+        self.messages
+            .lock()
+            .expect("messages lock")
+            .take()
+            .expect("a decoder's messages are taken once")
     }
 
     /// The video decoder `decodebin` chose (e.g. `avdec_h264`, or a hardware one), once known.
@@ -217,6 +264,10 @@ impl Drop for Decoder {
         // A recording's streaming thread may be waiting for room in the queue; stopping the
         // pipeline waits for that thread, so the queue must release it first.
         self.queue.close();
+        let branch = self.record.lock().expect("record branch lock").clone();
+        if let Some(branch) = branch {
+            branch.finish();
+        }
         // Stopping joins the pipeline's streaming threads, and GStreamer can hang there on a
         // damaged file: qtdemux, given an MP4 cut before its index, posts "no playable
         // streams" and then, about one time in ten, never stops. Waiting for that would freeze
@@ -272,15 +323,25 @@ fn make(factory: &'static str) -> Result<gst::Element, DecoderError> {
         .map_err(|_| DecoderError::MissingElement(factory))
 }
 
-/// Adds the source part of the pipeline and links its video to `rate_sink`.
+/// Where a source's video goes: the sampling chain, and the recording branch when recorded.
+#[derive(Clone)]
+struct Link {
+    rate_sink: gst::Pad,
+    filter: gst::Element,
+    framerate: gst::Fraction,
+    max_width: u32,
+    /// The camera, how it is recorded, and where the branch goes once it exists.
+    record: Option<(Arc<str>, RecordSettings, Arc<Mutex<Option<RecordBranch>>>)>,
+}
+
+/// Adds the source part of the pipeline and links its video to the sampling chain.
 fn add_source(
     pipeline: &gst::Pipeline,
     source: &Source,
     settings: &DecoderSettings,
-    rate_sink: &gst::Pad,
-    filter: &gst::Element,
-    framerate: gst::Fraction,
+    link: Link,
 ) -> Result<(), DecoderError> {
+    let (rate_sink, filter, framerate) = (&link.rate_sink, &link.filter, link.framerate);
     let build_error = |e: gst::glib::BoolError| DecoderError::Build(e.to_string());
     let decodebin = match source {
         Source::Test(test) => {
@@ -358,44 +419,133 @@ fn add_source(
             decodebin
         }
     };
+    let link = match source {
+        // Recorded files are their own recording.
+        Source::File(_) => Link {
+            record: None,
+            ..link
+        },
+        _ => link,
+    };
+    if link.record.is_some() {
+        decodebin.set_property("caps", segments::stop_caps());
+    }
 
-    let max_width = settings.max_width;
     let pipeline_weak = pipeline.downgrade();
-    let rate_sink = rate_sink.clone();
-    let filter = filter.clone();
     decodebin.connect_pad_added(move |_, pad| {
-        let Some(pipeline) = pipeline_weak.upgrade() else {
-            return;
-        };
-        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-        let is_video = caps
-            .structure(0)
-            .is_some_and(|s| s.name().starts_with("video/"));
-        if is_video && !rate_sink.is_linked() {
-            if let Some(size) = scaled_size(&caps, max_width) {
-                filter.set_property("caps", output_caps(framerate, Some(size)));
-            }
-            if let Err(error) = pad.link(&rate_sink) {
-                tracing::error!(?error, "could not link the decoded video");
-            }
-            return;
-        }
-        // Audio and further video tracks are decoded into nothing, so they never block the demuxer.
-        let Ok(discard) = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .property("async", false)
-            .build()
-        else {
-            return;
-        };
-        if pipeline.add(&discard).is_ok() {
-            let _ = discard.sync_state_with_parent();
-            if let Some(discard_sink) = discard.static_pad("sink") {
-                let _ = pad.link(&discard_sink);
-            }
+        if let Some(pipeline) = pipeline_weak.upgrade() {
+            link_pad(&pipeline, pad, &link);
         }
     });
     Ok(())
+}
+
+/// Links a decodebin's new pad: the first video to the sampling chain (through the recording
+/// tee when it is encoded video being recorded), anything else to a sink that discards it.
+fn link_pad(pipeline: &gst::Pipeline, pad: &gst::Pad, link: &Link) {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let is_video = caps
+        .structure(0)
+        .is_some_and(|s| s.name().starts_with("video/"));
+    if is_video && !link.rate_sink.is_linked() {
+        if let Some((camera, settings, slot)) = &link.record {
+            if slot.lock().expect("record branch lock").is_some() {
+                // A second video track: the first one is recorded and analysed.
+                return discard(pipeline, pad);
+            }
+            let encoded = !caps.structure(0).is_some_and(|s| s.name() == "video/x-raw");
+            match segments::parser_for(&caps) {
+                Some(parser) => {
+                    match tee_recording(pipeline, pad, link, camera, settings, parser) {
+                        Ok(branch) => *slot.lock().expect("record branch lock") = Some(branch),
+                        Err(error) => {
+                            tracing::error!(stream = %camera, %error, "recording unavailable")
+                        }
+                    }
+                    return;
+                }
+                None if encoded => {
+                    // decodebin stops only at H.264/H.265; other encodings arrive decoded.
+                    tracing::warn!(stream = %camera, %caps, "recording unavailable: only H.264 and H.265 video is recorded");
+                }
+                None => {
+                    tracing::warn!(stream = %camera,
+                        "recording unavailable: the camera's video arrives decoded, with no encoded stream to record");
+                }
+            }
+        }
+        if let Some(size) = scaled_size(&caps, link.max_width) {
+            link.filter
+                .set_property("caps", output_caps(link.framerate, Some(size)));
+        }
+        if let Err(error) = pad.link(&link.rate_sink) {
+            tracing::error!(?error, "could not link the decoded video");
+        }
+        return;
+    }
+    discard(pipeline, pad);
+}
+
+/// Audio and further video tracks are decoded into nothing, so they never block the demuxer.
+fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad) {
+    let Ok(discard) = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+    else {
+        return;
+    };
+    if pipeline.add(&discard).is_ok() {
+        let _ = discard.sync_state_with_parent();
+        if let Some(discard_sink) = discard.static_pad("sink") {
+            let _ = pad.link(&discard_sink);
+        }
+    }
+}
+
+/// `pad` (parsed H.264/H.265) ▶ tee ▶ decodebin ▶ the sampling chain, and tee ▶ the
+/// recording branch.
+fn tee_recording(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    link: &Link,
+    camera: &Arc<str>,
+    settings: &RecordSettings,
+    parser: &'static str,
+) -> Result<RecordBranch, DecoderError> {
+    let build_error = |e: gst::glib::BoolError| DecoderError::Build(e.to_string());
+    let tee = make("tee")?;
+    let decode = make("decodebin")?;
+    pipeline.add_many([&tee, &decode]).map_err(build_error)?;
+    let (branch, record_sink) =
+        RecordBranch::add(pipeline, camera.clone(), settings.clone(), parser)?;
+    // The analysis side has no queue: it is decoded on the source's thread as without
+    // recording; only the recording branch has a thread of its own.
+    tee.link(&decode).map_err(build_error)?;
+    tee.request_pad_simple("src_%u")
+        .ok_or_else(|| DecoderError::Build("tee gave no pad".into()))?
+        .link(&record_sink)
+        .map_err(|e| DecoderError::Build(e.to_string()))?;
+    let decoded = Link {
+        record: None,
+        ..link.clone()
+    };
+    let pipeline_weak = pipeline.downgrade();
+    decode.connect_pad_added(move |_, pad| {
+        if let Some(pipeline) = pipeline_weak.upgrade() {
+            link_pad(&pipeline, pad, &decoded);
+        }
+    });
+    branch.sync_state()?;
+    for element in [&decode, &tee] {
+        element
+            .sync_state_with_parent()
+            .map_err(|e| DecoderError::Start(e.to_string()))?;
+    }
+    pad.link(&tee.static_pad("sink").expect("tee has a sink pad"))
+        .map_err(|e| DecoderError::Build(e.to_string()))?;
+    tracing::info!(stream = %camera, dir = %settings.dir.display(), "recording the camera's own video");
+    Ok(branch)
 }
 
 fn output_caps(framerate: gst::Fraction, size: Option<(i32, i32)>) -> gst::Caps {
@@ -558,7 +708,7 @@ fn camera_time(buffer: &gst::BufferRef) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::DropPolicy;
+    use crate::source::{DropPolicy, RecordedSegment};
 
     fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)
@@ -631,6 +781,120 @@ mod tests {
         cut
     }
 
+    /// A live H.264 camera on 127.0.0.1 (320x240, 10 fps, a key frame a second), served on
+    /// a thread of its own until the returned loop quits.
+    fn rtsp_camera() -> (u32, gst::glib::MainLoop) {
+        use gstreamer_rtsp_server as rtsp;
+        use gstreamer_rtsp_server::prelude::*;
+        let context = gst::glib::MainContext::new();
+        let server = rtsp::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service("0");
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(
+            "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=10/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+        );
+        factory.set_shared(true);
+        server.mount_points().unwrap().add_factory("/cam", factory);
+        let source = server.attach(Some(&context)).unwrap();
+        let port = server.bound_port() as u32;
+        let main_loop = gst::glib::MainLoop::new(Some(&context), false);
+        let serving = main_loop.clone();
+        std::thread::spawn(move || {
+            let _source = source;
+            let _server = server;
+            serving.run()
+        });
+        (port, main_loop)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_recorded_camera_is_analysed_and_written_in_segments_that_pause_and_resume() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        super::super::init().unwrap();
+        let (port, server) = rtsp_camera();
+        let dir = tempfile::tempdir().unwrap();
+        let source = Source::parse(&format!("rtsp://127.0.0.1:{port}/cam")).unwrap();
+        let queue = Arc::new(FrameQueue::new(
+            4,
+            DropPolicy::DropOldest,
+            IntCounter::new("dropped", "test").unwrap(),
+        ));
+        let (closed, mut segments) = tokio::sync::mpsc::unbounded_channel();
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let settings = DecoderSettings {
+            stream_id: Arc::from("cam"),
+            sample_fps: 2.0,
+            max_width: 320,
+            start_time: Utc::now(),
+            rtsp_transport: RtspTransport::Tcp,
+            sequence: Arc::new(AtomicU64::new(0)),
+            record: Some(RecordSettings {
+                dir: dir.path().join("cam"),
+                segment: Duration::from_secs(2),
+                container: segments::Container::Mp4,
+                paused: paused.clone(),
+                on_segment: Arc::new(move |segment| {
+                    let _ = closed.send(segment);
+                }),
+            }),
+        };
+        let decoded = IntCounter::new("decoded", "test").unwrap();
+        let decoder = Decoder::start(&source, settings, queue.clone(), decoded).unwrap();
+        for _ in 0..4 {
+            tokio::time::timeout(Duration::from_secs(20), queue.pop())
+                .await
+                .expect("frames are analysed while the camera is recorded")
+                .unwrap();
+        }
+        let next = |segments: &mut tokio::sync::mpsc::UnboundedReceiver<RecordedSegment>| {
+            let segment = segments.try_recv();
+            segment.ok()
+        };
+        let first = tokio::time::timeout(Duration::from_secs(20), segments.recv())
+            .await
+            .expect("a 2 s segment closes")
+            .unwrap();
+        let span = (first.end - first.start).num_milliseconds();
+        assert!((1500..=3500).contains(&span), "{first:?}");
+        assert!(first.bytes > 0 && first.path.is_file(), "{first:?}");
+
+        // Paused: the open segment closes, frames still come, nothing more is written.
+        paused.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        while next(&mut segments).is_some() {}
+        let files = std::fs::read_dir(dir.path().join("cam")).unwrap().count();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            next(&mut segments).is_none(),
+            "nothing is written while paused"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cam")).unwrap().count(),
+            files
+        );
+        tokio::time::timeout(Duration::from_secs(5), queue.pop())
+            .await
+            .expect("analysis goes on while recording is paused")
+            .unwrap();
+
+        // Resumed: a new segment from the next key frame; stopping closes the open one.
+        paused.store(false, std::sync::atomic::Ordering::Relaxed);
+        let resumed = tokio::time::timeout(Duration::from_secs(20), segments.recv())
+            .await
+            .expect("recording resumes")
+            .unwrap();
+        assert!(resumed.start > first.end);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::spawn_blocking(move || drop(decoder))
+            .await
+            .unwrap();
+        let last = next(&mut segments).expect("stopping closes the open segment");
+        assert!(last.start >= resumed.end, "{last:?} after {resumed:?}");
+        server.quit();
+    }
+
     #[test]
     fn a_recording_cut_before_its_index_never_blocks_the_caller_that_drops_it() {
         super::super::init().unwrap();
@@ -651,14 +915,21 @@ mod tests {
                 start_time: Utc::now(),
                 rtsp_transport: RtspTransport::Tcp,
                 sequence: Arc::new(AtomicU64::new(0)),
+                record: None,
             };
             let decoded = IntCounter::new("decoded", "test").unwrap();
             let decoder = Decoder::start(&source, settings, queue, decoded).unwrap();
             // Mostly "no playable streams"; now and then qtdemux hangs before saying so (the
             // stream runner's first-frame deadline covers that case).
-            let _ = decoder
-                .bus()
-                .timed_pop_filtered(gst::ClockTime::from_seconds(3), &[gst::MessageType::Error]);
+            let mut messages = decoder.messages();
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < deadline {
+                match messages.try_recv() {
+                    Ok(message) if message.type_() == gst::MessageType::Error => break,
+                    Ok(_) => {}
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
             let (dropped, done) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 drop(decoder);

@@ -5,12 +5,16 @@ pub mod decoder;
 pub mod probe;
 pub mod queue;
 mod recording;
+mod segments;
 mod settings;
 pub mod uri;
 
 pub use decoder::{Decoder, DecoderError, DecoderSettings, Frame, FrameClock};
 pub use queue::FrameQueue;
 pub use recording::Recording;
+pub use segments::{
+    segment_path, segment_start, Container, RecordSettings, RecordedSegment, SegmentCallback,
+};
 pub use settings::{DropPolicy, RtspTransport};
 pub use uri::{Source, SourceError};
 

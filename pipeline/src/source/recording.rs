@@ -19,7 +19,7 @@ pub struct Recording {
     // Held for its pipeline: dropping it stops decoding.
     _decoder: Decoder,
     queue: Arc<FrameQueue>,
-    bus: gst::bus::BusStream,
+    bus: futures::channel::mpsc::UnboundedReceiver<gst::Message>,
     ended: bool,
     path: PathBuf,
 }
@@ -48,11 +48,12 @@ impl Recording {
             start_time: start,
             rtsp_transport: RtspTransport::Tcp,
             sequence: Arc::new(AtomicU64::new(0)),
+            record: None,
         };
         let decoded = prometheus::IntCounter::new("recording_decoded", "frames decoded")
             .expect("a valid counter");
         let decoder = Decoder::start(&source, settings, queue.clone(), decoded)?;
-        let bus = decoder.bus().stream();
+        let bus = decoder.messages();
         Ok(Self {
             _decoder: decoder,
             queue,

@@ -29,7 +29,7 @@ pub use registry::{StreamRegistry, StreamStatus};
 pub use runner::StreamContext;
 pub use sink::{
     AnalysedFrame, Analysis, FinishedStream, FrameAnalyser, FrameSink, ObjectAnalyser,
-    OpenedStream, Sinks, StreamEvent, StreamEventKind,
+    OpenedStream, Sinks, StreamEvent, StreamEventKind, StreamRecorder,
 };
 
 use serde::Serialize;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::sink::{
     AnalysedFrame, FinishedStream, FrameAnalyser, ObjectAnalyser, OpenedStream, Sinks, StreamEvent,
-    StreamEventKind,
+    StreamEventKind, StreamRecorder,
 };
 use super::{Pace, StreamRegistry, StreamState};
 use crate::config::{ReconnectConfig, StreamConfig};
@@ -29,6 +29,8 @@ pub struct StreamContext {
     /// The objects stage, when `objects.enabled`.
     pub objects: Option<Arc<dyn ObjectAnalyser>>,
     pub sinks: Sinks,
+    /// Recording of live cameras; `None` where nothing is ever recorded (`argus index`).
+    pub recorder: Option<Arc<dyn StreamRecorder>>,
     pub metrics: Metrics,
 }
 
@@ -99,6 +101,10 @@ pub(super) async fn run_stream(
             start_time: stream.start_time.unwrap_or_else(Utc::now),
             rtsp_transport: stream.rtsp_transport,
             sequence: continuity.sequence.clone(),
+            record: context
+                .recorder
+                .as_ref()
+                .and_then(|recorder| recorder.record(&stream, &source)),
         };
         let opened = OpenedStream {
             camera: &id,
@@ -231,7 +237,7 @@ async fn drive(
     continuity: &mut Continuity,
 ) -> Ended {
     let id = stream.id.as_str();
-    let mut bus = decoder.bus().stream();
+    let mut bus = decoder.messages();
     // GStreamer explains some failures in a message just before the error ("missing-plugin":
     // which decoder is missing; warnings): the error alone is too vague to act on.
     let mut last_warning: Option<String> = None;

@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StreamState;
+use crate::config::StreamConfig;
 use crate::objects::{FrameObjects, ObjectHappening};
-use crate::source::FrameClock;
+use crate::source::{FrameClock, RecordSettings, Source};
 
 /// What the operators found in one frame.
 pub struct Analysis {
@@ -137,3 +138,10 @@ pub struct FinishedStream<'a> {
 
 /// Every sink, in the order they are called.
 pub type Sinks = Arc<[Arc<dyn FrameSink>]>;
+
+/// Recording of live cameras, as the stream sees it: how a pipeline writes its video.
+pub trait StreamRecorder: Send + Sync {
+    /// How `stream`'s next pipeline records, or `None` when it does not (recording off, a
+    /// recorded file, a source without encoded video).
+    fn record(&self, stream: &StreamConfig, source: &Source) -> Option<RecordSettings>;
+}
