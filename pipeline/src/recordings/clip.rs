@@ -53,7 +53,7 @@ impl From<&Segment> for Source {
 pub enum ClipError {
     #[error("the recording {} is no longer there", .0.display())]
     Missing(PathBuf),
-    #[error("the recording has no video in this span")]
+    #[error("the recorded video does not cover this span")]
     Empty,
     /// The video's codec cannot go into an MP4 unchanged.
     #[error("{0} video is not remuxed into MP4")]
@@ -148,7 +148,6 @@ fn remux_into(
         if writer.is_none() && file_offset < 0 {
             reader.seek_key_frame_before(-file_offset)?;
         }
-        reader.play()?;
         // Decode times must keep increasing across files: two segments' recorded times can
         // overlap by a frame, so a file that would start before the last one's end is
         // pushed just past it.
@@ -224,6 +223,8 @@ struct Reader {
     caps: gst::Caps,
     /// Stream time of the file's first frame: its media time 0.
     origin: i64,
+    /// The first frame, read to find the origin, handed out first unless a seek passed it.
+    first: Option<gst::Sample>,
     bus: gst::Bus,
 }
 
@@ -243,7 +244,7 @@ impl Reader {
         let parse = gst::ElementFactory::make("parsebin")
             .build()
             .map_err(pipeline_error)?;
-        let frames = AppSink::builder().sync(false).build();
+        let frames = AppSink::builder().sync(false).max_buffers(8).build();
         pipeline
             .add_many([&file, &parse, frames.upcast_ref()])
             .map_err(pipeline_error)?;
@@ -281,20 +282,20 @@ impl Reader {
             frames,
             caps: gst::Caps::new_empty(),
             origin: 0,
+            first: None,
             bus,
         };
+        // Playing at once, not prerolled: a sink prerolls on the first frame inside the
+        // segment, which with B-frames is not the file's first (its decode time is before
+        // the segment's start). The appsink's small queue holds the file back meanwhile.
         reader
             .pipeline
-            .set_state(gst::State::Paused)
+            .set_state(gst::State::Playing)
             .map_err(|_| reader.failure("the recording did not open"))?;
-        let (state, _, _) = reader.pipeline.state(READ_TIMEOUT);
-        if state.is_err() {
-            return Err(reader.failure("the recording did not open"));
-        }
-        let first = reader
-            .frames
-            .pull_preroll()
-            .map_err(|_| reader.failure("the recording has no video"))?;
+        let first = match reader.frames.try_pull_sample(READ_TIMEOUT) {
+            Some(first) => first,
+            None => return Err(reader.failure("the recording has no video")),
+        };
         reader.caps = first
             .caps()
             .map(|caps| caps.to_owned())
@@ -303,6 +304,7 @@ impl Reader {
             .buffer()
             .and_then(|buffer| buffer.pts())
             .map_or(0, |pts| stream_time(&first, pts));
+        reader.first = Some(first);
         Ok(reader)
     }
 
@@ -322,24 +324,20 @@ impl Reader {
                 gst::SeekType::None,
                 gst::ClockTime::NONE,
             )
-            .map(|_| ())
-            .map_err(|_| ClipError::Empty)
+            .map_err(|_| ClipError::Empty)?;
+        self.first = None;
+        Ok(())
     }
 
-    fn play(&self) -> Result<(), ClipError> {
-        self.pipeline
-            .set_state(gst::State::Playing)
-            .map(|_| ())
-            .map_err(|_| self.failure("the recording did not play"))
-    }
-
-    /// The next frame in decode order (the prerolled one first: playing renders it);
-    /// `None` at the end of the file.
+    /// The next frame in decode order; `None` at the end of the file.
     fn next(&mut self) -> Result<Option<Frame>, ClipError> {
-        let sample = match self.frames.try_pull_sample(READ_TIMEOUT) {
-            Some(sample) => sample,
-            None if self.frames.is_eos() => return Ok(None),
-            None => return Err(self.failure("the recording stalled")),
+        let sample = match self.first.take() {
+            Some(first) => first,
+            None => match self.frames.try_pull_sample(READ_TIMEOUT) {
+                Some(sample) => sample,
+                None if self.frames.is_eos() => return Ok(None),
+                None => return Err(self.failure("the recording stalled")),
+            },
         };
         let Some(buffer) = sample.buffer_owned() else {
             return Ok(None);
@@ -704,7 +702,6 @@ mod tests {
             start: DateTime::UNIX_EPOCH,
         })
         .unwrap();
-        reader.play().unwrap();
         let mut frames = Vec::new();
         while let Some(frame) = reader.next().unwrap() {
             frames.push(frame.buffer.map_readable().unwrap().to_vec());
@@ -802,6 +799,61 @@ mod tests {
             foreign.is_empty(),
             "every frame of the clip is a recorded frame; these are not: {foreign:?}"
         );
+    }
+
+    #[test]
+    fn b_frames_are_cut_in_decode_order_and_the_clip_shows_the_span_only() {
+        gst::init().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bframes.mp4");
+        // x264's own settings (B-frames) at 5 fps, a key frame at least every second.
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc pattern=ball num-buffers=60 \
+             ! video/x-raw,format=I420,width=320,height=240,framerate=5/1 ! x264enc key-int-max=5 ! h264parse ! mp4mux \
+             ! filesink location=\"{}\"",
+            file.display()
+        ))
+        .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        for message in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+            if let gst::MessageView::Eos(_) = message.view() {
+                break;
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        let t0 = DateTime::UNIX_EPOCH;
+        let out = dir.path().join("clip.mp4");
+        let cut = remux(
+            &[Source {
+                path: file,
+                start: t0,
+            }],
+            t0 + chrono::Duration::seconds(4),
+            t0 + chrono::Duration::seconds(8),
+            &out,
+        )
+        .unwrap();
+        assert_eq!(
+            cut.first_frame,
+            t0 + chrono::Duration::seconds(4),
+            "{cut:?}"
+        );
+        // Frames 20 (4 s) to 39 (7.8 s): the frame at 8 s and the ones decoded after it are
+        // left out, and every frame the clip holds is shown at its time from the start.
+        assert_eq!(cut.frames, 20, "{cut:?}");
+        let mut reader = Reader::open(&Source {
+            path: out,
+            start: t0,
+        })
+        .unwrap();
+        let mut shown = Vec::new();
+        while let Some(frame) = reader.next().unwrap() {
+            shown.push(frame.pts);
+        }
+        shown.sort();
+        let expected: Vec<i64> = (0..20).map(|n| n * 200_000_000).collect();
+        assert_eq!(shown, expected);
     }
 
     #[test]

@@ -33,6 +33,24 @@ const EVENT_CLIP_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
 /// An ended track's clip: its life, and this much before and after.
 const TRACK_CLIP_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
 
+/// The span an event's clip shows: around the instant it happened, or a track's life (its
+/// last `max_clip` when longer, to stay within what `/api/v1/clips` serves).
+fn clip_span(
+    happening: &ObjectHappening,
+    max_clip: chrono::Duration,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    match &happening.kind {
+        ObjectEventKind::TrackEnded { first_seen } => {
+            let end = happening.at + TRACK_CLIP_MARGIN;
+            ((*first_seen - TRACK_CLIP_MARGIN).max(end - max_clip), end)
+        }
+        _ => (
+            happening.at - EVENT_CLIP_MARGIN,
+            happening.at + EVENT_CLIP_MARGIN,
+        ),
+    }
+}
+
 pub struct ObjectSink {
     kafka: KafkaPublisher,
     redis: RedisState,
@@ -66,23 +84,6 @@ impl ObjectSink {
             metrics,
             clip_links,
             max_clip: chrono::Duration::milliseconds((config.record.max_clip_s * 1e3) as i64),
-        }
-    }
-
-    /// The span an event's clip shows: around the instant it happened, or a track's life.
-    fn clip_span(&self, happening: &ObjectHappening) -> (DateTime<Utc>, DateTime<Utc>) {
-        match &happening.kind {
-            ObjectEventKind::TrackEnded { first_seen } => {
-                let end = happening.at + TRACK_CLIP_MARGIN;
-                (
-                    (*first_seen - TRACK_CLIP_MARGIN).max(end - self.max_clip),
-                    end,
-                )
-            }
-            _ => (
-                happening.at - EVENT_CLIP_MARGIN,
-                happening.at + EVENT_CLIP_MARGIN,
-            ),
         }
     }
 
@@ -123,7 +124,7 @@ impl ObjectSink {
     }
 
     async fn publish_event(&self, camera: &str, happening: &ObjectHappening) {
-        let (clip_start, clip_end) = self.clip_span(happening);
+        let (clip_start, clip_end) = clip_span(happening, self.max_clip);
         let message = ObjectEvent {
             schema_version: ObjectEvent::SCHEMA_VERSION,
             message_id: Uuid::now_v7(),
@@ -246,5 +247,47 @@ impl FrameSink for ObjectSink {
         for happening in finished.object_events {
             self.publish_event(finished.camera, happening).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::SeenObject;
+
+    fn happening(kind: ObjectEventKind, at: DateTime<Utc>) -> ObjectHappening {
+        ObjectHappening {
+            object: SeenObject {
+                track_id: 1,
+                class: "person",
+                score: 0.9,
+                bbox: [0.0, 0.0, 0.1, 0.1],
+                first_seen: at,
+                colour: None,
+            },
+            at,
+            kind,
+        }
+    }
+
+    #[test]
+    fn an_event_clip_shows_around_it_and_a_track_clip_its_life_within_the_limit() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let s = chrono::Duration::seconds;
+        let max = s(600);
+        let zone = ObjectEventKind::ZoneEntered {
+            zone: "dock".into(),
+        };
+        assert_eq!(clip_span(&happening(zone, at), max), (at - s(5), at + s(5)));
+        let ended = |first_seen| ObjectEventKind::TrackEnded { first_seen };
+        assert_eq!(
+            clip_span(&happening(ended(at - s(30)), at), max),
+            (at - s(31), at + s(1))
+        );
+        // An hour-long track: its last ten minutes.
+        assert_eq!(
+            clip_span(&happening(ended(at - s(3600)), at), max),
+            (at + s(1) - max, at + s(1))
+        );
     }
 }
