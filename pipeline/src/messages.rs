@@ -106,6 +106,9 @@ pub struct Caption {
     /// correction's own (the latency a correction adds).
     pub latency_ms: f64,
     pub produced_at: DateTime<Utc>,
+    /// The chunk's clip (`/api/v1/clips?...`), when the camera has recorded video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
 }
 
 /// One observation line of a caption's prompt.
@@ -324,6 +327,9 @@ pub struct ObjectEvent {
     /// When it happened (the frame's time).
     pub at: DateTime<Utc>,
     pub produced_at: DateTime<Utc>,
+    /// Its clip (`/api/v1/clips?...`), when the camera has recorded video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -233,14 +233,16 @@ fn trim_edit_list(mp4: &mut [u8], seconds: u32) {
     mp4[elst + 20..elst + 24].copy_from_slice(&media_time.to_be_bytes());
 }
 
-/// Decodes a WebM clip: each frame's PTS and the share of bright pixels in its middle
-/// (white text on [`make_phrase_recording`]'s black shows there; black frames have none).
-pub fn webm_frames(webm: &[u8]) -> Vec<(Duration, f64)> {
+/// Decodes a clip (MP4 or WebM): each frame's time as a player shows it (stream time: an
+/// MP4 of B-frames starts its timestamps late and says so in its edit list) and the share
+/// of bright pixels in its middle (white text on [`make_phrase_recording`]'s black shows
+/// there; black frames have none).
+pub fn clip_frames(clip: &[u8]) -> Vec<(Duration, f64)> {
     gst::init().unwrap();
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), webm).unwrap();
+    std::fs::write(file.path(), clip).unwrap();
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location=\"{}\" ! matroskademux ! vp8dec ! videoconvert \
+        "filesrc location=\"{}\" ! decodebin ! videoconvert \
          ! video/x-raw,format=GRAY8 ! fakesink name=out sync=false",
         file.path().display()
     ))
@@ -271,8 +273,19 @@ pub fn webm_frames(webm: &[u8]) -> Vec<(Duration, f64)> {
                 .filter(|&(y, x)| map[y * stride + x] > 160)
                 .count();
             let share = bright as f64 / (rows.len() * columns.len()) as f64;
-            let pts = Duration::from_nanos(buffer.pts().map_or(0, |t| t.nseconds()));
-            seen.lock().unwrap().push((pts, share));
+            let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+            let shown = pad
+                .sticky_event::<gst::event::Segment>(0)
+                .and_then(|event| {
+                    event
+                        .segment()
+                        .downcast_ref::<gst::ClockTime>()
+                        .and_then(|segment| segment.to_stream_time(pts))
+                })
+                .unwrap_or(pts);
+            seen.lock()
+                .unwrap()
+                .push((Duration::from_nanos(shown.nseconds()), share));
             gst::PadProbeReturn::Ok
         });
     play_to_end(pipeline);

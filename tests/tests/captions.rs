@@ -92,6 +92,13 @@ fn caption_recording(
         }
         assert_eq!(message.key, camera, "key = camera id");
         assert_eq!(message.headers["schema"], "argus.caption.v1");
+        // A file stream is its camera's recording: each chunk links to its clip.
+        let clip = message.payload["clip"].as_str().unwrap_or_default();
+        assert!(
+            clip.starts_with(&format!("/api/v1/clips?camera={camera}&start=")),
+            "{}",
+            message.payload
+        );
     }
 
     let mut redis = redis::Client::open(services.redis_url.as_str())

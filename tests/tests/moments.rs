@@ -218,25 +218,31 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
         "thumbnail"
     );
 
-    // The recording plays back: the moment's clip is a WebM of its span.
+    // The recording plays back: the moment's clip, at /api/v1/clips, is its span of the
+    // recording (H.264, remuxed into MP4), and it decodes.
     let clip = top["clip"]
         .as_str()
         .expect("moments of a recording have a clip");
+    assert!(
+        clip.starts_with("/api/v1/clips?camera=bench&start="),
+        "{clip}"
+    );
     let mut response = ureq::get(&format!("{http}{clip}"))
         .call()
         .expect("the clip is served");
-    assert_eq!(response.headers()["content-type"], "video/webm");
-    let webm = response
+    assert_eq!(response.headers()["content-type"], "video/mp4");
+    let mp4 = response
         .body_mut()
         .with_config()
         .limit(50 << 20)
         .read_to_vec()
         .unwrap();
-    assert_eq!(&webm[..4], &[0x1A, 0x45, 0xDF, 0xA3], "EBML magic");
+    assert_eq!(&mp4[4..8], b"ftyp", "an MP4");
+    let frames = clip_frames(&mp4);
+    let (first, last) = (frames[0].0, frames.last().unwrap().0);
     assert!(
-        webm.len() > 20_000,
-        "a clip of seconds of video: {} bytes",
-        webm.len()
+        (last - first).as_secs_f64() >= (found.1 - found.0) - 1.5,
+        "the clip shows the moment {found:?}: frames from {first:?} to {last:?}"
     );
 
     // An LLM rerank re-scores the best moments from their evidence; the phrase's span stays
@@ -808,7 +814,7 @@ fn recordings_are_timed_as_a_player_shows_them() {
         let clip = top["clip"]
             .as_str()
             .expect("a recording's moment has a clip");
-        let webm = ureq::get(&format!("{http}{clip}"))
+        let video = ureq::get(&format!("{http}{clip}"))
             .call()
             .expect("the clip is served")
             .body_mut()
@@ -816,7 +822,7 @@ fn recordings_are_timed_as_a_player_shows_them() {
             .limit(50 << 20)
             .read_to_vec()
             .unwrap();
-        let frames = webm_frames(&webm);
+        let frames = clip_frames(&video);
         let shows_phrase = |share: f64| share > 0.005;
         let (first_pts, first_share) = frames[0];
         assert!(

@@ -164,6 +164,13 @@ fn people_on_the_street_camera_are_tracked_and_counted_across_a_line() {
                 message.payload
             );
         }
+        // The file is the camera's recording: every event links to its clip.
+        let clip = message.payload["clip"].as_str().unwrap_or_default();
+        assert!(
+            clip.starts_with("/api/v1/clips?camera="),
+            "{}",
+            message.payload
+        );
         let kind = message.payload["kind"].as_str().unwrap().to_owned();
         let track = message.payload["track_id"].as_u64().unwrap();
         match kind.as_str() {

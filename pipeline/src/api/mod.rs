@@ -19,10 +19,11 @@
 //! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters) |
 //! | GET | `/api/v1/moments/cameras` | indexed cameras, their window counts and time spans |
 //! | GET | `/api/v1/moments/thumbnails/{camera}/{start_ms}.jpg` | a window's thumbnail |
-//! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | a moment's video (WebM), from recordings |
+//! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | redirects (308) to `/api/v1/clips` (kept for old links) |
+//! | GET, HEAD | `/api/v1/clips?camera=…&start=…&end=…` | the video of any recorded span (MP4, remuxed; `Range` → 206) |
 //!
 //! Each resource has its own router in its own module, whose documentation lists its routes
-//! (`health`, `console`, `streams`, `zones`, `moments`, `questions`, `alerts`); [`router`] merges them
+//! (`health`, `console`, `streams`, `zones`, `moments`, `questions`, `alerts`, `clips`); [`router`] merges them
 //! and applies the access guard, the body limit and CORS once, to all of them.
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
@@ -32,6 +33,7 @@
 //! partition runs it. GET lists the streams this worker runs.
 
 mod alerts;
+mod clips;
 mod console;
 mod error;
 mod health;
@@ -55,6 +57,7 @@ use crate::cluster::CameraDirectory;
 use crate::metrics::Metrics;
 use crate::publish::{KafkaPublisher, RedisState};
 use crate::query::alerts::AlertBook;
+use crate::query::clips::Clips;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
 use crate::query::zones::ZoneStore;
@@ -83,6 +86,8 @@ pub struct ApiState {
     pub alerts: Option<AlertBook>,
     /// Each camera's zones and lines (configured, and drawn through the API).
     pub zones: ZoneStore,
+    /// Clips of recorded spans.
+    pub clips: Clips,
 }
 
 /// The HTTP server as it runs from the first moment of a start, before the models are loaded
@@ -141,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(questions::router())
         .merge(alerts::router())
         .merge(zones::router())
+        .merge(clips::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.access.clone(),

@@ -6,14 +6,15 @@
 //! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters; reads: the read token suffices) |
 //! | GET | `/api/v1/moments/cameras` | indexed cameras, their window counts and time spans |
 //! | GET | `/api/v1/moments/thumbnails/{camera}/{start_ms}.jpg` | a window's thumbnail |
-//! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | a moment's video (WebM), from recordings |
+//! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | redirects (308) to `/api/v1/clips` (links given before it existed) |
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::DateTime;
 use serde_json::json;
 
 use super::error::{error, ApiError};
@@ -21,7 +22,11 @@ use super::ApiState;
 use crate::access;
 use crate::moments::query::{FilterRequest, QueryError};
 use crate::query::moments::MomentSearch;
-use crate::query::moments::{SearchAnswer, SearchError, CLIP_PATH};
+use crate::query::moments::{SearchAnswer, SearchError};
+use crate::recordings::clip_link;
+
+/// Where moments' clips were served before `/api/v1/clips`: `?camera=…&start_ms=…&end_ms=…`.
+const OLD_CLIP_PATH: &str = "/api/v1/moments/clip";
 
 /// Query images: a full-HD JPEG is well under this.
 const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
@@ -38,7 +43,7 @@ pub(super) fn router() -> Router<ApiState> {
             "/api/v1/moments/thumbnails/{camera}/{file}",
             get(moment_thumbnail),
         )
-        .route(CLIP_PATH, get(moment_clip))
+        .route(OLD_CLIP_PATH, get(moment_clip))
 }
 
 /// Filters and options of a moment query, from the query string.
@@ -79,7 +84,6 @@ impl IntoResponse for SearchError {
             SearchError::Query(QueryError::TooLong(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             SearchError::Query(QueryError::BadImage(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SearchError::Query(_) => StatusCode::BAD_REQUEST,
-            SearchError::NoClip(_) => StatusCode::NOT_FOUND,
             SearchError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SearchError::Loading { loaded, total } => {
                 return (
@@ -183,16 +187,12 @@ struct ClipParams {
     camera: String,
     start_ms: i64,
     end_ms: i64,
+    access_token: Option<String>,
 }
 
-async fn moment_clip(
-    State(state): State<ApiState>,
-    params: Result<Query<ClipParams>, QueryRejection>,
-) -> Response {
-    let search = match moment_search(&state) {
-        Ok(search) => search,
-        Err(error) => return error.into_response(),
-    };
+/// Old clip links (in stored answers and bookmarks) go to `/api/v1/clips`, which serves
+/// every span; the read token given in the link goes along.
+async fn moment_clip(params: Result<Query<ClipParams>, QueryRejection>) -> Response {
     let params = match params {
         Ok(Query(params)) => params,
         Err(rejection) => {
@@ -202,25 +202,26 @@ async fn moment_clip(
             )
         }
     };
-    match search
-        .clip(&params.camera, params.start_ms, params.end_ms)
-        .await
-    {
-        Ok(webm) => (
-            [
-                (header::CONTENT_TYPE, "video/webm"),
-                (header::CACHE_CONTROL, "max-age=3600"),
-            ],
-            webm,
-        )
-            .into_response(),
-        Err(error) => {
-            if matches!(error, SearchError::Internal(_)) {
-                tracing::error!(%error, "clip failed");
-            }
-            error.into_response()
+    let time = |ms: i64| DateTime::from_timestamp_millis(ms).ok_or(ms);
+    let (start, end) = match (time(params.start_ms), time(params.end_ms)) {
+        (Ok(start), Ok(end)) => (start, end),
+        (Err(ms), _) | (_, Err(ms)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{ms} is not a time in Unix milliseconds"),
+            )
         }
+    };
+    let mut location = clip_link(&params.camera, start, end);
+    if let Some(token) = params.access_token {
+        location.push('&');
+        location.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("access_token", &token)
+                .finish(),
+        );
     }
+    Redirect::permanent(&location).into_response()
 }
 
 async fn moment_cameras(State(state): State<ApiState>) -> Response {

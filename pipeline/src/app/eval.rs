@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::moments::eval::{self, QueryOutcome, RetrievalScores, ScoredSpan, Span};
 use crate::moments::query::{FilterRequest, Moment};
+use crate::recordings::ClipLinks;
 
 /// Predictions scored per query: the evaluators keep the first 10.
 const PREDICTIONS: usize = 10;
@@ -173,9 +174,16 @@ async fn run_video(
     config.kafka.spill.path = Some(spill.with_file_name(format!("kafka-spill-eval-{camera}.redb")));
     let spill = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill, &metrics).await?;
-    let (_, search) = start_moments(&config, &kafka, &redis, &metrics, true)
-        .await?
-        .expect("moments are enabled");
+    let (_, search) = start_moments(
+        &config,
+        &kafka,
+        &redis,
+        &metrics,
+        true,
+        &ClipLinks::default(),
+    )
+    .await?
+    .expect("moments are enabled");
     search.loaded().await;
     let filters = FilterRequest {
         cameras: vec![camera.to_owned()],

@@ -22,6 +22,7 @@ use super::{connect_publishers, start_analyzer, start_moments, start_objects, st
 use crate::config::{Config, StreamConfig};
 use crate::metrics::Metrics;
 use crate::query::zones::ZoneStore;
+use crate::recordings::ClipLinks;
 use crate::redact::redact_text;
 use crate::source::probe::duration_of;
 use crate::stream::{StreamContext, StreamManager, StreamRegistry, StreamState};
@@ -119,7 +120,9 @@ pub async fn index_recording(
             redact_text(&config.redis.url)
         )
     })?;
-    let (indexer, search) = start_moments(&config, &kafka, &redis, &metrics, false)
+    // The recording's object events carry clip links (the file is its camera's video).
+    let clip_links = ClipLinks::default();
+    let (indexer, search) = start_moments(&config, &kafka, &redis, &metrics, false, &clip_links)
         .await?
         .expect("moments are enabled");
 
@@ -171,6 +174,7 @@ pub async fn index_recording(
             None,
             None,
             None,
+            &clip_links,
         ),
         recorder: None,
         metrics: metrics.clone(),

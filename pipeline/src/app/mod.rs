@@ -34,9 +34,11 @@ use crate::operators::ocr::Analyzer;
 use crate::operators::rerank::MomentReranker;
 use crate::publish::{AlertPublisher, KafkaPublisher, RedisState, TopicSpec};
 use crate::query::alerts::AlertBook;
+use crate::query::clips::Clips;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
 use crate::query::zones::ZoneStore;
+use crate::recordings::clip::ClipCache;
 use crate::recordings::{
     retention, ClipLinks, Recorder, RecordingMarks, RecordingMetrics, SegmentIndex,
 };
@@ -45,7 +47,10 @@ use crate::sinks::{
     CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink, RecordingMarker,
 };
 use crate::source;
-use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
+use crate::stream::{
+    AnalysedFrame, FrameSink, OpenedStream, Sinks, StreamContext, StreamManager, StreamRegistry,
+    StreamState,
+};
 
 /// How a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +97,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
 
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
-    let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
+    // Which cameras have video: clip links on moments, captions and object events.
+    let clip_links = ClipLinks::default();
+    let moments = start_moments(&config, &kafka, &redis, &metrics, true, &clip_links).await?;
     let alerts = load_alerts(&config, &redis).await?;
     let captions = start_captions(
         &config,
@@ -101,6 +108,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         alerts.as_ref().map(|book| book.rules().clone()),
         &metrics,
+        &clip_links,
     )
     .await?;
     let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
@@ -115,9 +123,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         captions.as_ref().map(|captions| captions.sink.clone()),
         alerts.as_ref().map(|book| book.rules().clone()),
         Some(marks.clone()),
+        &clip_links,
     );
 
-    let recorder = start_recorder(&config, &redis, &metrics, ClipLinks::default(), marks);
+    let recorder = start_recorder(&config, &redis, &metrics, clip_links.clone(), marks);
 
     let registry = StreamRegistry::new(metrics.clone());
     let manager = StreamManager::new(StreamContext {
@@ -152,6 +161,17 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         questions: captions.map(|captions| captions.questions),
         alerts,
         zones,
+        clips: Clips::new(
+            SegmentIndex::new(redis.clone()),
+            MomentStore::new(redis.clone()),
+            registry.clone(),
+            ClipCache::new(
+                std::env::temp_dir().join(CLIP_CACHE_DIR),
+                CLIP_CACHE_BYTES,
+                CONCURRENT_CUTS,
+            ),
+            Duration::from_secs_f64(config.record.max_clip_s),
+        ),
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
         tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");
@@ -216,9 +236,33 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     })
 }
 
+/// Clips are cut into `{temp dir}/argus-clips`: a cache, named by what each clip was cut
+/// from, so instances and restarts share it safely.
+const CLIP_CACHE_DIR: &str = "argus-clips";
+/// The clip cache's bound: three clips of the longest span (600 s) of a 4 Mbit/s camera.
+const CLIP_CACHE_BYTES: u64 = 1 << 30;
+/// Clips cut at once, at most (each holds a blocking thread and reads the disk).
+const CONCURRENT_CUTS: usize = 2;
+
+/// A file stream is a recording of its camera: it has video to cut clips from from the
+/// moment it opens. (Live cameras are marked by their recording, when it is on.)
+struct RecordedFiles(ClipLinks);
+
+#[async_trait::async_trait]
+impl FrameSink for RecordedFiles {
+    async fn open(&self, stream: &OpenedStream<'_>) {
+        if stream.recording.is_some() {
+            self.0.set_recorded(stream.camera, true);
+        }
+    }
+
+    async fn observe(&self, _frame: &AnalysedFrame) {}
+}
+
 /// Where every stream's analysed frames go, in the order they are handed over: objects and
 /// their alert rules, the moment index and the captions (when enabled), then the frame
 /// results. A new sink is one line here.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start_sinks(
     config: &Config,
     kafka: &KafkaPublisher,
@@ -228,14 +272,17 @@ pub(crate) fn start_sinks(
     captions: Option<CaptionSink>,
     alert_rules: Option<AlertRules>,
     recording: Option<RecordingMarks>,
+    clip_links: &ClipLinks,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
+    sinks.push(Arc::new(RecordedFiles(clip_links.clone())));
     if config.objects.enabled {
         sinks.push(Arc::new(ObjectSink::new(
             config,
             kafka.clone(),
             redis.clone(),
             metrics.clone(),
+            clip_links.clone(),
         )));
     }
     if let Some(rules) = alert_rules.filter(|_| config.objects.enabled) {
@@ -449,6 +496,7 @@ pub(crate) async fn start_moments(
     redis: &RedisState,
     metrics: &Metrics,
     searchable: bool,
+    clip_links: &ClipLinks,
 ) -> anyhow::Result<Option<(MomentIndexer, MomentSearch)>> {
     if !config.moments.enabled {
         tracing::info!("moment index disabled (moments.enabled = false)");
@@ -496,6 +544,7 @@ pub(crate) async fn start_moments(
         MomentReranker::start(config.moments.rerank_model_dir(&config.models))?,
         config.moments.clone(),
         metrics.clone(),
+        clip_links.clone(),
     );
     if searchable {
         // Follow first: windows stored while the load runs are not missed.
@@ -545,6 +594,7 @@ async fn start_captions(
     moments: Option<MomentIndexer>,
     rules: Option<AlertRules>,
     metrics: &Metrics,
+    clip_links: &ClipLinks,
 ) -> anyhow::Result<Option<Captions>> {
     let (true, Some(rules)) = (config.captions.enabled, rules) else {
         tracing::info!("chunk captions disabled (captions.enabled = false)");
@@ -563,6 +613,7 @@ async fn start_captions(
         redis.clone(),
         moments,
         metrics.clone(),
+        clip_links.clone(),
     );
     let questions = Questions::new(
         config,

@@ -316,6 +316,7 @@ mod tests {
             model: "m".into(),
             latency_ms: 0.0,
             produced_at: at(0),
+            clip: None,
         }
     }
 

@@ -1,9 +1,10 @@
-//! Clips of moments for playback: the matching span of a recording, cut and encoded as WebM
-//! (VP8) that every browser plays.
+//! Clips of recorded files whose codec an MP4 cannot hold as it is (MPEG-4 part 2, VP8,
+//! ...): the span decoded, and encoded as WebM (VP8) that every browser plays. H.264 and
+//! H.265 are remuxed instead (`recordings::clip`); `query::clips` picks.
 //!
-//! Argus does not record live cameras, so clips exist for recordings only: files indexed with
-//! `argus index` or run as file streams. Each registers where its video time starts
-//! ([`super::store::MomentStore::put_recording`]); a clip seeks to the moment's offset in the
+//! The recordings are files indexed with `argus index` or run as file streams. Each
+//! registers where its video time starts
+//! ([`super::store::MomentStore::put_recording`]); a clip seeks to the span's offset in the
 //! file and encodes just that span, scaled down. Offsets are media time as frames carry it
 //! (see [`crate::source::decoder`]): stream time counted from the recording's first frame,
 //! which the clip's pipeline reads from its own first (prerolled) frame. Demuxers take seeks

@@ -1,8 +1,10 @@
 //! What analysts ask of stored video: moments by text or image ([`moments`]), questions over
 //! a time range ([`questions`]), the alert rules with the alerts they fired ([`alerts`]), and
-//! the zones and lines drawn through the API ([`zones`]).
+//! the zones and lines drawn through the API ([`zones`]), and clips of any recorded span
+//! ([`clips`]).
 
 pub mod alerts;
+pub mod clips;
 pub mod moments;
 pub mod questions;
 pub mod reembed;

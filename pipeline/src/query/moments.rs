@@ -15,6 +15,7 @@ use crate::moments::query::{self, FilterRequest, Moment, QueryError, ScoredWindo
 use crate::moments::store::{LoadProgress, MomentStore};
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::operators::rerank::{Candidate, MomentReranker};
+use crate::recordings::ClipLinks;
 
 /// Why a search failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +23,6 @@ pub enum SearchError {
     /// The asker's mistake (HTTP 4xx).
     #[error(transparent)]
     Query(#[from] QueryError),
-    /// Nothing to play (HTTP 404).
-    #[error("{0}")]
-    NoClip(String),
     /// A model the query needs could not run, e.g. the rerank model is not installed (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
@@ -60,6 +58,7 @@ pub struct MomentSearch {
     config: MomentsConfig,
     metrics: Metrics,
     loading: Arc<LoadProgress>,
+    clip_links: ClipLinks,
 }
 
 /// Thumbnails are served by the API under this path: `{camera}/{start_ms}.jpg`.
@@ -87,10 +86,8 @@ fn cosine(query: &[f32], vector: Option<&[f32]>) -> Option<f32> {
     Some(query.iter().zip(vector).map(|(a, b)| a * b).sum())
 }
 
-/// Clips are served here: `?camera=…&start_ms=…&end_ms=…`.
-pub const CLIP_PATH: &str = "/api/v1/moments/clip";
-
 impl MomentSearch {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: Arc<MomentIndex>,
         store: MomentStore,
@@ -99,6 +96,7 @@ impl MomentSearch {
         reranker: MomentReranker,
         config: MomentsConfig,
         metrics: Metrics,
+        clip_links: ClipLinks,
     ) -> Self {
         Self {
             index,
@@ -109,6 +107,7 @@ impl MomentSearch {
             config,
             metrics,
             loading: Arc::new(LoadProgress::default()),
+            clip_links,
         }
     }
 
@@ -336,7 +335,8 @@ impl MomentSearch {
             }
             None => query::moments(scored, terms, limit, thumbnail_url),
         };
-        // One read per camera. Without Redis there are no clips, but the moments still answer.
+        // One read per camera. Without Redis, moments of recorded files have no clips, but
+        // the moments still answer.
         let mut recordings = std::collections::HashMap::new();
         for moment in &mut moments {
             if !recordings.contains_key(&moment.camera_id) {
@@ -347,16 +347,14 @@ impl MomentSearch {
                     .unwrap_or_default();
                 recordings.insert(moment.camera_id.clone(), found);
             }
-            let start_ms = moment.start.timestamp_millis();
-            if crate::moments::store::recording_at(&recordings[&moment.camera_id], start_ms)
-                .is_some()
-            {
-                moment.clip = Some(format!(
-                    "{CLIP_PATH}?camera={}&start_ms={start_ms}&end_ms={}",
-                    moment.camera_id,
-                    moment.end.timestamp_millis()
-                ));
-            }
+            let in_file = crate::moments::store::recording_at(
+                &recordings[&moment.camera_id],
+                moment.start.timestamp_millis(),
+            )
+            .is_some();
+            moment.clip =
+                self.clip_links
+                    .link_or_file(&moment.camera_id, moment.start, moment.end, in_file);
         }
         let took = started.elapsed();
         let kind = if rerank.is_some() {
@@ -434,43 +432,6 @@ impl MomentSearch {
         moments.sort_by(|a, b| b.score.total_cmp(&a.score));
         moments.truncate(limit);
         Ok(moments)
-    }
-
-    /// A WebM clip of the camera's video from `start_ms` to `end_ms`.
-    pub async fn clip(
-        &self,
-        camera: &str,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<Vec<u8>, SearchError> {
-        if end_ms <= start_ms {
-            return Err(QueryError::Reversed {
-                since: DateTime::from_timestamp_millis(start_ms).unwrap_or_default(),
-                until: DateTime::from_timestamp_millis(end_ms).unwrap_or_default(),
-            }
-            .into());
-        }
-        let (file, recording_start) = self
-            .store
-            .recording_at(camera, start_ms)
-            .await
-            .map_err(|e| SearchError::Internal(format!("Redis: {e}")))?
-            .ok_or_else(|| {
-                SearchError::NoClip(format!(
-                "camera `{camera}` has no recording at that time (live cameras are not recorded)"
-            ))
-            })?;
-        let offset = Duration::from_millis((start_ms - recording_start) as u64);
-        let length = Duration::from_millis((end_ms - start_ms) as u64);
-        tokio::task::spawn_blocking(move || crate::moments::clip::cut(&file, offset, length))
-            .await
-            .map_err(|e| SearchError::Internal(e.to_string()))?
-            .map_err(|e| match e {
-                crate::moments::clip::ClipError::Pipeline(message) => {
-                    SearchError::Internal(message)
-                }
-                other => SearchError::NoClip(other.to_string()),
-            })
     }
 
     pub fn coverage(&self) -> Vec<CameraCoverage> {

@@ -5,6 +5,7 @@
 //! `[start, end)` in wall-clock time. The index is the list of a camera's segments; what the
 //! index lists is what clips are cut from, so retention deletes from both.
 
+pub mod clip;
 pub mod index;
 pub mod recorder;
 pub mod retention;
@@ -65,6 +66,19 @@ impl ClipLinks {
         self.is_recorded(camera)
             .then(|| clip_link(camera, start, end))
     }
+
+    /// The clip link of the span when the camera has video, or when a recorded file holds
+    /// the span (`in_file`: the caller looked it up in the moment store's recordings, which
+    /// this module cannot read; a file indexed by `argus index` is known there only).
+    pub fn link_or_file(
+        &self,
+        camera: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        in_file: bool,
+    ) -> Option<String> {
+        (in_file || self.is_recorded(camera)).then(|| clip_link(camera, start, end))
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +107,7 @@ mod tests {
         assert!(links.link("gate", now, now).is_some());
         links.set_recorded("gate", false);
         assert_eq!(links.link("gate", now, now), None);
+        assert_eq!(links.link_or_file("gate", now, now, false), None);
+        assert!(links.link_or_file("gate", now, now, true).is_some());
     }
 }

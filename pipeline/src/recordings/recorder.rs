@@ -475,11 +475,9 @@ impl StreamRecorder for Recorder {
         let links = &self.inner.links;
         let mode = stream.record.unwrap_or(self.inner.config.mode);
         match source {
-            // A recorded file is its own recording: clips are cut from it.
-            Source::File(_) => {
-                links.set_recorded(camera, true);
-                return None;
-            }
+            // A recorded file is its own recording: clips are cut from it (the sink
+            // `app::RecordedFiles` marks it, in `argus index` too).
+            Source::File(_) => return None,
             Source::Test(_) if mode != RecordMode::Off => {
                 tracing::warn!(
                     stream = camera,

@@ -6,7 +6,8 @@
 //! chunk's first frame, the clock for live cameras, or the end of a recording) it goes to the
 //! captioning model ([`crate::operators::captioning`]). The first caption and its revision go
 //! to `kafka.topics.captions` (the revision with `revision: 2` and `supersedes`) and to Redis,
-//! where each camera keeps its newest captions by chunk start (`{prefix}:captions:{camera}`);
+//! where each camera keeps its newest captions by chunk start (`{prefix}:captions:{camera}`),
+//! with the chunk's clip link when the camera has video;
 //! alerts the chunk fired go to `kafka.topics.alerts` and Redis.
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use crate::objects::FrameObjects;
 use crate::operators::captioning::{AlertDraft, CaptionJob, CaptionModel, Draft, Written};
 use crate::operators::worker::Pending;
 use crate::publish::{new_trace_id, AlertPublisher, KafkaPublisher, Outgoing, RedisState};
+use crate::recordings::ClipLinks;
 use crate::stream::{AnalysedFrame, FinishedStream, FrameSink, OpenedStream};
 
 /// Frames' objects kept for the next analysed frame, at most (a minute at 5 fps).
@@ -73,7 +75,8 @@ struct Inner {
 impl CaptionSink {
     /// Starts the task that publishes what the model writes (named `model_name` in captions)
     /// and the clock that closes live chunks. With `moments`, every caption also joins the
-    /// moment index (its chunk's windows).
+    /// moment index (its chunk's windows). Captions of cameras with video carry their
+    /// chunk's clip link (`clip_links`).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         service: &Config,
@@ -84,6 +87,7 @@ impl CaptionSink {
         redis: RedisState,
         moments: Option<MomentIndexer>,
         metrics: Metrics,
+        clip_links: ClipLinks,
     ) -> Self {
         let config = &service.captions;
         metrics
@@ -107,6 +111,7 @@ impl CaptionSink {
             moments,
             keep: config.keep_per_camera,
             first_ids: HashMap::new(),
+            clip_links,
         };
         tokio::spawn(async move {
             while let Some(next) = published.recv().await {
@@ -294,6 +299,7 @@ struct Publisher {
     keep: usize,
     /// (camera, chunk start ms) → the first caption's id, until its revision is out.
     first_ids: HashMap<(String, i64), Uuid>,
+    clip_links: ClipLinks,
 }
 
 impl Publisher {
@@ -327,7 +333,10 @@ impl Publisher {
                 .with_label_values(&["caption"])
                 .observe(draft.compute.as_secs_f64());
         }
-        let caption = caption_message(draft, revision, supersedes, &self.model);
+        let mut caption = caption_message(draft, revision, supersedes, &self.model);
+        caption.clip = self
+            .clip_links
+            .link(&caption.camera_id, caption.start, caption.end);
         if revision == 1 && !caption.accepted {
             self.first_ids.insert(chunk_key, caption.message_id);
         }
@@ -429,5 +438,7 @@ pub fn caption_message(
         model: model.to_owned(),
         latency_ms: draft.compute.as_secs_f64() * 1e3,
         produced_at,
+        // Set by the publisher, which knows which cameras have video.
+        clip: None,
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - `kafka.topics.objects`: each detected frame's tracks (`schemas/objects.v1.json`);
 //! - `kafka.topics.object_events`: tracks started and ended, zones entered and left, dwell
-//!   exceeded, lines crossed (`schemas/object-event.v1.json`);
+//!   exceeded, lines crossed (`schemas/object-event.v1.json`), with a clip link when the
+//!   camera has video;
 //! - Redis: the camera's latest tracks (`{prefix}:objects:{camera}:latest`) and its zone
 //!   counts (`{prefix}:objects:{camera}:zones`);
 //! - Redis, the track store count questions are answered from (`objects::tracks`): each
@@ -14,17 +15,41 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::messages::{ObjectEvent, ObjectsMessage, TrackedObject};
+use crate::messages::{ObjectEvent, ObjectEventKind, ObjectsMessage, TrackedObject};
 use crate::metrics::Metrics;
 use crate::objects::tracks::{ended_tracks_key, live_tracks_key, TrackRecord, TrackRecorder};
 use crate::objects::ObjectHappening;
 use crate::operators::detector::DETECTOR_OPERATOR;
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
+use crate::recordings::ClipLinks;
 use crate::stream::{AnalysedFrame, FinishedStream, FrameSink};
+
+/// An event's clip: this long before and after it, enough to see what led to it.
+const EVENT_CLIP_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+/// An ended track's clip: its life, and this much before and after.
+const TRACK_CLIP_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
+
+/// The span an event's clip shows: around the instant it happened, or a track's life (its
+/// last `max_clip` when longer, to stay within what `/api/v1/clips` serves).
+fn clip_span(
+    happening: &ObjectHappening,
+    max_clip: chrono::Duration,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    match &happening.kind {
+        ObjectEventKind::TrackEnded { first_seen } => {
+            let end = happening.at + TRACK_CLIP_MARGIN;
+            ((*first_seen - TRACK_CLIP_MARGIN).max(end - max_clip), end)
+        }
+        _ => (
+            happening.at - EVENT_CLIP_MARGIN,
+            happening.at + EVENT_CLIP_MARGIN,
+        ),
+    }
+}
 
 pub struct ObjectSink {
     kafka: KafkaPublisher,
@@ -36,6 +61,9 @@ pub struct ObjectSink {
     /// task, and the lock is never held across a write.
     recorders: Mutex<HashMap<String, TrackRecorder>>,
     metrics: Metrics,
+    clip_links: ClipLinks,
+    /// `record.max_clip_s`: a long track's clip is its last stretch of this length.
+    max_clip: chrono::Duration,
 }
 
 impl ObjectSink {
@@ -44,6 +72,7 @@ impl ObjectSink {
         kafka: KafkaPublisher,
         redis: RedisState,
         metrics: Metrics,
+        clip_links: ClipLinks,
     ) -> Self {
         Self {
             kafka,
@@ -53,6 +82,8 @@ impl ObjectSink {
             keep_tracks: config.objects.keep_tracks_per_camera,
             recorders: Mutex::default(),
             metrics,
+            clip_links,
+            max_clip: chrono::Duration::milliseconds((config.record.max_clip_s * 1e3) as i64),
         }
     }
 
@@ -93,6 +124,7 @@ impl ObjectSink {
     }
 
     async fn publish_event(&self, camera: &str, happening: &ObjectHappening) {
+        let (clip_start, clip_end) = clip_span(happening, self.max_clip);
         let message = ObjectEvent {
             schema_version: ObjectEvent::SCHEMA_VERSION,
             message_id: Uuid::now_v7(),
@@ -102,6 +134,7 @@ impl ObjectSink {
             event: happening.kind.clone(),
             at: happening.at,
             produced_at: Utc::now(),
+            clip: self.clip_links.link(camera, clip_start, clip_end),
         };
         self.metrics
             .object_events
@@ -214,5 +247,47 @@ impl FrameSink for ObjectSink {
         for happening in finished.object_events {
             self.publish_event(finished.camera, happening).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::SeenObject;
+
+    fn happening(kind: ObjectEventKind, at: DateTime<Utc>) -> ObjectHappening {
+        ObjectHappening {
+            object: SeenObject {
+                track_id: 1,
+                class: "person",
+                score: 0.9,
+                bbox: [0.0, 0.0, 0.1, 0.1],
+                first_seen: at,
+                colour: None,
+            },
+            at,
+            kind,
+        }
+    }
+
+    #[test]
+    fn an_event_clip_shows_around_it_and_a_track_clip_its_life_within_the_limit() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let s = chrono::Duration::seconds;
+        let max = s(600);
+        let zone = ObjectEventKind::ZoneEntered {
+            zone: "dock".into(),
+        };
+        assert_eq!(clip_span(&happening(zone, at), max), (at - s(5), at + s(5)));
+        let ended = |first_seen| ObjectEventKind::TrackEnded { first_seen };
+        assert_eq!(
+            clip_span(&happening(ended(at - s(30)), at), max),
+            (at - s(31), at + s(1))
+        );
+        // An hour-long track: its last ten minutes.
+        assert_eq!(
+            clip_span(&happening(ended(at - s(3600)), at), max),
+            (at + s(1) - max, at + s(1))
+        );
     }
 }
