@@ -170,6 +170,7 @@ pub async fn index_recording(
             Some(indexer.clone()),
             None,
             None,
+            &Default::default(),
         ),
         metrics: metrics.clone(),
     });

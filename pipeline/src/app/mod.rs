@@ -37,6 +37,7 @@ use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
 use crate::query::zones::ZoneStore;
+use crate::recordings::ClipLinks;
 use crate::redact::redact_text;
 use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink};
 use crate::source;
@@ -88,13 +89,16 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
     let moments = start_moments(&config, &kafka, &redis, &metrics, true).await?;
-    let alerts = load_alerts(&config, &redis).await?;
+    let alerts = load_alerts(&config, &kafka, &redis, &metrics).await?;
+    // Which cameras have video for clip links (the recorder marks them).
+    let clips = ClipLinks::default();
     let captions = start_captions(
         &config,
         &kafka,
         &redis,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         alerts.as_ref().map(|book| book.rules().clone()),
+        &clips,
         &metrics,
     )
     .await?;
@@ -108,6 +112,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
         alerts.as_ref().map(|book| book.rules().clone()),
+        &clips,
     );
 
     let registry = StreamRegistry::new(metrics.clone());
@@ -201,6 +206,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
 /// Where every stream's analysed frames go, in the order they are handed over: objects and
 /// their alert rules, the moment index and the captions (when enabled), then the frame
 /// results. A new sink is one line here.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start_sinks(
     config: &Config,
     kafka: &KafkaPublisher,
@@ -209,6 +215,7 @@ pub(crate) fn start_sinks(
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
     alert_rules: Option<AlertRules>,
+    clips: &ClipLinks,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
     if config.objects.enabled {
@@ -228,6 +235,7 @@ pub(crate) fn start_sinks(
                 redis.clone(),
                 metrics.clone(),
             ),
+            clips.clone(),
         )));
     }
     if let Some(moments) = moments {
@@ -317,6 +325,7 @@ pub(crate) async fn connect_publishers(
     if config.captions.enabled || config.objects.enabled {
         topics.push(topic_of(config, &config.kafka.topics.alerts));
         topics.push(topic_of(config, &config.kafka.topics.alerts_v2));
+        topics.push(topic_of(config, &config.kafka.topics.alert_acks));
     }
     if config.cluster.enabled {
         topics.push(TopicSpec {
@@ -442,14 +451,30 @@ pub(crate) async fn start_moments(
 
 /// The alert rules in force (configured, and stored through the API) when something checks
 /// them: chunk rules need captions, object rules need objects; `None` when neither is on.
-async fn load_alerts(config: &Config, redis: &RedisState) -> anyhow::Result<Option<AlertBook>> {
+async fn load_alerts(
+    config: &Config,
+    kafka: &KafkaPublisher,
+    redis: &RedisState,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<AlertBook>> {
     if !config.captions.enabled && !config.objects.enabled {
         return Ok(None);
     }
-    let book = AlertBook::load(&config.alerts.rules, RuleScope::of(config), redis.clone())
-        .await
-        .map_err(anyhow::Error::msg)
-        .context("loading the alert rules (alerts.rules)")?;
+    let publisher = AlertPublisher::new(
+        kafka.clone(),
+        &config.kafka.topics,
+        redis.clone(),
+        metrics.clone(),
+    );
+    let book = AlertBook::load(
+        &config.alerts.rules,
+        RuleScope::of(config),
+        redis.clone(),
+        publisher,
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+    .context("loading the alert rules (alerts.rules)")?;
     Ok(Some(book))
 }
 
@@ -468,6 +493,7 @@ async fn start_captions(
     redis: &RedisState,
     moments: Option<MomentIndexer>,
     rules: Option<AlertRules>,
+    clips: &ClipLinks,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<Captions>> {
     let (true, Some(rules)) = (config.captions.enabled, rules) else {
@@ -476,8 +502,11 @@ async fn start_captions(
     };
     let context = "starting the captioner (captions.llm_model, captions.tag_model; \
                    set captions.enabled = false to run without captions)";
+    // Question rules are checked against the chunk's text with the moment index's embedder.
+    let embedder = moments.as_ref().map(|m| m.embedder().clone());
     let (model, names) =
-        CaptionModel::start(&config.captions, &config.models, metrics.clone()).context(context)?;
+        CaptionModel::start(&config.captions, &config.models, embedder, metrics.clone())
+            .context(context)?;
     let sink = CaptionSink::start(
         config,
         model.clone(),
@@ -486,6 +515,7 @@ async fn start_captions(
         kafka.clone(),
         redis.clone(),
         moments,
+        clips.clone(),
         metrics.clone(),
     );
     let questions = Questions::new(

@@ -31,6 +31,7 @@ use crate::objects::FrameObjects;
 use crate::operators::captioning::{AlertDraft, CaptionJob, CaptionModel, Draft, Written};
 use crate::operators::worker::Pending;
 use crate::publish::{new_trace_id, AlertPublisher, KafkaPublisher, Outgoing, RedisState};
+use crate::recordings::ClipLinks;
 use crate::stream::{AnalysedFrame, FinishedStream, FrameSink, OpenedStream};
 
 /// Frames' objects kept for the next analysed frame, at most (a minute at 5 fps).
@@ -83,6 +84,7 @@ impl CaptionSink {
         kafka: KafkaPublisher,
         redis: RedisState,
         moments: Option<MomentIndexer>,
+        clips: ClipLinks,
         metrics: Metrics,
     ) -> Self {
         let config = &service.captions;
@@ -100,6 +102,7 @@ impl CaptionSink {
             ),
             rules: rules.clone(),
             cooldowns: Cooldowns::default(),
+            clips,
             kafka,
             redis,
             metrics: metrics.clone(),
@@ -288,6 +291,8 @@ struct Publisher {
     /// The rules in force, for each alert's cooldown.
     rules: AlertRules,
     cooldowns: Cooldowns,
+    /// Alerts link to the clip of their chunk.
+    clips: ClipLinks,
     redis: RedisState,
     metrics: Metrics,
     model: String,
@@ -380,9 +385,11 @@ impl Publisher {
         if let Some(rule) = self.rules.get(&draft.rule_id) {
             if !self.cooldowns.fire(&rule.rule, &draft.camera, draft.start) {
                 tracing::debug!(camera = %draft.camera, rule = %draft.rule_id, start = %draft.start, "alert within the rule's cooldown");
+                self.alerts.suppressed(&draft.camera, &draft.rule_id);
                 return;
             }
         }
+        let clip = self.clips.link(&draft.camera, draft.start, draft.end);
         let alert = Alert {
             schema_version: Alert::SCHEMA_VERSION,
             message_id: Uuid::now_v7(),
@@ -399,6 +406,11 @@ impl Publisher {
                 .thumbnail
                 .map(|jpeg| base64::engine::general_purpose::STANDARD.encode(jpeg)),
             produced_at: Utc::now(),
+            trigger: Some(draft.trigger),
+            reason: Some(draft.reason),
+            confidence: draft.confidence,
+            decided_by: draft.decided_by,
+            clip,
         };
         self.alerts.publish(&alert).await;
     }
