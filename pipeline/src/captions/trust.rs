@@ -8,7 +8,7 @@
 //! - **on-screen text** (the question mentions a sign, text, a screen, ...): the chunk's OCR
 //!   lines. With words to look for ("a *wet floor* warning sign"), the share of them found
 //!   on screen (`text_match`, one misread letter forgiven as moment search does) and the
-//!   embedding similarity of the question to the best OCR line (`embedding`, the moment
+//!   embedding similarity of the question to the best frame's text (`embedding`, the moment
 //!   index's all-MiniLM-L6-v2); without ("is there text on screen?"), whether any line was
 //!   read (`ocr`).
 //! - **objects** (it names people, cars, vans, ...): whether the objects stage tracked that
@@ -41,8 +41,9 @@ const SIMILAR: f32 = 0.5;
 /// Below this, the line is about something else.
 const DISSIMILAR: f32 = 0.3;
 
-/// The share of the view that must change for "moving": the smallest motion the alert
-/// tests' moving ball makes (0.2 %), above the flicker of a still, compressed picture.
+/// The share of the view that must change, in at least two frames of a chunk, for
+/// "moving": the smallest motion the alert tests' moving ball makes (0.2 %), above the
+/// flicker of a still, compressed picture.
 const MOVING: f32 = 0.002;
 
 /// Words that say the question is about on-screen text, not what the text says.
@@ -174,6 +175,14 @@ impl Topics {
     }
 }
 
+impl Topics {
+    /// Whether something the question is about can be checked on the chunk (else it is
+    /// compared with the observation lines).
+    pub fn checkable(&self, chunk: &Chunk) -> bool {
+        self.text || self.motion || (!self.classes.is_empty() && chunk.tracks_objects())
+    }
+}
+
 /// What one check says about the question on the chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Says {
@@ -209,7 +218,7 @@ impl Check {
 /// Similarities of the question's embedding, when the embedder is running.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Similarity {
-    /// To the best of the chunk's distinct OCR lines.
+    /// To the best of what the chunk's frames showed on screen ([`screens`]).
     pub ocr: Option<f32>,
     /// To the best of the chunk's observation lines (what the LLM is shown).
     pub observations: Option<f32>,
@@ -227,6 +236,21 @@ pub fn ocr_lines(chunk: &Chunk) -> Vec<(String, f32)> {
     lines
 }
 
+/// What each frame showed on screen, its OCR lines joined (PP-OCR reads a sign's words as
+/// lines of their own: "WET", "FLOOR", "CAUTION"), distinct, in first-seen order: what the
+/// question's embedding is compared with.
+pub fn screens(chunk: &Chunk) -> Vec<String> {
+    let mut screens: Vec<String> = Vec::new();
+    for frame in &chunk.frames {
+        let text: Vec<&str> = frame.ocr.iter().map(|(text, _)| text.as_str()).collect();
+        let text = text.join(" ");
+        if !text.is_empty() && !screens.contains(&text) {
+            screens.push(text);
+        }
+    }
+    screens
+}
+
 /// Checks `topics` against the chunk. `observations` are the lines the LLM is shown (for
 /// questions about nothing checkable); `similarity` comes from the embedder, when running.
 pub fn checks(
@@ -236,25 +260,27 @@ pub fn checks(
     similarity: Similarity,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
-    let mut checked = false;
     if topics.text {
-        checked = true;
         checks.extend(text_checks(topics, &ocr_lines(chunk), similarity.ocr));
     }
     if !topics.classes.is_empty() && chunk.tracks_objects() {
-        checked = true;
         checks.push(object_check(&topics.classes, chunk));
     }
     if topics.motion {
-        checked = true;
-        let level = (chunk.frames.iter())
-            .map(|f| f.motion.level)
-            .fold(0.0_f32, f32::max);
+        // The second largest change: one changed frame is a cut, a sign switched or a
+        // light flicking, not something moving.
+        let mut levels: Vec<f32> = chunk.frames.iter().map(|f| f.motion.level).collect();
+        levels.sort_by(|a, b| b.total_cmp(a));
+        let level = levels.get(1).copied().unwrap_or(0.0);
         let says = if level >= MOVING { Says::Yes } else { Says::No };
-        let detail = format!("motion in {:.1}% of the view at most", level * 100.0);
+        let detail = format!(
+            "motion in {} frames (the second largest: {:.1}% of the view)",
+            levels.iter().filter(|l| **l >= MOVING).count(),
+            level * 100.0
+        );
         checks.push(Check::new("motion", level, says, detail));
     }
-    if !checked {
+    if !topics.checkable(chunk) {
         checks.extend(general_checks(
             topics,
             observations,
@@ -668,6 +694,11 @@ mod tests {
             !decide(&still, Some(&yes(true))).fire,
             "people but no motion"
         );
+        // One changed frame (a sign switched at the chunk's start) is not movement.
+        let mut cut = chunk(&[], 0.0, None);
+        cut.frames[0].motion.level = 0.2;
+        let checks_cut = checks(&question, &cut, &[], Similarity::default());
+        assert_eq!(evidence_says(&checks_cut), Some(Says::No));
         // Without the objects stage, motion alone decides.
         let untracked = checks(
             &question,

@@ -603,13 +603,21 @@ impl CaptionWorker {
         let observations: Vec<String> = (look.evidence.observations.iter())
             .map(|o| o.text.clone())
             .collect();
-        let ocr: Vec<String> = trust::ocr_lines(chunk)
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect();
+        // Embedded only where a check reads it: the frames' text for a question about
+        // words on screen, the observations for one about nothing measurable.
+        let screens = if topics.text && !topics.terms.is_empty() {
+            trust::screens(chunk)
+        } else {
+            Vec::new()
+        };
+        let observed = if topics.checkable(chunk) {
+            &[][..]
+        } else {
+            &observations[..]
+        };
         let similarity = Similarity {
-            ocr: self.similarity(question, &ocr)?,
-            observations: self.similarity(question, &observations)?,
+            ocr: self.similarity(question, &screens)?,
+            observations: self.similarity(question, observed)?,
         };
         Ok(trust::checks(&topics, chunk, &observations, similarity))
     }
