@@ -374,7 +374,7 @@ fn main() {
                 // Every firing and every error, not the agreeing negatives.
                 if was || decision.fire || positive {
                     let by: Vec<String> = (decision.decided_by.iter())
-                        .map(|d| format!("{} {:.2}", d.evidence, d.score))
+                        .map(|d| format!("{} {:.3}", d.evidence, d.score))
                         .collect();
                     println!(
                         "| {} | {video}#{index} | {} | {} | {} | {} |",

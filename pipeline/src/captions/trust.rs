@@ -19,7 +19,9 @@
 //!   the share of its words found in them (`embedding`, `text_match`). These only lean: they
 //!   never decide alone.
 //!
-//! Each check says yes or no, decisively or only leaning ([`Says`]). A question about
+//! Each check says yes or no, decisively or only leaning ([`Says`]). An object or motion
+//! check only leans yes when the question has words no check looked for ("is a vehicle
+//! *blocking the gate*?"). A question about
 //! several things needs all of them (a person *and* motion), so the checks combine as an
 //! AND: any decisive no is a no, all decisive yeses are a yes. The rule then fires when the
 //! evidence alone is decisive, or when it leans yes and the LLM says yes: they agree. The
@@ -279,6 +281,15 @@ pub fn checks(
             level * 100.0
         );
         checks.push(Check::new("motion", level, says, detail));
+    }
+    // Words the checks did not look for ("is a vehicle *blocking* the *gate*?"): a vehicle
+    // tracked is needed, not enough. Only a text question looks for its words.
+    if !topics.text && !topics.terms.is_empty() {
+        for check in &mut checks {
+            if check.says == Says::Yes {
+                check.says = Says::LeansYes;
+            }
+        }
     }
     if !topics.checkable(chunk) {
         checks.extend(general_checks(
@@ -699,6 +710,19 @@ mod tests {
         cut.frames[0].motion.level = 0.2;
         let checks_cut = checks(&question, &cut, &[], Similarity::default());
         assert_eq!(evidence_says(&checks_cut), Some(Says::No));
+        // A vehicle tracked is needed to say one blocks the gate, not enough.
+        let blocking = Topics::of("Is a vehicle blocking the gate?");
+        assert_eq!(blocking.terms, ["blocking", "gate"]);
+        let mut parked = chunk(&[], 0.0, Some(1));
+        for frame in &mut parked.frames {
+            let mut objects = (*frame.objects[0]).clone();
+            objects.tracks[0].class = "car";
+            frame.objects = vec![Arc::new(objects)];
+        }
+        let parked = checks(&blocking, &parked, &[], Similarity::default());
+        assert_eq!(evidence_says(&parked), Some(Says::LeansYes));
+        assert!(!decide(&parked, Some(&no())).fire);
+        assert!(decide(&parked, Some(&yes(false))).fire);
         // Without the objects stage, motion alone decides.
         let untracked = checks(
             &question,
