@@ -747,6 +747,28 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_says_what_its_rule_watches_for_and_why_it_fired() {
+        let line = rule(
+            "{ kind = \"object\", class = \"person\", line = \"kerb\", \
+             direction = \"left_to_right\", hours = \"22:00-06:00\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            trigger(&line.rule),
+            "1 × person crossing line kerb left to right, 22:00-06:00 UTC"
+        );
+        let text = rule("{ kind = \"text\", pattern = \"(?i)gate\\\\s*3\" }").unwrap();
+        let chunk = chunk();
+        let matched: Vec<EvidenceLine> = (text.matching_frames(&chunk, &[]).into_iter())
+            .map(|(_, line)| line)
+            .collect();
+        assert_eq!(
+            perception_reason(&text.rule, &matched, chunk.start),
+            "text on screen: \"GATE 3\", from 23:00:00: on-screen text matching (?i)gate\\s*3"
+        );
+    }
+
+    #[test]
     fn tag_rules_match_any_synonym_above_the_score() {
         let chunk = chunk();
         let tags = [Tag {
