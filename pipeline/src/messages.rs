@@ -248,6 +248,35 @@ pub struct Alert {
     /// A JPEG of the frame that satisfied the rule (320 px wide), base64.
     pub thumbnail_jpeg: Option<String>,
     pub produced_at: DateTime<Utc>,
+    /// What the rule watches for, in words ("text matching (?i)gate", "question: Is ...?").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// One line saying why it fired, for an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How sure the firing is, 0..1: for a question rule the controller's accepted support
+    /// when the LLM was asked, else the deciding evidence's score; for perception and object
+    /// rules the matching observation's own confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    /// The evidence that decided it, each with its score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decided_by: Vec<DecidedBy>,
+    /// A playable clip of `[start, end)`, when the camera has video for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<String>,
+}
+
+/// One piece of evidence that decided an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecidedBy {
+    /// `llm`, `text_match` (question words found), `embedding` (question to observations),
+    /// `ocr` (on-screen text), `objects` (tracked classes), `motion`, `tag` (ImageNet).
+    pub evidence: String,
+    /// Its score, 0..1.
+    pub score: f32,
+    /// What it saw, briefly.
+    pub detail: String,
 }
 
 /// The yes that fired a question rule.
@@ -271,6 +300,46 @@ impl Alert {
     pub fn fits_v1(&self) -> bool {
         self.kind != "object"
     }
+
+    /// The alert as version 1 carries it: without the fields version 2 added since.
+    pub fn as_v1(&self) -> Alert {
+        Alert {
+            schema_version: 1,
+            track_ids: None,
+            trigger: None,
+            reason: None,
+            confidence: None,
+            decided_by: Vec::new(),
+            clip: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// `schemas/alert-ack.v1.json`: an operator acknowledged an alert.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertAck {
+    pub schema_version: u32,
+    pub message_id: Uuid,
+    /// The acknowledged alert's `message_id`.
+    pub alert_id: Uuid,
+    pub camera_id: String,
+    pub rule_id: String,
+    pub acknowledged: Acknowledged,
+    pub produced_at: DateTime<Utc>,
+}
+
+/// Who acknowledged an alert, when, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledged {
+    pub at: DateTime<Utc>,
+    pub by: Option<String>,
+    pub note: Option<String>,
+}
+
+impl AlertAck {
+    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_ID: &'static str = "argus.alert-ack.v1";
 }
 
 /// `schemas/objects.v1.json`: the objects tracked in one analysed frame.

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub caption_correction_latency: HistogramVec,
     /// Alerts fired, per camera and rule.
     pub alerts_fired: IntCounterVec,
+    /// Alerts a rule would have fired again within its cooldown, per camera and rule.
+    pub alerts_suppressed: IntCounterVec,
     /// Frames the object detector ran on, per camera.
     pub object_detections: IntCounterVec,
     /// Frames the object detector skipped, per camera and reason (`rate`, `no_motion`).
@@ -270,6 +272,12 @@ impl Metrics {
             "Alerts fired by standing rules.",
             &["stream", "rule"],
         );
+        let alerts_suppressed = counter(
+            "argus_alerts_suppressed_total",
+            "Repeats of an alert not published because its rule fired on the camera within \
+             its cooldown_s (for object rules, a new track within the cooldown, once per track).",
+            &["stream", "rule"],
+        );
         for kind in ["text", "image"] {
             moment_query_latency.with_label_values(&[kind]);
         }
@@ -306,6 +314,7 @@ impl Metrics {
             caption_chunks_skipped,
             caption_correction_latency,
             alerts_fired,
+            alerts_suppressed,
             object_detections,
             object_detections_skipped,
             object_tracks,

@@ -83,6 +83,43 @@ pub fn make_text_video(path: &Path, text: &str, seconds: u32) {
     run_to_end(&description);
 }
 
+/// Encodes one sign after another over a still test pattern, each on screen for
+/// `seconds_each` (an empty sign shows the pattern alone), 1280x720 at 10 fps, H.264 in MP4:
+/// a camera whose chunks each show one sign, for question rules.
+pub fn make_signs_video(path: &Path, signs: &[&str], seconds_each: u32) {
+    gst::init().unwrap();
+    let frames_each = seconds_each * 10;
+    let description = format!(
+        "videotestsrc pattern=smpte num-buffers={frames} \
+         ! video/x-raw,width=1280,height=720,framerate=10/1 \
+         ! textoverlay name=overlay text=\"\" font-desc=\"Sans Bold 56\" shaded-background=true valignment=center halignment=center \
+         ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast key-int-max=10 ! h264parse ! mp4mux \
+         ! filesink location=\"{location}\"",
+        frames = frames_each * signs.len() as u32,
+        location = path.display(),
+    );
+    let pipeline = gst::parse::launch(&description).expect("valid test pipeline");
+    let overlay = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("overlay")
+        .unwrap();
+    let signs: Vec<String> = signs.iter().map(|s| s.to_string()).collect();
+    let frame = std::sync::atomic::AtomicU32::new(0);
+    let drawn = overlay.clone();
+    // The text changes between frames: set before textoverlay draws each one.
+    overlay
+        .static_pad("video_sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let n = frame.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let sign = &signs[((n / frames_each) as usize).min(signs.len() - 1)];
+            drawn.set_property("text", sign.as_str());
+            gst::PadProbeReturn::Ok
+        });
+    play_to_end(pipeline);
+}
+
 /// Encodes `seconds` of a ball moving over a black background (no text), 1280x720 at 10 fps,
 /// as H.264 in MP4.
 pub fn make_moving_video(path: &Path, seconds: u32) {

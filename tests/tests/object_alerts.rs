@@ -93,6 +93,12 @@ fn people_crossing_a_line_fire_each_rule_once_per_track_and_within_its_cooldown(
             .unwrap_or(0.0)
     };
     let (walkers_counted, first_counted) = (counted("walkers"), counted("first-walker"));
+    let held_back = |rule: &str| {
+        argus
+            .metric("argus_alerts_suppressed_total", &["street", rule])
+            .unwrap_or(-1.0)
+    };
+    let (walkers_held, first_held) = (held_back("walkers"), held_back("first-walker"));
     let crossings = argus
         .metric("argus_object_events_total", &["street", "line_crossed"])
         .unwrap_or(0.0);
@@ -153,6 +159,11 @@ fn people_crossing_a_line_fire_each_rule_once_per_track_and_within_its_cooldown(
         let tracks: Vec<u64> = (alert["track_ids"].as_array().unwrap().iter())
             .map(|t| t.as_u64().unwrap())
             .collect();
+        let reason = alert["reason"].as_str().unwrap();
+        assert!(reason.contains(" crossed line middle "), "{alert}");
+        assert_eq!(alert["decided_by"][0]["evidence"], "objects", "{alert}");
+        let confidence = alert["confidence"].as_f64().unwrap();
+        assert!(confidence > 0.0 && confidence <= 1.0, "{alert}");
         for line in alert["evidence"].as_array().unwrap() {
             let text = line["text"].as_str().unwrap();
             assert!(
@@ -183,4 +194,8 @@ fn people_crossing_a_line_fire_each_rule_once_per_track_and_within_its_cooldown(
     // With an hour's cooldown, the first crossing fires it and nothing after does.
     assert_eq!(first.len(), 1, "{first:?}");
     assert_eq!(first[0], walkers[0], "the same first crossing");
+    // Every other crossing track is a repeat held back by the cooldown, counted once each.
+    let others = crossed.iter().filter(|t| !first[0].contains(t)).count();
+    assert_eq!(first_held, others as f64, "argus_alerts_suppressed_total");
+    assert_eq!(walkers_held, 0.0, "no cooldown, nothing held back");
 }

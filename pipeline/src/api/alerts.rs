@@ -6,19 +6,25 @@
 //! | GET | `/api/v1/alerts/rules` | the rules in force |
 //! | POST | `/api/v1/alerts/rules` | add a rule (body: an `[[alerts.rules]]` entry as JSON) |
 //! | DELETE | `/api/v1/alerts/rules/{id}` | remove a rule |
+//! | POST | `/api/v1/alerts/{id}/ack` | acknowledge an alert (body, optional: `{"by": "...", "note": "..."}`) |
+//!
+//! An acknowledgement answers 201 with `{"id", "acknowledged": {at, by, note}}` when taken,
+//! 200 with the standing one when the alert was acknowledged before (the first stands, and is
+//! published once), 404 for an alert not (or no longer) listed, 400 for a malformed id or body.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use super::error::{error, ApiError};
 use super::ApiState;
 use crate::captions::alerts::AlertRule;
-use crate::query::alerts::{AlertBook, RuleError};
+use crate::query::alerts::{AckError, AlertBook, RuleError};
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new()
@@ -28,6 +34,61 @@ pub(super) fn router() -> Router<ApiState> {
             get(list_alert_rules).post(add_alert_rule),
         )
         .route("/api/v1/alerts/rules/{id}", delete(remove_alert_rule))
+        .route("/api/v1/alerts/{id}/ack", post(acknowledge))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    by: Option<String>,
+    note: Option<String>,
+}
+
+/// `POST /api/v1/alerts/{id}/ack`, `id` being the alert's `message_id`.
+async fn acknowledge(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let book = match alert_book(&state) {
+        Ok(book) => book,
+        Err(error) => return error.into_response(),
+    };
+    let Ok(alert_id) = uuid::Uuid::parse_str(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not an alert id (the alert's message_id, a UUID)"),
+        );
+    };
+    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(problem) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid acknowledgement: {problem} (expected {{\"by\": \"...\", \"note\": \"...\"}}, both optional)"),
+                )
+            }
+        }
+    };
+    match book.acknowledge(alert_id, body.by, body.note).await {
+        Ok(acked) => {
+            let status = if acked.new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let answer = json!({ "id": alert_id, "acknowledged": acked.acknowledged });
+            (status, Json(answer)).into_response()
+        }
+        Err(problem @ AckError::Unknown(_)) => error(StatusCode::NOT_FOUND, problem.to_string()),
+        Err(problem @ AckError::Invalid(_)) => error(StatusCode::BAD_REQUEST, problem.to_string()),
+        Err(problem @ AckError::Redis(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, problem.to_string())
+        }
+    }
 }
 
 fn alert_book(state: &ApiState) -> Result<&AlertBook, ApiError> {

@@ -97,18 +97,19 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
 
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
-    // Which cameras have video: clip links on moments, captions and object events.
+    // Which cameras have video (the recorder and `RecordedFiles` mark them): clip links on
+    // moments, captions, object events and alerts.
     let clip_links = ClipLinks::default();
     let moments = start_moments(&config, &kafka, &redis, &metrics, true, &clip_links).await?;
-    let alerts = load_alerts(&config, &redis).await?;
+    let alerts = load_alerts(&config, &kafka, &redis, &metrics).await?;
     let captions = start_captions(
         &config,
         &kafka,
         &redis,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         alerts.as_ref().map(|book| book.rules().clone()),
-        &metrics,
         &clip_links,
+        &metrics,
     )
     .await?;
     let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
@@ -297,7 +298,11 @@ pub(crate) fn start_sinks(
                 marks.mark(&alert.camera_id, alert.start, alert.end)
             }));
         }
-        sinks.push(Arc::new(ObjectAlertSink::new(rules, publisher)));
+        sinks.push(Arc::new(ObjectAlertSink::new(
+            rules,
+            publisher,
+            clip_links.clone(),
+        )));
     }
     if let Some(moments) = moments {
         sinks.push(Arc::new(moments));
@@ -440,6 +445,7 @@ pub(crate) async fn connect_publishers(
     if config.captions.enabled || config.objects.enabled {
         topics.push(topic_of(config, &config.kafka.topics.alerts));
         topics.push(topic_of(config, &config.kafka.topics.alerts_v2));
+        topics.push(topic_of(config, &config.kafka.topics.alert_acks));
     }
     if config.cluster.enabled {
         topics.push(TopicSpec {
@@ -567,14 +573,30 @@ pub(crate) async fn start_moments(
 
 /// The alert rules in force (configured, and stored through the API) when something checks
 /// them: chunk rules need captions, object rules need objects; `None` when neither is on.
-async fn load_alerts(config: &Config, redis: &RedisState) -> anyhow::Result<Option<AlertBook>> {
+async fn load_alerts(
+    config: &Config,
+    kafka: &KafkaPublisher,
+    redis: &RedisState,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<AlertBook>> {
     if !config.captions.enabled && !config.objects.enabled {
         return Ok(None);
     }
-    let book = AlertBook::load(&config.alerts.rules, RuleScope::of(config), redis.clone())
-        .await
-        .map_err(anyhow::Error::msg)
-        .context("loading the alert rules (alerts.rules)")?;
+    let publisher = AlertPublisher::new(
+        kafka.clone(),
+        &config.kafka.topics,
+        redis.clone(),
+        metrics.clone(),
+    );
+    let book = AlertBook::load(
+        &config.alerts.rules,
+        RuleScope::of(config),
+        redis.clone(),
+        publisher,
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+    .context("loading the alert rules (alerts.rules)")?;
     Ok(Some(book))
 }
 
@@ -593,8 +615,8 @@ async fn start_captions(
     redis: &RedisState,
     moments: Option<MomentIndexer>,
     rules: Option<AlertRules>,
-    metrics: &Metrics,
     clip_links: &ClipLinks,
+    metrics: &Metrics,
 ) -> anyhow::Result<Option<Captions>> {
     let (true, Some(rules)) = (config.captions.enabled, rules) else {
         tracing::info!("chunk captions disabled (captions.enabled = false)");
@@ -602,8 +624,11 @@ async fn start_captions(
     };
     let context = "starting the captioner (captions.llm_model, captions.tag_model; \
                    set captions.enabled = false to run without captions)";
+    // Question rules are checked against the chunk's text with the moment index's embedder.
+    let embedder = moments.as_ref().map(|m| m.embedder().clone());
     let (model, names) =
-        CaptionModel::start(&config.captions, &config.models, metrics.clone()).context(context)?;
+        CaptionModel::start(&config.captions, &config.models, embedder, metrics.clone())
+            .context(context)?;
     let sink = CaptionSink::start(
         config,
         model.clone(),
@@ -612,8 +637,8 @@ async fn start_captions(
         kafka.clone(),
         redis.clone(),
         moments,
-        metrics.clone(),
         clip_links.clone(),
+        metrics.clone(),
     );
     let questions = Questions::new(
         config,

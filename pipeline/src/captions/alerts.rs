@@ -32,6 +32,17 @@ pub fn alerts_key(prefix: &str, camera: &str) -> String {
     format!("{prefix}:alerts:camera:{camera}")
 }
 
+/// The Redis hash of every listed alert's id → its camera (acknowledgements find alerts by
+/// id alone).
+pub fn alert_ids_key(prefix: &str) -> String {
+    format!("{prefix}:alerts:ids")
+}
+
+/// The Redis hash of a camera's acknowledged alerts: id → [`crate::messages::Acknowledged`].
+pub fn alert_acks_key(prefix: &str, camera: &str) -> String {
+    format!("{prefix}:alerts:acks:{camera}")
+}
+
 /// A rule's cooldown is at most a day: longer is a rule that should be removed instead.
 pub const MAX_COOLDOWN_S: f64 = 86_400.0;
 
@@ -419,13 +430,83 @@ impl Cooldowns {
     }
 }
 
-/// A one-line summary of why a rule fired, for logs.
-pub fn describe(rule: &AlertRule, start: DateTime<Utc>) -> String {
+/// What a rule watches for, in words: an alert's `trigger`.
+pub fn trigger(rule: &AlertRule) -> String {
+    match &rule.when {
+        Condition::Text { pattern } => format!("on-screen text matching {pattern}"),
+        Condition::Tag { label, min_score } => {
+            format!("ImageNet tag {label} at {:.0}% or more", min_score * 100.0)
+        }
+        Condition::Motion {
+            min_level,
+            place,
+            hours,
+        } => format!(
+            "motion in {:.1}% of the view or more{}{}",
+            min_level * 100.0,
+            place
+                .as_ref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
+            hours
+                .as_ref()
+                .map(|h| format!(", {h} UTC"))
+                .unwrap_or_default()
+        ),
+        Condition::Question { question } => format!("question: {question}"),
+        Condition::Object {
+            class,
+            zone,
+            line,
+            min_count,
+            min_dwell_s,
+            direction,
+            hours,
+        } => {
+            let mut said = format!("{min_count} × {class}");
+            if let Some(zone) = zone {
+                said.push_str(&format!(" in zone {zone}"));
+            }
+            if let Some(dwell) = min_dwell_s {
+                said.push_str(&format!(" for {dwell:.0} s"));
+            }
+            if let Some(line) = line {
+                said.push_str(&format!(" crossing line {line}"));
+            }
+            if let Some(direction) = direction {
+                let name = serde_json::to_value(direction)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                    .unwrap_or_default();
+                said.push_str(&format!(" {name}"));
+            }
+            if let Some(hours) = hours {
+                said.push_str(&format!(", {hours} UTC"));
+            }
+            said
+        }
+    }
+}
+
+/// The one-line reason of an alert that perception evidence fired: what matched, where in
+/// the span, and how many times.
+pub fn perception_reason(
+    rule: &AlertRule,
+    evidence: &[EvidenceLine],
+    start: DateTime<Utc>,
+) -> String {
+    let first = evidence
+        .first()
+        .map(|l| l.text.as_str())
+        .unwrap_or("matched");
+    let more = match evidence.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
     format!(
-        "rule {} ({}) at {}",
-        rule.id,
-        rule.when.kind(),
-        time_label(start)
+        "{first}{more}, from {}: {}",
+        time_label(start),
+        trigger(rule)
     )
 }
 
@@ -663,6 +744,28 @@ mod tests {
         assert_eq!(night.matching_frames(&chunk, &[]).len(), 1);
         let day = rule("{ kind = \"motion\", hours = \"08:00-18:00\" }").unwrap();
         assert!(day.matching_frames(&chunk, &[]).is_empty());
+    }
+
+    #[test]
+    fn an_alert_says_what_its_rule_watches_for_and_why_it_fired() {
+        let line = rule(
+            "{ kind = \"object\", class = \"person\", line = \"kerb\", \
+             direction = \"left_to_right\", hours = \"22:00-06:00\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            trigger(&line.rule),
+            "1 × person crossing line kerb left to right, 22:00-06:00 UTC"
+        );
+        let text = rule("{ kind = \"text\", pattern = \"(?i)gate\\\\s*3\" }").unwrap();
+        let chunk = chunk();
+        let matched: Vec<EvidenceLine> = (text.matching_frames(&chunk, &[]).into_iter())
+            .map(|(_, line)| line)
+            .collect();
+        assert_eq!(
+            perception_reason(&text.rule, &matched, chunk.start),
+            "text on screen: \"GATE 3\", from 23:00:00: on-screen text matching (?i)gate\\s*3"
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct TopicsConfig {
     pub alerts: String,
     /// Alerts from standing rules, version 2: chunk and object alerts.
     pub alerts_v2: String,
+    /// Acknowledgements of alerts (`POST /api/v1/alerts/{id}/ack`).
+    pub alert_acks: String,
     /// Each analysed frame's tracked objects.
     pub objects: String,
     /// Tracks starting and ending, zones entered and left, lines crossed, dwell exceeded.

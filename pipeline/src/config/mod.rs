@@ -131,6 +131,7 @@ impl Config {
             ("kafka.topics.answers", &self.kafka.topics.answers),
             ("kafka.topics.alerts", &self.kafka.topics.alerts),
             ("kafka.topics.alerts_v2", &self.kafka.topics.alerts_v2),
+            ("kafka.topics.alert_acks", &self.kafka.topics.alert_acks),
             ("kafka.topics.objects", &self.kafka.topics.objects),
             (
                 "kafka.topics.object_events",

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::index::{IndexedWindow, WindowFilter};
+pub use crate::captions::words::{query_terms, term_matches, words};
 
 /// Longest query text accepted (characters).
 pub const MAX_QUERY_CHARS: usize = 500;
@@ -40,13 +41,6 @@ const BOUNDARY_PENALTY: f32 = 0.1;
 
 /// Proposals overlapping a better one by more than this (temporal IoU) are dropped.
 const NMS_IOU: f64 = 0.5;
-
-/// Words too common to be evidence.
-const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "at", "in", "on", "of", "to", "is", "was", "did", "when", "where", "what",
-    "who", "and", "or", "by", "for", "with", "from", "it", "its", "this", "that", "show", "me",
-    "find",
-];
 
 /// Share of a visual match that counts in a window's score: a frame that looks right but
 /// shows no matching text or caption ranks below one that also does.
@@ -103,55 +97,6 @@ pub struct Evidence {
     /// The LLM's relevance judgement (0–1), when the query asked for a rerank.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank: Option<f32>,
-}
-
-/// Lower-case words of `text`: letters and digits.
-pub fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// The query's content words (stop words dropped, unless nothing else is left).
-pub fn query_terms(query: &str) -> Vec<String> {
-    let all: Vec<String> = words(query);
-    let content: Vec<String> = all
-        .iter()
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
-        .cloned()
-        .collect();
-    let mut terms = if content.is_empty() { all } else { content };
-    let mut seen = HashSet::new();
-    terms.retain(|t| seen.insert(t.clone()));
-    terms
-}
-
-/// Whether query term `term` matches document word `word`: equal, or for words of five
-/// letters or more one edit apart (OCR misreads a letter now and then).
-fn term_matches(term: &str, word: &str) -> bool {
-    term == word || (term.chars().count() >= 5 && within_one_edit(term, word))
-}
-
-fn within_one_edit(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let (short, long) = if a.len() <= b.len() {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
-    if long.len() - short.len() > 1 {
-        return false;
-    }
-    let mut i = 0;
-    while i < short.len() && short[i] == long[i] {
-        i += 1;
-    }
-    if short.len() == long.len() {
-        short[i + 1..] == long[i + 1..] || i == short.len()
-    } else {
-        short[i..] == long[i + 1..]
-    }
 }
 
 /// The query terms found in a window's text, tags or caption.

@@ -81,6 +81,14 @@ const NOUNS: &[(&str, Countable)] = &[
     ("bike", BICYCLES),
 ];
 
+/// The COCO classes a word names as questions say it ("people", "van", "bikes"), if any.
+pub fn classes_named(word: &str) -> Option<&'static [&'static str]> {
+    NOUNS
+        .iter()
+        .find(|(noun, _)| *noun == word)
+        .map(|(_, counted)| counted.classes)
+}
+
 /// Words allowed between "how many" and the noun besides a colour ("how many different
 /// people").
 const FILLERS: &[&str] = &["different", "distinct", "separate", "individual", "unique"];

@@ -21,13 +21,17 @@ use argus_operators::video_qa::{
 use argus_operators::{BgrImage, OperatorError};
 use chrono::{DateTime, Utc};
 
+use super::embedder::Embedder;
 use super::worker::{Batching, ModelWorker, Pending, Queues, WorkerError};
-use crate::captions::alerts::{AlertRules, CompiledRule};
+use crate::captions::alerts::{perception_reason, trigger, AlertRules, CompiledRule};
 use crate::captions::chunk::Chunk;
 use crate::captions::evidence::{evidence, representatives, time_label, Described};
 use crate::captions::questions::QuestionEvidence;
+use crate::captions::trust::{self, Check, LlmAnswer, Similarity, Topics};
 use crate::config::{CaptionsConfig, ModelsConfig};
-use crate::messages::{AlertAnswer, AnswerSummary, CandidateSummary, EvidenceLine, SensorSummary};
+use crate::messages::{
+    AlertAnswer, AnswerSummary, CandidateSummary, DecidedBy, EvidenceLine, SensorSummary,
+};
 use crate::metrics::Metrics;
 
 /// Width of alert thumbnails (pixels).
@@ -55,6 +59,12 @@ pub struct AlertDraft {
     pub answer: Option<AlertAnswer>,
     /// JPEG.
     pub thumbnail: Option<Vec<u8>>,
+    /// What the rule watches for, in words.
+    pub trigger: String,
+    /// Why it fired, in one line.
+    pub reason: String,
+    pub confidence: Option<f32>,
+    pub decided_by: Vec<DecidedBy>,
 }
 
 /// A chunk's observations as one round shows them to the model.
@@ -146,6 +156,7 @@ impl CaptionModel {
     pub fn start(
         config: &CaptionsConfig,
         models: &ModelsConfig,
+        embedder: Option<Embedder>,
         metrics: Metrics,
     ) -> Result<(Self, ModelNames), OperatorError> {
         let llm_dir = CaptionsConfig::model_dir(&config.llm_model, models);
@@ -164,7 +175,8 @@ impl CaptionModel {
             }
             None => (None, answers.clone()),
         };
-        let mut worker = CaptionWorker::new(qa, video, tagger, config.clone());
+        let mut worker =
+            CaptionWorker::new(qa, video, tagger, config.clone()).with_embedder(embedder);
         let worker = ModelWorker::start(
             "argus-captions",
             answers.as_str(),
@@ -233,6 +245,11 @@ pub struct CaptionWorker {
     tagger: ImageTagger,
     controller: Controller,
     config: CaptionsConfig,
+    /// The moment index's sentence embedder, when it runs: question rules are checked
+    /// against the chunk's text with it.
+    embedder: Option<Embedder>,
+    /// Each question rule's embedding, once computed.
+    questions: std::collections::HashMap<String, Vec<f32>>,
 }
 
 impl CaptionWorker {
@@ -253,7 +270,15 @@ impl CaptionWorker {
             tagger,
             controller,
             config,
+            embedder: None,
+            questions: std::collections::HashMap::new(),
         }
+    }
+
+    /// Checks question rules against the chunk's text with `embedder` too.
+    pub fn with_embedder(mut self, embedder: Option<Embedder>) -> Self {
+        self.embedder = embedder;
+        self
     }
 
     /// Runs one job; failures are logged and counted (the chunk stays uncaptioned, the
@@ -458,28 +483,14 @@ impl CaptionWorker {
     }
 
     /// Whether `rule` fires on the chunk: a perception rule on its matching frames, a
-    /// question rule on a `yes` the controller accepted or the correction round gave.
+    /// question rule when the evidence checked on the chunk and the LLM agree, or the
+    /// evidence alone is decisive ([`trust`]).
     fn check_rule(
         &mut self,
         chunk: &Chunk,
         rule: &CompiledRule,
         seen: &Seen,
     ) -> Result<Option<AlertDraft>, OperatorError> {
-        let draft =
-            |evidence: Vec<EvidenceLine>, frame: usize, answer: Option<AlertAnswer>| AlertDraft {
-                camera: chunk.camera.clone(),
-                source: chunk.source.clone(),
-                rule_id: rule.rule.id.clone(),
-                kind: rule.rule.when.kind(),
-                start: chunk.start,
-                end: chunk.end,
-                evidence,
-                answer,
-                thumbnail: chunk.frames[frame]
-                    .image
-                    .to_jpeg(ALERT_THUMBNAIL_WIDTH, 75)
-                    .ok(),
-            };
         let Some(question) = rule.question() else {
             let tagged: Vec<(usize, &[Tag])> = seen
                 .tagged
@@ -490,24 +501,36 @@ impl CaptionWorker {
             let Some(&(first, _)) = matching.first() else {
                 return Ok(None);
             };
-            let evidence = matching.into_iter().map(|(_, line)| line).collect();
-            return Ok(Some(draft(evidence, first, None)));
+            let evidence: Vec<EvidenceLine> = matching.into_iter().map(|(_, line)| line).collect();
+            let confidence = evidence
+                .iter()
+                .map(|l| l.confidence)
+                .fold(0.0_f32, f32::max);
+            let decided_by = vec![DecidedBy {
+                evidence: rule.rule.when.kind().to_owned(),
+                score: confidence,
+                detail: evidence[0].text.clone(),
+            }];
+            let reason = perception_reason(&rule.rule, &evidence, chunk.start);
+            return Ok(Some(self.alert_draft(
+                chunk,
+                rule,
+                first,
+                evidence,
+                None,
+                reason,
+                Some(confidence),
+                decided_by,
+            )));
         };
-        let task = Task::Question(question.to_owned());
-        let seed = chunk.start.timestamp_millis() as u64;
-        let (_, _, verdict) = self.chunk_round(chunk, &seen.look, &task, seed)?;
-        let best = verdict.best().map(|b| (b.key.clone(), b.text.clone()));
-        let (key, text, accepted_first) = match best {
-            Some((key, text)) if verdict.accepted => (key, text, true),
-            _ => {
-                // Not trusted: a second look at the key segments before any alarm.
-                let mut tagged = seen.tagged.clone();
-                let closer = self.described(chunk, &verdict.key_segments, &mut tagged)?;
-                let text = self.chunk_correct(chunk, &closer, &task, seed)?;
-                (answer_key(&task, &text, &closer.evidence), text, false)
-            }
+        let checks = self.question_checks(chunk, question, &seen.look)?;
+        let asked = if trust::needs_llm(&checks) {
+            Some(self.ask_llm(chunk, question, seen)?)
+        } else {
+            None
         };
-        if key != "yes" {
+        let decision = trust::decide(&checks, asked.as_ref().map(|(answer, _)| answer));
+        if !decision.fire {
             return Ok(None);
         }
         let frame = representatives(chunk, self.config.segments)
@@ -520,16 +543,181 @@ impl CaptionWorker {
                     .total_cmp(&chunk.frames[b].motion.level)
             })
             .unwrap_or(0);
-        let answer = AlertAnswer {
+        let answer = asked.map(|(llm, text)| AlertAnswer {
             question: question.to_owned(),
             text,
-            accepted_first,
-        };
-        Ok(Some(draft(
-            lines(&seen.look.evidence, &seen.look.instants),
+            accepted_first: llm.accepted,
+        });
+        Ok(Some(self.alert_draft(
+            chunk,
+            rule,
             frame,
-            Some(answer),
+            lines(&seen.look.evidence, &seen.look.instants),
+            answer,
+            decision.reason,
+            decision.confidence,
+            decision.decided_by,
         )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alert_draft(
+        &self,
+        chunk: &Chunk,
+        rule: &CompiledRule,
+        frame: usize,
+        evidence: Vec<EvidenceLine>,
+        answer: Option<AlertAnswer>,
+        reason: String,
+        confidence: Option<f32>,
+        decided_by: Vec<DecidedBy>,
+    ) -> AlertDraft {
+        AlertDraft {
+            camera: chunk.camera.clone(),
+            source: chunk.source.clone(),
+            rule_id: rule.rule.id.clone(),
+            kind: rule.rule.when.kind(),
+            start: chunk.start,
+            end: chunk.end,
+            evidence,
+            answer,
+            thumbnail: chunk.frames[frame]
+                .image
+                .to_jpeg(ALERT_THUMBNAIL_WIDTH, 75)
+                .ok(),
+            trigger: trigger(&rule.rule),
+            reason,
+            confidence,
+            decided_by,
+        }
+    }
+
+    /// The evidence a question rule is checked against on the chunk ([`trust::checks`]).
+    fn question_checks(
+        &mut self,
+        chunk: &Chunk,
+        question: &str,
+        look: &Look,
+    ) -> Result<Vec<Check>, OperatorError> {
+        let topics = Topics::of(question);
+        let observations: Vec<String> = (look.evidence.observations.iter())
+            .map(|o| o.text.clone())
+            .collect();
+        // Embedded only where a check reads it: the frames' text for a question about
+        // words on screen, the observations for one about nothing measurable.
+        let screens = if topics.text && !topics.terms.is_empty() {
+            trust::screens(chunk)
+        } else {
+            Vec::new()
+        };
+        let observed = if topics.checkable(chunk) {
+            &[][..]
+        } else {
+            &observations[..]
+        };
+        let similarity = Similarity {
+            ocr: self.similarity(question, &screens)?,
+            observations: self.similarity(question, observed)?,
+        };
+        Ok(trust::checks(&topics, chunk, &observations, similarity))
+    }
+
+    /// The best cosine similarity of `question` to one of `texts` (unit embeddings), when the
+    /// embedder runs and there are texts. This thread is the captioning model's own, not the
+    /// async runtime's: it waits for the embedder's worker.
+    fn similarity(
+        &mut self,
+        question: &str,
+        texts: &[String],
+    ) -> Result<Option<f32>, OperatorError> {
+        let Some(embedder) = self.embedder.clone() else {
+            return Ok(None);
+        };
+        if texts.is_empty() {
+            return Ok(None);
+        }
+        let mut inputs = texts.to_vec();
+        let cached = self.questions.get(question).cloned();
+        if cached.is_none() {
+            inputs.push(question.to_owned());
+        }
+        let mut vectors = futures::executor::block_on(embedder.embed(inputs))?;
+        let asked = match cached {
+            Some(vector) => vector,
+            None => {
+                let vector = vectors.pop().unwrap_or_default();
+                self.questions.insert(question.to_owned(), vector.clone());
+                vector
+            }
+        };
+        Ok(vectors
+            .iter()
+            .map(|v| v.iter().zip(&asked).map(|(a, b)| a * b).sum::<f32>())
+            .reduce(f32::max))
+    }
+
+    /// The LLM's answer to a question rule on the chunk: a yes the controller accepted, or
+    /// the correction round's answer after a second look at the key segments. Also the
+    /// answer's text.
+    fn ask_llm(
+        &mut self,
+        chunk: &Chunk,
+        question: &str,
+        seen: &Seen,
+    ) -> Result<(LlmAnswer, String), OperatorError> {
+        let task = Task::Question(question.to_owned());
+        let seed = chunk.start.timestamp_millis() as u64;
+        let (_, _, verdict) = self.chunk_round(chunk, &seen.look, &task, seed)?;
+        let total: f32 = verdict.answers.iter().map(|a| a.total).sum();
+        let support = |key: &str| {
+            let yes = (verdict.answers.iter())
+                .find(|a| a.key == key)
+                .map_or(0.0, |a| a.total);
+            if total > 0.0 {
+                yes / total
+            } else {
+                0.0
+            }
+        };
+        match verdict.best().map(|b| (b.key.clone(), b.text.clone())) {
+            Some((key, text)) if verdict.accepted => {
+                let answer = LlmAnswer {
+                    yes: key == "yes",
+                    support: support(&key),
+                    accepted: true,
+                };
+                Ok((answer, text))
+            }
+            _ => {
+                // Not trusted: a second look at the key segments.
+                let mut tagged = seen.tagged.clone();
+                let closer = self.described(chunk, &verdict.key_segments, &mut tagged)?;
+                let text = self.chunk_correct(chunk, &closer, &task, seed)?;
+                let key = answer_key(&task, &text, &closer.evidence);
+                let answer = LlmAnswer {
+                    yes: key == "yes",
+                    support: support(&key),
+                    accepted: false,
+                };
+                Ok((answer, text))
+            }
+        }
+    }
+
+    /// A question rule judged on a chunk as the service judges it, with the LLM always
+    /// asked: the checks, and the LLM's answer (benchmarks compare the LLM alone with
+    /// [`trust::decide`]).
+    pub fn judge_question(
+        &mut self,
+        chunk: &Chunk,
+        question: &str,
+    ) -> Result<(Vec<Check>, LlmAnswer), OperatorError> {
+        let mut tagged = Vec::new();
+        let look = self.described(chunk, &[], &mut tagged)?;
+        let seen = Seen { tagged, look };
+        let checks = self.question_checks(chunk, question, &seen.look)?;
+        let (answer, _) = self.ask_llm(chunk, question, &seen)?;
+        Ok((checks, answer))
     }
 
     /// Answers `question` from `evidence`, handing over the first answer as soon as it

@@ -86,8 +86,8 @@ impl CaptionSink {
         kafka: KafkaPublisher,
         redis: RedisState,
         moments: Option<MomentIndexer>,
-        metrics: Metrics,
         clip_links: ClipLinks,
+        metrics: Metrics,
     ) -> Self {
         let config = &service.captions;
         metrics
@@ -299,6 +299,7 @@ struct Publisher {
     keep: usize,
     /// (camera, chunk start ms) → the first caption's id, until its revision is out.
     first_ids: HashMap<(String, i64), Uuid>,
+    /// Captions and alerts link to the clip of their chunk.
     clip_links: ClipLinks,
 }
 
@@ -389,9 +390,11 @@ impl Publisher {
         if let Some(rule) = self.rules.get(&draft.rule_id) {
             if !self.cooldowns.fire(&rule.rule, &draft.camera, draft.start) {
                 tracing::debug!(camera = %draft.camera, rule = %draft.rule_id, start = %draft.start, "alert within the rule's cooldown");
+                self.alerts.suppressed(&draft.camera, &draft.rule_id);
                 return;
             }
         }
+        let clip = self.clip_links.link(&draft.camera, draft.start, draft.end);
         let alert = Alert {
             schema_version: Alert::SCHEMA_VERSION,
             message_id: Uuid::now_v7(),
@@ -408,6 +411,11 @@ impl Publisher {
                 .thumbnail
                 .map(|jpeg| base64::engine::general_purpose::STANDARD.encode(jpeg)),
             produced_at: Utc::now(),
+            trigger: Some(draft.trigger),
+            reason: Some(draft.reason),
+            confidence: draft.confidence,
+            decided_by: draft.decided_by,
+            clip,
         };
         self.alerts.publish(&alert).await;
     }

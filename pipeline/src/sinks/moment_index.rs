@@ -44,6 +44,11 @@ struct Inner {
 }
 
 impl MomentIndexer {
+    /// The sentence embedder windows are embedded with (question rules check chunks with it).
+    pub fn embedder(&self) -> &Embedder {
+        &self.inner.embedder
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         window_length: Duration,

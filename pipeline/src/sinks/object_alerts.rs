@@ -6,7 +6,9 @@
 //! zone, for at least `min_dwell_s`, when it names one), or when one of them crosses its line
 //! (in its direction). A track fires a rule at most once while it lives (a parked car alerts
 //! once, not every minute), and after firing the rule stays quiet on the camera for its
-//! `cooldown_s` of video time. It does not need captions.
+//! `cooldown_s` of video time: a new track that would fire it meanwhile is counted once in
+//! `argus_alerts_suppressed_total`, and may fire it once the cooldown is over. It does not
+//! need captions.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -15,10 +17,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::captions::alerts::{AlertRules, CompiledRule, Condition, Cooldowns};
-use crate::messages::{Alert, EvidenceLine, ObjectEventKind};
+use crate::captions::alerts::{trigger, AlertRules, CompiledRule, Condition, Cooldowns};
+use crate::captions::evidence::time_label;
+use crate::messages::{Alert, DecidedBy, EvidenceLine, ObjectEventKind};
 use crate::objects::{FrameObjects, SeenObject};
 use crate::publish::AlertPublisher;
+use crate::recordings::ClipLinks;
 use crate::stream::{AnalysedFrame, FinishedStream, FrameSink};
 
 /// Width of alert thumbnails (pixels), as chunk alerts have.
@@ -27,14 +31,17 @@ const THUMBNAIL_WIDTH: u32 = 320;
 pub struct ObjectAlertSink {
     rules: AlertRules,
     alerts: AlertPublisher,
+    /// Alerts link to the clip of their span.
+    clips: ClipLinks,
     cameras: Mutex<HashMap<String, RuleWatch>>,
 }
 
 impl ObjectAlertSink {
-    pub fn new(rules: AlertRules, alerts: AlertPublisher) -> Self {
+    pub fn new(rules: AlertRules, alerts: AlertPublisher, clips: ClipLinks) -> Self {
         Self {
             rules,
             alerts,
+            clips,
             cameras: Mutex::new(HashMap::new()),
         }
     }
@@ -50,11 +57,15 @@ impl FrameSink for ObjectAlertSink {
             .filter(|rule| !rule.on_chunks())
             .collect();
         let camera = &*frame.camera;
-        let fired = {
+        let (fired, suppressed) = {
             let mut cameras = self.cameras.lock().expect("object alert cameras lock");
             let watch = cameras.entry(camera.to_owned()).or_default();
-            watch.observe(camera, frame.wall_time, objects, &rules)
+            let fired = watch.observe(camera, frame.wall_time, objects, &rules);
+            (fired, std::mem::take(&mut watch.suppressed))
         };
+        for rule in suppressed {
+            self.alerts.suppressed(camera, &rule);
+        }
         if fired.is_empty() {
             return;
         }
@@ -64,6 +75,21 @@ impl FrameSink for ObjectAlertSink {
             base64::engine::general_purpose::STANDARD.encode(jpeg)
         });
         for firing in fired {
+            let rule = rules.iter().find(|r| r.rule.id == firing.rule_id);
+            let confidence = firing.confidence;
+            let first = firing
+                .evidence
+                .first()
+                .map(|l| l.text.clone())
+                .unwrap_or_default();
+            let reason = format!(
+                "{first}{}, at {}",
+                match firing.evidence.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                },
+                time_label(frame.wall_time)
+            );
             let alert = Alert {
                 schema_version: Alert::SCHEMA_VERSION,
                 message_id: Uuid::now_v7(),
@@ -78,6 +104,15 @@ impl FrameSink for ObjectAlertSink {
                 answer: None,
                 thumbnail_jpeg: thumbnail_jpeg.clone(),
                 produced_at: Utc::now(),
+                trigger: rule.map(|r| trigger(&r.rule)),
+                reason: Some(reason),
+                confidence: Some(confidence),
+                decided_by: vec![DecidedBy {
+                    evidence: "objects".into(),
+                    score: confidence,
+                    detail: first,
+                }],
+                clip: self.clips.link(camera, firing.start, frame.wall_time),
             };
             self.alerts.publish(&alert).await;
         }
@@ -102,6 +137,8 @@ struct Firing {
     start: DateTime<Utc>,
     /// One line per track (after a count line when the rule wants more than one).
     evidence: Vec<EvidenceLine>,
+    /// The detector's mean score of the tracks that fired it.
+    confidence: f32,
 }
 
 /// One camera's memory for the object rules: where its tracks are, which tracks fired which
@@ -112,6 +149,11 @@ struct RuleWatch {
     inside: HashMap<u64, InZones>,
     /// Per rule id, the live tracks that already fired it.
     fired: HashMap<String, HashSet<u64>>,
+    /// Per rule id, the live tracks that would have fired it within its cooldown, each counted
+    /// once as suppressed.
+    held_back: HashMap<String, HashSet<u64>>,
+    /// The rules whose repeats the last frame suppressed (once per new track held back).
+    suppressed: Vec<String>,
     cooldowns: Cooldowns,
 }
 
@@ -152,12 +194,13 @@ impl RuleWatch {
             if let ObjectEventKind::TrackEnded { .. } = happening.kind {
                 let track = happening.object.track_id;
                 self.inside.remove(&track);
-                for tracks in self.fired.values_mut() {
+                for tracks in self.fired.values_mut().chain(self.held_back.values_mut()) {
                     tracks.remove(&track);
                 }
             }
         }
         self.fired.retain(|_, tracks| !tracks.is_empty());
+        self.held_back.retain(|_, tracks| !tracks.is_empty());
         fired
     }
 
@@ -270,7 +313,17 @@ impl RuleWatch {
             .into_iter()
             .filter(|c| already.is_none_or(|fired| !fired.contains(&c.object.track_id)))
             .collect();
-        if present < *min_count || new.is_empty() || !self.cooldowns.fire(&rule.rule, camera, at) {
+        if present < *min_count || new.is_empty() {
+            return None;
+        }
+        if !self.cooldowns.fire(&rule.rule, camera, at) {
+            let held = self.held_back.entry(rule.rule.id.clone()).or_default();
+            let newly_held = new
+                .iter()
+                .filter(|c| held.insert(c.object.track_id))
+                .count();
+            self.suppressed
+                .extend(std::iter::repeat_n(rule.rule.id.clone(), newly_held));
             return None;
         }
         new.sort_by_key(|c| c.object.track_id);
@@ -316,11 +369,17 @@ impl RuleWatch {
             .entry(rule.rule.id.clone())
             .or_default()
             .extend(&track_ids);
+        let confidence = new
+            .iter()
+            .map(|c| c.object.score.clamp(0.0, 1.0))
+            .sum::<f32>()
+            / new.len() as f32;
         Some(Firing {
             rule_id: rule.rule.id.clone(),
             track_ids,
             start,
             evidence,
+            confidence,
         })
     }
 }
@@ -463,7 +522,9 @@ mod tests {
         // Bob arrives within the cooldown: nothing, and he is not counted as fired...
         let together = frame(&[&alice, &bob], vec![]);
         assert!(fires(&mut watch, 10, &together, &rules).is_empty());
+        assert_eq!(watch.suppressed, ["anyone"], "Bob's repeat, counted once");
         assert!(fires(&mut watch, 29, &together, &rules).is_empty());
+        assert_eq!(watch.suppressed, ["anyone"], "not again for the same track");
         // ...so once it is over he fires it; Alice, who did, does not again.
         assert_eq!(
             fires(&mut watch, 30, &together, &rules),
