@@ -36,7 +36,9 @@ use crate::publish::{AlertPublisher, KafkaPublisher, RedisState, TopicSpec};
 use crate::query::alerts::AlertBook;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
+use crate::query::timeline::TimelineReader;
 use crate::query::zones::ZoneStore;
+use crate::recordings::{ClipLinks, SegmentIndex};
 use crate::redact::redact_text;
 use crate::sinks::{CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink};
 use crate::source;
@@ -100,6 +102,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     .await?;
     let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
     let objects = start_objects(&config, &metrics, zones.book().clone())?;
+    // Which cameras have video: one handle for everything that gives clip links.
+    let clip_links = ClipLinks::default();
     let sinks = start_sinks(
         &config,
         &kafka,
@@ -136,6 +140,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         questions: captions.map(|captions| captions.questions),
         alerts,
         zones,
+        timeline: TimelineReader::new(
+            redis.clone(),
+            SegmentIndex::new(redis.clone()),
+            clip_links.clone(),
+            config.record.max_clip_s,
+        ),
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {
         tracing::info!("http.api_token is not set: the API is read-only (set ARGUS_HTTP__API_TOKEN to add and change streams through it)");

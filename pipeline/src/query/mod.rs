@@ -1,9 +1,11 @@
 //! What analysts ask of stored video: moments by text or image ([`moments`]), questions over
 //! a time range ([`questions`]), the alert rules with the alerts they fired ([`alerts`]), and
-//! the zones and lines drawn through the API ([`zones`]).
+//! the zones and lines drawn through the API ([`zones`]), and each camera's timeline
+//! ([`timeline`]).
 
 pub mod alerts;
 pub mod moments;
 pub mod questions;
 pub mod reembed;
+pub mod timeline;
 pub mod zones;
