@@ -150,6 +150,14 @@ struct StoredAlert {
     /// A one-line reason, in alerts that carry one.
     #[serde(default)]
     reason: Option<String>,
+    /// What satisfied the rule: the first line says why where there is no reason.
+    #[serde(default)]
+    evidence: Vec<StoredLine>,
+}
+
+#[derive(Deserialize)]
+struct StoredLine {
+    text: String,
 }
 
 /// A caption as stored, reduced to what the timeline shows.
@@ -208,6 +216,22 @@ impl TimelineReader {
             .query_async(&mut connection)
             .await?;
         Ok(stored > 0 || self.segments.cameras().await?.iter().any(|c| c == camera))
+    }
+
+    /// The camera's newest caption as stored (`argus.caption.v1`), if it has one.
+    pub async fn latest_caption(
+        &self,
+        camera: &str,
+    ) -> redis::RedisResult<Option<serde_json::Value>> {
+        let mut connection = self.redis.connection().await?;
+        let newest: Vec<String> = redis::AsyncCommands::zrevrange(
+            &mut connection,
+            captions_key(self.redis.key_prefix(), camera),
+            0,
+            0,
+        )
+        .await?;
+        Ok(parse_all(&newest, "caption").into_iter().next())
     }
 
     /// The camera's items over `range`, sorted by start.
@@ -293,7 +317,10 @@ impl TimelineReader {
             parse_all::<StoredAlert>(&alerts, "alert")
                 .into_iter()
                 .map(|alert| {
-                    let reason = alert.reason.unwrap_or(alert.kind);
+                    let reason = alert
+                        .reason
+                        .or_else(|| alert.evidence.into_iter().next().map(|line| line.text))
+                        .unwrap_or(alert.kind);
                     let label = format!("{}: {reason}", alert.rule_id);
                     let id = Some(alert.message_id);
                     with_clip(ItemKind::Alert, alert.start, alert.end, label, id)
@@ -353,7 +380,7 @@ pub fn clip_for(
         .or_else(|| has_video.then(|| clip_link(camera, start, end)))
 }
 
-/// By start, then end, then kind (recordings first, so the spans lie under what they hold).
+/// By start, then end, then kind and label: the same order for the same items.
 pub fn sort_items(items: &mut [TimelineItem]) {
     items.sort_by(|a, b| {
         (a.start, a.end, a.kind)
@@ -472,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn items_sort_by_time_with_recordings_under_what_they_hold() {
+    fn items_sort_by_start_then_end_then_kind() {
         let item = |kind, start, end| TimelineItem {
             kind,
             start: at(start),
@@ -486,6 +513,7 @@ mod tests {
             item(ItemKind::Alert, 5, 6),
             item(ItemKind::Object, 0, 60),
             item(ItemKind::Recording, 0, 60),
+            item(ItemKind::Caption, 0, 10),
             item(ItemKind::Gap, 60, 70),
         ];
         sort_items(&mut items);
@@ -493,6 +521,7 @@ mod tests {
         assert_eq!(
             order,
             [
+                ItemKind::Caption,
                 ItemKind::Recording,
                 ItemKind::Object,
                 ItemKind::Alert,
