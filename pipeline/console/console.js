@@ -562,7 +562,8 @@ function drawTimeline(answer) {
     });
     if (item.id) rect.dataset.id = item.id;
     rect.append(svgElement("title", {}, itemText(item)));
-    if (item.clip) rect.addEventListener("click", () => playItem(item, rect));
+    // A recorded span plays from where it was clicked; anything else from its start.
+    if (item.clip) rect.addEventListener("click", (event) => playItem(item, rect, item.kind === "recording" ? clickedOffset(event, rect, item) : 0));
     timelineSvg.append(rect);
   }
 
@@ -597,14 +598,26 @@ const playerLabel = document.getElementById("player-label");
 const playerError = document.getElementById("player-error");
 let playing;
 
-function playItem(item, rect) {
+// Seconds into the item's clip at the point clicked.
+function clickedOffset(event, rect, item) {
+  const box = rect.getBoundingClientRect();
+  const clip = new URL(item.clip, location.href).searchParams;
+  const length = (new Date(clip.get("end")) - new Date(clip.get("start"))) / 1000;
+  const fraction = box.width > 0 ? (event.clientX - box.left) / box.width : 0;
+  return Math.min(Math.max(fraction, 0), 1) * (length || 0);
+}
+
+// Plays the item's clip in the player, `offset` seconds in (a media fragment, so the clip
+// itself stays the item's).
+function playItem(item, rect, offset = 0) {
   for (const selected of timelineSvg.querySelectorAll(".selected")) selected.classList.remove("selected");
   if (rect) rect.classList.add("selected");
   playing = item;
   playerError.textContent = "";
-  playerLabel.textContent = itemText(item);
+  const from = offset >= 1 ? ` (from ${formatClock(new Date(new Date(item.start).getTime() + offset * 1000))})` : "";
+  playerLabel.textContent = itemText(item) + from;
   player.dataset.clip = item.clip;
-  player.src = withToken(item.clip);
+  player.src = withToken(item.clip) + (offset >= 1 ? `#t=${offset.toFixed(1)}` : "");
   player.play().catch(() => {}); // a refused play is reported by the error event
 }
 

@@ -74,6 +74,19 @@ try {
   if (!label.includes("dock-sign")) failures.push("the player's label: " + label);
   console.log(`player src ok: ${player.clip}`);
 
+  // A recorded span plays from where it is clicked: three quarters into a 20 s span is about
+  // 15 s into its clip (the span is a few pixels wide in an hour: a pixel is seconds).
+  const recording = await page.$$("#timeline rect.recording.playable");
+  const box = await recording[0].boundingBox();
+  await page.mouse.click(box.x + box.width * 0.75, box.y + box.height / 2);
+  const seek = await page.$eval("#player", (video) => ({ clip: video.dataset.clip, src: video.src }));
+  const offset = Number((seek.src.match(/#t=([\d.]+)$/) || [])[1]);
+  if (!seek.clip.startsWith(`/api/v1/clips?camera=${camera}&`) || !(offset >= 8 && offset <= 20)) {
+    failures.push(`clicking a recorded span 3/4 in plays ${seek.src}`);
+  }
+  console.log(`recorded span plays from ${offset} s into ${seek.clip}`);
+  await page.click(`#timeline rect.alert.playable[data-id="${alertId}"]`);
+
   // Whether the clip plays depends on the clips endpoint: where it exists (it answers JSON),
   // the clip must load; until then the player says why not.
   const served = await page.evaluate(async ({ expected, token }) => {

@@ -4,7 +4,7 @@
 //!
 //! Everything is read from what the service already keeps in Redis:
 //! - recorded spans: the segment index ([`SegmentIndex::overlapping`]), contiguous segments
-//!   merged into one span;
+//!   merged into one span, listed in pieces of at most `record.max_clip_s` so each plays;
 //! - gaps: the stream's outages ([`gaps_key`], written by the frame-results sink);
 //! - objects: the track store ([`ended_tracks_key`], [`live_tracks_key`]);
 //! - alerts: the camera's newest alerts ([`alerts_key`]);
@@ -275,16 +275,31 @@ impl TimelineReader {
         let mut kinds: Vec<Vec<TimelineItem>> = vec![
             recorded
                 .iter()
-                .map(|&(start, end, count)| TimelineItem {
-                    kind: ItemKind::Recording,
-                    start,
-                    end,
-                    label: format!(
-                        "recorded ({count} segment{})",
-                        if count == 1 { "" } else { "s" }
-                    ),
-                    clip: Some(clip_link(camera, start, end.min(start + self.max_clip))),
-                    id: None,
+                .flat_map(|&(start, end, count)| {
+                    let plural = if count == 1 { "" } else { "s" };
+                    let pieces = split_span(start, end, self.max_clip);
+                    let parts = pieces.len();
+                    pieces
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(i, (start, end))| {
+                            let label = if parts == 1 {
+                                format!("recorded ({count} segment{plural})")
+                            } else {
+                                format!(
+                                    "recorded, part {} of {parts} ({count} segment{plural})",
+                                    i + 1
+                                )
+                            };
+                            TimelineItem {
+                                kind: ItemKind::Recording,
+                                start,
+                                end,
+                                label,
+                                clip: Some(clip_link(camera, start, end)),
+                                id: None,
+                            }
+                        })
                 })
                 .collect(),
             parse_all::<StreamEvent>(&gaps, "gap")
@@ -387,6 +402,23 @@ pub fn sort_items(items: &mut [TimelineItem]) {
             .cmp(&(b.start, b.end, b.kind))
             .then_with(|| a.label.cmp(&b.label))
     });
+}
+
+/// A recorded span in pieces of at most `max` (the longest clip), so that every part of it
+/// has a clip that plays.
+pub fn split_span(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    max: Duration,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut pieces = Vec::new();
+    let mut at = start;
+    while at < end {
+        let until = (at + max).min(end);
+        pieces.push((at, until));
+        at = until;
+    }
+    pieces
 }
 
 /// Segments (oldest first) merged into contiguous spans: `(start, end, segments)`.
@@ -496,6 +528,16 @@ mod tests {
         ]);
         assert_eq!(spans, vec![(at(0), at(180), 3), (at(400), at(460), 1)]);
         assert!(recorded_spans(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_long_recorded_span_is_listed_in_pieces_of_the_longest_clip() {
+        let max = Duration::seconds(600);
+        assert_eq!(
+            split_span(at(0), at(1300), max),
+            vec![(at(0), at(600)), (at(600), at(1200)), (at(1200), at(1300))]
+        );
+        assert_eq!(split_span(at(0), at(600), max), vec![(at(0), at(600))]);
     }
 
     #[test]
