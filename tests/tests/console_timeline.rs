@@ -179,6 +179,14 @@ fn the_timeline_lists_a_cameras_history_and_the_console_plays_and_acknowledges_i
         .arg(CAMERA)
         .query(&mut redis)
         .unwrap();
+    // Alerts are found by id alone through the hash of listed alerts' cameras and rules, as
+    // `publish::alerts` keeps it (what acknowledging an alert looks up).
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{key_prefix}:alerts:ids"))
+        .arg(ALERT_ID)
+        .arg(format!("{CAMERA}\ndock-sign"))
+        .query(&mut redis)
+        .unwrap();
 
     let url = format!("http://127.0.0.1:{http_port}");
     // Objects on, slowly: alerts are listed where rules are checked (captions or objects).
