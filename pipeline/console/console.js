@@ -581,7 +581,9 @@ function drawTimeline(answer) {
   }));
   const summary = Object.entries(counts).map(([kind, n]) => `${n} ${kind}${n === 1 ? "" : "s"}`).join(", ");
   timelineStatus.className = "";
-  timelineStatus.textContent = `${answer.camera}: ${summary || "nothing"} from ${formatTime(new Date(start))} to ${formatClock(new Date(end))}`
+  const sameDay = formatDate(new Date(start)) === formatDate(new Date(end));
+  timelineStatus.textContent = `${answer.camera}: ${summary || "nothing"} from ${formatTime(new Date(start))} to `
+    + (sameDay ? formatClock(new Date(end)) : formatTime(new Date(end)))
     + (answer.truncated ? " (only the newest of each kind)" : "");
 }
 
