@@ -575,7 +575,14 @@ function drawTimeline(answer) {
     entry.append(element("span", `kind ${item.kind}`, item.kind), timeElement(when, formatClock(when)), document.createTextNode(item.label));
     if (item.clip) {
       entry.title = "play its clip";
+      entry.tabIndex = 0;
+      entry.setAttribute("role", "button");
       entry.addEventListener("click", () => playItem(item, null));
+      entry.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" && event.key !== " ") return;
+        event.preventDefault();
+        playItem(item, null);
+      });
     }
     return entry;
   }));

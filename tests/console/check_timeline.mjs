@@ -1,7 +1,8 @@
 // Drives the Argus console's timeline, player and alerts in headless Chromium: the tile of
 // CAMERA shows CAPTION (its newest caption, as text); the timeline shows the camera's
 // recorded spans, gap, tracks, alerts and captions; clicking an item sets the player's source
-// to the item's clip link (and the clip loads where the clips endpoint serves it); the alerts
+// to the item's clip link (and the clip loads where the clips endpoint serves it), from the
+// keyboard too, and a recorded span from the point clicked; the alerts
 // list shows ALERT_ID and acknowledges it (where the acknowledgement endpoint exists); a
 // screenshot is saved.
 // Usage: node check_timeline.mjs URL TOKEN SCREENSHOT CAMERA ALERT_ID CAPTION
@@ -85,6 +86,12 @@ try {
     failures.push(`clicking a recorded span 3/4 in plays ${seek.src}`);
   }
   console.log(`recorded span plays from ${offset} s into ${seek.clip}`);
+  // The item list plays from the keyboard too: the caption's entry, focused, Enter.
+  const entryOfCaption = page.locator("#timeline-items li.playable", { hasText: caption });
+  await entryOfCaption.focus();
+  await page.keyboard.press("Enter");
+  const byKeyboard = await page.textContent("#player-label");
+  if (!byKeyboard.includes(caption)) failures.push("Enter on the caption's entry plays: " + byKeyboard);
   await page.click(`#timeline rect.alert.playable[data-id="${alertId}"]`);
 
   // Whether the clip plays depends on the clips endpoint: where it exists (it answers JSON),
