@@ -1,6 +1,9 @@
 // Argus operator console: stream tiles (state, thumbnail with the tracked objects, zones and
-// lines drawn over it, latest text, fps, drops) refreshed from the API, and a live feed of results from server-sent events. Everything shown is set
-// with textContent or as a URL-encoded attribute, never as HTML.
+// lines drawn over it, latest text, newest caption, fps, drops) refreshed from the API, a live
+// feed of results from server-sent events, each camera's timeline (recorded spans, gaps,
+// tracks, alerts, captions) whose items play their clip in the player, the alerts with their
+// acknowledgement, and moment search. Everything shown is set with textContent or as a
+// URL-encoded attribute, never as HTML.
 "use strict";
 
 const tokenInput = document.getElementById("token");
@@ -50,9 +53,10 @@ function tileFor(id) {
   view.append(image, overlay);
   const facts = element("div", "facts");
   const text = element("div", "text");
-  root.append(name, view, facts, text);
+  const caption = element("div", "caption");
+  root.append(name, view, facts, text, caption);
   document.getElementById("grid").append(root);
-  tile = { root, state, image, overlay, facts, text };
+  tile = { root, state, image, overlay, facts, text, caption, captionAt: 0 };
   tiles.set(id, tile);
   return tile;
 }
@@ -85,11 +89,57 @@ async function refreshStreams() {
       refreshOverlay(stream.id, tile);
     }
     tile.text.textContent = latestText.get(stream.id) || "";
+    if (Date.now() - tile.captionAt >= CAPTION_REFRESH_MS) {
+      tile.captionAt = Date.now();
+      refreshCaption(stream.id, tile);
+    }
   }
   for (const [id, tile] of tiles) {
     if (!seen.has(id)) { tile.root.remove(); tiles.delete(id); }
   }
   document.getElementById("summary").textContent = `${answer.streams.length} streams, ${running} running`;
+  updateCameraOptions(timelineCamera, [...seen], false);
+  updateCameraOptions(alertsCamera, [...seen], true);
+  if (!timelineLoaded && timelineCamera.value) refreshTimeline();
+  if (!alertsLoaded) refreshAlerts();
+}
+
+// Captions are written a chunk at a time (10 s or more): the tile asks now and then.
+const CAPTION_REFRESH_MS = 5000;
+
+async function refreshCaption(id, tile) {
+  let answer;
+  try {
+    answer = await getJson(`/api/v1/streams/${encodeURIComponent(id)}/captions/latest`);
+  } catch {
+    return;
+  }
+  const caption = answer.caption;
+  if (!caption) {
+    tile.caption.replaceChildren();
+    return;
+  }
+  const start = new Date(caption.start);
+  tile.caption.replaceChildren(timeElement(start, formatClock(start)), document.createTextNode(caption.text));
+  tile.caption.title = `caption of ${formatTime(start)} → ${formatClock(new Date(caption.end))}`;
+}
+
+// Keeps a <select>'s camera options in step with the running streams; `first` options
+// (e.g. "all cameras") stay, and a chosen camera stays while it is chosen.
+function updateCameraOptions(select, cameras, keepFirst) {
+  const fixed = keepFirst ? 1 : 0;
+  const options = new Map([...select.options].slice(fixed).map((option) => [option.value, option]));
+  for (const camera of [...cameras].sort()) {
+    if (!options.has(camera)) {
+      const option = element("option", null, camera);
+      option.value = camera;
+      select.append(option);
+    }
+    options.delete(camera);
+  }
+  for (const option of options.values()) {
+    if (!option.selected) option.remove();
+  }
 }
 
 // The overlay: the latest tracked boxes (track id, class, colour), the zones and the lines,
@@ -340,35 +390,22 @@ function momentCard(moment) {
 
   card.append(media, head, span, evidence);
   if (moment.clip) {
-    const play = element("button", "play", "▶ play clip");
-    play.type = "button";
-    const failed = element("div", "error", "the clip cannot be played");
-    let video;
-    const stop = () => {
-      if (video) video.remove();
-      video = undefined;
+    // The clip plays inline: the thumbnail is its poster until it plays, and nothing is
+    // fetched before the user asks for it.
+    const video = element("video");
+    video.controls = true;
+    video.muted = true;
+    video.playsInline = true;
+    video.preload = "none";
+    video.poster = withToken(moment.thumbnail);
+    video.src = withToken(moment.clip);
+    video.addEventListener("error", async () => {
+      video.remove();
       image.hidden = false;
-      play.textContent = "▶ play clip";
-    };
-    play.addEventListener("click", () => {
-      if (video) return stop();
-      failed.remove();
-      video = element("video");
-      video.controls = true;
-      video.autoplay = true;
-      video.muted = true;
-      video.playsInline = true;
-      video.addEventListener("error", async () => {
-        stop();
-        failed.textContent = await clipProblem(moment.clip);
-        play.after(failed);
-      });
-      video.src = withToken(moment.clip);
-      image.hidden = true;
-      media.append(video);
-      play.textContent = "■ hide clip";
+      media.after(element("div", "error", await clipProblem(moment.clip)));
     });
-    card.append(play);
+    image.hidden = true;
+    media.append(video);
   }
   return card;
 }
@@ -441,6 +478,250 @@ document.getElementById("moment-image").addEventListener("change", (event) => {
   event.target.value = "";
 });
 
+// The timeline of one camera over a recent range: lanes of recorded spans and gaps, tracks,
+// alerts and captions in an SVG strip, and the same items as a list, newest first. An item
+// with a clip plays it in the player.
+
+const timelineCamera = document.getElementById("timeline-camera");
+const timelineRange = document.getElementById("timeline-range");
+const timelineStatus = document.getElementById("timeline-status");
+const timelineSvg = document.getElementById("timeline");
+const timelineList = document.getElementById("timeline-items");
+const TIMELINE_WIDTH = 1000;
+const LANE_LABEL_WIDTH = 70;
+const LANE_HEIGHT = 28;
+const LANES = [
+  { name: "video", kinds: ["recording", "gap"] },
+  { name: "objects", kinds: ["object"] },
+  { name: "alerts", kinds: ["alert"] },
+  { name: "captions", kinds: ["caption"] },
+];
+// Listed items, at most (the strip shows them all).
+const TIMELINE_LIST_LIMIT = 200;
+let timelineLoaded = false;
+let timelineNumber = 0;
+
+async function refreshTimeline() {
+  const camera = timelineCamera.value;
+  if (!camera) return;
+  const number = ++timelineNumber;
+  const end = new Date();
+  const start = new Date(end.getTime() - Number(timelineRange.value) * 1000);
+  const params = new URLSearchParams({ start: start.toISOString(), end: end.toISOString() });
+  let answer;
+  try {
+    answer = await getJson(`/api/v1/streams/${encodeURIComponent(camera)}/timeline?${params}`);
+  } catch (error) {
+    if (number !== timelineNumber) return;
+    timelineStatus.className = "error";
+    timelineStatus.textContent = error.message;
+    return;
+  }
+  if (number !== timelineNumber) return;
+  timelineLoaded = true;
+  drawTimeline(answer);
+}
+
+function drawTimeline(answer) {
+  const start = new Date(answer.start).getTime();
+  const end = new Date(answer.end).getTime();
+  const height = LANES.length * LANE_HEIGHT + 18;
+  const x = (ms) => LANE_LABEL_WIDTH + ((Math.min(Math.max(ms, start), end) - start) / (end - start)) * (TIMELINE_WIDTH - LANE_LABEL_WIDTH);
+  timelineSvg.setAttribute("viewBox", `0 0 ${TIMELINE_WIDTH} ${height}`);
+  timelineSvg.replaceChildren();
+  LANES.forEach((lane, row) => {
+    timelineSvg.append(
+      svgElement("text", { class: "lane-label", x: 4, y: row * LANE_HEIGHT + 18 }, lane.name),
+      svgElement("line", { class: "grid", x1: LANE_LABEL_WIDTH, x2: TIMELINE_WIDTH, y1: (row + 1) * LANE_HEIGHT, y2: (row + 1) * LANE_HEIGHT }),
+    );
+  });
+  // Five ticks with local clock times.
+  for (let i = 0; i <= 4; i += 1) {
+    const at = start + ((end - start) * i) / 4;
+    const tx = x(at);
+    timelineSvg.append(
+      svgElement("line", { class: "grid", x1: tx, x2: tx, y1: 0, y2: LANES.length * LANE_HEIGHT }),
+      svgElement("text", { class: "axis", x: Math.min(tx + 2, TIMELINE_WIDTH - 48), y: height - 4 }, formatClock(new Date(at))),
+    );
+  }
+  const counts = {};
+  for (const item of answer.items) {
+    counts[item.kind] = (counts[item.kind] || 0) + 1;
+    const row = LANES.findIndex((lane) => lane.kinds.includes(item.kind));
+    if (row < 0) continue;
+    const x1 = x(new Date(item.start).getTime());
+    const x2 = x(new Date(item.end).getTime());
+    const rect = svgElement("rect", {
+      class: `item ${item.kind}` + (item.clip ? " playable" : ""),
+      "data-kind": item.kind,
+      x: x1,
+      y: row * LANE_HEIGHT + 4,
+      // An instant is still a mark one can see and click.
+      width: Math.max(x2 - x1, 3),
+      height: LANE_HEIGHT - 8,
+    });
+    if (item.id) rect.dataset.id = item.id;
+    rect.append(svgElement("title", {}, itemText(item)));
+    // A recorded span plays from where it was clicked; anything else from its start.
+    if (item.clip) rect.addEventListener("click", (event) => playItem(item, rect, item.kind === "recording" ? clickedOffset(event, rect, item) : 0));
+    timelineSvg.append(rect);
+  }
+
+  const newest = [...answer.items].reverse().slice(0, TIMELINE_LIST_LIMIT);
+  timelineList.replaceChildren(...newest.map((item) => {
+    const entry = element("li", item.clip ? "playable" : null);
+    entry.dataset.kind = item.kind;
+    const when = new Date(item.start);
+    entry.append(element("span", `kind ${item.kind}`, item.kind), timeElement(when, formatClock(when)), document.createTextNode(item.label));
+    if (item.clip) {
+      entry.title = "play its clip";
+      entry.tabIndex = 0;
+      entry.setAttribute("role", "button");
+      entry.addEventListener("click", () => playItem(item, null));
+      entry.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" && event.key !== " ") return;
+        event.preventDefault();
+        playItem(item, null);
+      });
+    }
+    return entry;
+  }));
+  const summary = Object.entries(counts).map(([kind, n]) => `${n} ${kind}${n === 1 ? "" : "s"}`).join(", ");
+  timelineStatus.className = "";
+  const sameDay = formatDate(new Date(start)) === formatDate(new Date(end));
+  timelineStatus.textContent = `${answer.camera}: ${summary || "nothing"} from ${formatTime(new Date(start))} to `
+    + (sameDay ? formatClock(new Date(end)) : formatTime(new Date(end)))
+    + (answer.truncated ? " (only the newest of each kind)" : "");
+}
+
+function itemText(item) {
+  const start = new Date(item.start);
+  const end = new Date(item.end);
+  const span = end - start >= 1000 ? ` → ${formatClock(end)} (${formatDuration(end - start)})` : "";
+  return `${item.kind} at ${formatTime(start)}${span}: ${item.label}`;
+}
+
+// The player: the clip of a timeline item.
+const player = document.getElementById("player");
+const playerLabel = document.getElementById("player-label");
+const playerError = document.getElementById("player-error");
+let playing;
+
+// Seconds into the item's clip at the point clicked.
+function clickedOffset(event, rect, item) {
+  const box = rect.getBoundingClientRect();
+  const clip = new URL(item.clip, location.href).searchParams;
+  const length = (new Date(clip.get("end")) - new Date(clip.get("start"))) / 1000;
+  const fraction = box.width > 0 ? (event.clientX - box.left) / box.width : 0;
+  return Math.min(Math.max(fraction, 0), 1) * (length || 0);
+}
+
+// Plays the item's clip in the player, `offset` seconds in (a media fragment, so the clip
+// itself stays the item's).
+function playItem(item, rect, offset = 0) {
+  for (const selected of timelineSvg.querySelectorAll(".selected")) selected.classList.remove("selected");
+  if (rect) rect.classList.add("selected");
+  playing = item;
+  playerError.textContent = "";
+  const from = offset >= 1 ? ` (from ${formatClock(new Date(new Date(item.start).getTime() + offset * 1000))})` : "";
+  playerLabel.textContent = itemText(item) + from;
+  player.dataset.clip = item.clip;
+  player.src = withToken(item.clip) + (offset >= 1 ? `#t=${offset.toFixed(1)}` : "");
+  player.play().catch(() => {}); // a refused play is reported by the error event
+}
+
+player.addEventListener("error", async () => {
+  const item = playing;
+  if (!item || !player.getAttribute("src")) return;
+  const problem = await clipProblem(item.clip);
+  if (playing === item) playerError.textContent = problem;
+});
+
+document.getElementById("timeline-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  refreshTimeline();
+});
+timelineCamera.addEventListener("change", refreshTimeline);
+timelineRange.addEventListener("change", refreshTimeline);
+
+// Alerts: the newest of one camera or of all, newest first, with their acknowledgement.
+
+const alertsCamera = document.getElementById("alerts-camera");
+const alertsStatus = document.getElementById("alerts-status");
+const alertsList = document.getElementById("alerts");
+const ALERTS_LIMIT = 50;
+let alertsLoaded = false;
+
+async function refreshAlerts() {
+  const cameras = alertsCamera.value ? [alertsCamera.value] : [...tiles.keys()];
+  if (!cameras.length) return;
+  let answers;
+  try {
+    answers = await Promise.all(cameras.map((camera) =>
+      getJson(`/api/v1/alerts?${new URLSearchParams({ camera, limit: String(ALERTS_LIMIT) })}`)));
+  } catch (error) {
+    alertsStatus.className = "error";
+    alertsStatus.textContent = error.message;
+    return;
+  }
+  const alerts = answers.flatMap((answer) => answer.alerts)
+    .sort((a, b) => new Date(b.start) - new Date(a.start))
+    .slice(0, ALERTS_LIMIT);
+  alertsLoaded = true;
+  alertsList.replaceChildren(...alerts.map(alertEntry));
+  const open = alerts.filter((alert) => !alert.acknowledged).length;
+  alertsStatus.className = "";
+  alertsStatus.textContent = `${alerts.length} alert${alerts.length === 1 ? "" : "s"}, ${open} not acknowledged`;
+}
+
+function alertEntry(alert) {
+  const entry = element("li", "alert-entry" + (alert.acknowledged ? " acknowledged" : ""));
+  entry.dataset.id = alert.message_id;
+  entry.dataset.camera = alert.camera_id;
+  const start = new Date(alert.start);
+  const head = element("div");
+  head.append(timeElement(start, formatTime(start)), element("span", "rule", alert.rule_id), element("span", "camera", alert.camera_id));
+  const why = alert.reason || (alert.evidence && alert.evidence.length ? alert.evidence[0].text : alert.kind);
+  entry.append(head, element("div", "reason", why));
+  if (alert.acknowledged) {
+    const acked = alert.acknowledged;
+    const at = new Date(acked.at);
+    entry.append(element("div", "acked",
+      `acknowledged ${formatTime(at)}` + (acked.by ? ` by ${acked.by}` : "") + (acked.note ? `: ${acked.note}` : "")));
+  } else {
+    const button = element("button", "ack", "Acknowledge");
+    button.type = "button";
+    const problem = element("div", "error");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      problem.textContent = "";
+      // A change: the token goes in the header only, as for adding a stream.
+      const response = await fetch(`/api/v1/alerts/${encodeURIComponent(alert.message_id)}/ack`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...authHeaders() },
+        body: JSON.stringify({ by: "console" }),
+      }).catch((error) => ({ ok: false, status: 0, statusText: error.message, json: async () => ({}) }));
+      if (!response.ok) {
+        const answer = await response.json().catch(() => ({}));
+        problem.textContent = `acknowledge: ${response.status}: ${answer.error || response.statusText}`;
+        button.disabled = false;
+        return;
+      }
+      refreshAlerts();
+    });
+    entry.append(button, problem);
+  }
+  if (alert.clip) {
+    const play = element("button", "play", "▶ play clip");
+    play.type = "button";
+    play.addEventListener("click", () => playItem({ kind: "alert", start: alert.start, end: alert.end, label: `${alert.rule_id}: ${why}`, clip: alert.clip }, null));
+    entry.append(play);
+  }
+  return entry;
+}
+
+alertsCamera.addEventListener("change", refreshAlerts);
+
 tokenInput.addEventListener("change", refreshMomentCameras);
 
 connectFeed();
@@ -448,3 +729,5 @@ refreshStreams();
 setInterval(refreshStreams, 2000);
 refreshMomentCameras();
 setInterval(refreshMomentCameras, 15000);
+setInterval(refreshTimeline, 15000);
+setInterval(refreshAlerts, 5000);

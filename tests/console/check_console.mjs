@@ -3,7 +3,7 @@
 // results and the zone and line drawn through the API over its thumbnail (and tracked boxes
 // over the sample street camera's), checks that a hostile stream id is shown as text (not markup), searches the moment
 // index of CAMERA for QUERY (a result card quoting the words of EXPECTED, with a loaded thumbnail; its clip
-// plays if the server offers one), and saves a screenshot.
+// plays inline if the server offers one), and saves a screenshot.
 // Usage: node check_console.mjs URL TOKEN SCREENSHOT [CAMERA QUERY EXPECTED]
 import { createRequire } from "node:module";
 
@@ -168,20 +168,31 @@ async function searchMoments(page) {
   const status = await page.textContent("#moment-status");
   if (!/\d+ moments? for .* search over \d+ candidates · [\d.]+ ms/.test(status)) failures.push("search status: " + status);
 
-  if (await page.$(`${card} button.play`)) {
-    await page.click(`${card} button.play`);
+  // A moment with a clip plays it inline: a <video controls> in the card, its thumbnail as
+  // the poster, fetched only when played.
+  const inline = await page.$(`${card} .media video`);
+  if (inline) {
+    const controls = await inline.evaluate((v) => v.controls && v.preload === "none" && v.poster !== "");
+    if (!controls) failures.push("the moment's inline video has no controls or poster, or preloads");
+    await inline.evaluate((v) => v.play());
     try {
       await page.waitForFunction((card) => {
-        const video = document.querySelector(`${card} video`);
+        const video = document.querySelector(`${card} .media video`);
         return video && video.readyState >= 2;
       }, card, { timeout: 20000 });
-      const size = await page.$eval(`${card} video`, (v) => `${v.videoWidth}x${v.videoHeight}`);
-      console.log(`moment clip plays (${size})`);
+      const size = await page.$eval(`${card} .media video`, (v) => `${v.videoWidth}x${v.videoHeight}`);
+      console.log(`moment clip plays inline (${size})`);
     } catch (error) {
       const shown = await page.$eval(card, (c) => c.textContent);
-      failures.push("the moment's clip did not play within 20 s: " + shown);
+      failures.push("the moment's clip did not play inline within 20 s: " + shown);
     }
   } else {
+    const clip = await page.evaluate(async ({ camera, query, token }) => {
+      const params = new URLSearchParams({ q: query, camera, limit: "1" });
+      const answer = await (await fetch("/api/v1/moments?" + params, { headers: { Authorization: "Bearer " + token } })).json();
+      return answer.moments[0].clip;
+    }, { camera, query, token });
+    if (clip) failures.push(`the moment offers a clip (${clip}) but its card has no player`);
     console.log("moment clip: none offered (clip is null or absent), play not checked");
   }
   const evidence = await page.$eval(`${card} .evidence`, (e) => e.innerText.replaceAll("\n", " | "));

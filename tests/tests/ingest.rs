@@ -141,6 +141,17 @@ fn a_camera_that_goes_away_is_reconnected_and_the_gap_published() {
             >= 1
     );
 
+    // The operator timeline shows the gap, from the record Redis keeps of it.
+    let mut timeline = serde_json::Value::Null;
+    wait_until(Duration::from_secs(10), "the gap on the timeline", || {
+        timeline = argus
+            .get_json("/api/v1/streams/door/timeline")
+            .unwrap_or_default();
+        timeline["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|i| i["kind"] == "gap"))
+    });
+
     assert_eq!(argus.terminate(), 0);
     drop(server);
     let events = consume(
@@ -175,6 +186,22 @@ fn a_camera_that_goes_away_is_reconnected_and_the_gap_published() {
             .unwrap()
     };
     let (start, end) = (time("start"), time("end"));
+    let shown: Vec<_> = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "gap")
+        .collect();
+    assert_eq!(shown.len(), 1, "{timeline}");
+    let at = |field: &str| -> chrono::DateTime<chrono::Utc> {
+        shown[0][field].as_str().unwrap().parse().unwrap()
+    };
+    assert!(
+        (at("start") - start).abs() < chrono::Duration::milliseconds(1)
+            && (at("end") - end).abs() < chrono::Duration::milliseconds(1),
+        "the timeline's gap is the published one: {timeline} vs {start} - {end}"
+    );
+    assert!(shown[0].get("clip").is_none(), "{timeline}");
     assert!(
         start <= went_away + chrono::Duration::milliseconds(1500),
         "gap starts at the last frame before the outage: {start} vs {went_away}"

@@ -14,6 +14,7 @@
 //! | GET | `/api/v1/streams/{id}/thumbnail.jpg` | the latest analysed frame, 320 px wide |
 //! | GET, PUT, DELETE | `/api/v1/streams/{id}/zones[/{zone}]`, `/lines[/{line}]` | the camera's zones and lines (`zones`) |
 //! | GET | `/api/v1/streams/{id}/objects` | the latest tracked objects, zones and lines |
+//! | GET | `/api/v1/streams/{id}/timeline?start=&end=` | recorded spans, gaps, tracks, alerts and captions over a range, with clip links (`timeline`) |
 //! | GET | `/api/v1/events` | server-sent events: every result as it is published (`result`) |
 //! | GET | `/api/v1/moments?q=TEXT` | moments matching a text query (`camera`, `since`, `until`, `limit`, `rerank=true`) |
 //! | POST | `/api/v1/moments/by-image` | moments that look like the image in the body (same filters) |
@@ -23,7 +24,8 @@
 //! | GET, HEAD | `/api/v1/clips?camera=…&start=…&end=…` | the video of any recorded span (MP4, remuxed; `Range` → 206) |
 //!
 //! Each resource has its own router in its own module, whose documentation lists its routes
-//! (`health`, `console`, `streams`, `zones`, `moments`, `questions`, `alerts`, `clips`); [`router`] merges them
+//! (`health`, `console`, `streams`, `zones`, `timeline`, `moments`, `questions`, `alerts`,
+//! `clips`); [`router`] merges them
 //! and applies the access guard, the body limit and CORS once, to all of them.
 //!
 //! Access (tokens, rate limit, CORS) is in [`crate::access`]: changes need the API token.
@@ -40,6 +42,7 @@ mod health;
 mod moments;
 mod questions;
 mod streams;
+mod timeline;
 mod zones;
 
 use std::sync::{Arc, OnceLock};
@@ -60,6 +63,7 @@ use crate::query::alerts::AlertBook;
 use crate::query::clips::Clips;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
+use crate::query::timeline::TimelineReader;
 use crate::query::zones::ZoneStore;
 use crate::stream::{StreamManager, StreamRegistry};
 
@@ -88,6 +92,8 @@ pub struct ApiState {
     pub zones: ZoneStore,
     /// Clips of recorded spans.
     pub clips: Clips,
+    /// Each camera's timeline (recordings, gaps, tracks, alerts, captions).
+    pub timeline: TimelineReader,
 }
 
 /// The HTTP server as it runs from the first moment of a start, before the models are loaded
@@ -147,6 +153,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(alerts::router())
         .merge(zones::router())
         .merge(clips::router())
+        .merge(timeline::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.access.clone(),

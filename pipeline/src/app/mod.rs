@@ -37,6 +37,7 @@ use crate::query::alerts::AlertBook;
 use crate::query::clips::Clips;
 use crate::query::moments::MomentSearch;
 use crate::query::questions::Questions;
+use crate::query::timeline::TimelineReader;
 use crate::query::zones::ZoneStore;
 use crate::recordings::clip::ClipCache;
 use crate::recordings::{
@@ -172,6 +173,12 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
                 CONCURRENT_CUTS,
             ),
             Duration::from_secs_f64(config.record.max_clip_s),
+        ),
+        timeline: TimelineReader::new(
+            redis.clone(),
+            SegmentIndex::new(redis.clone()),
+            clip_links.clone(),
+            config.record.max_clip_s,
         ),
     }));
     if config.http.api_token.as_deref().unwrap_or("").is_empty() {

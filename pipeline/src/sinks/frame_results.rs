@@ -1,6 +1,7 @@
 //! The frame-results sink: every analysed frame as a versioned message on
 //! `kafka.topics.frame_results` (keyed by camera) and as the camera's latest result in Redis;
-//! every stream state change and gap on `kafka.topics.stream_events`.
+//! every stream state change and gap on `kafka.topics.stream_events`; and each camera's
+//! newest gaps in Redis ([`gaps_key`]), which the operator timeline shows.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -9,6 +10,16 @@ use crate::config::Config;
 use crate::messages::{self, FrameInfo, FrameResult};
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
 use crate::stream::{AnalysedFrame, FrameSink, StreamEvent, StreamEventKind};
+
+/// Gaps kept per camera in Redis (the newest).
+pub const KEPT_GAPS: isize = 1000;
+
+/// A camera's newest gaps (outages): a sorted set of `argus.stream-event.v1` gap events as
+/// published, scored by the gap's end (Unix ms), so the gaps that reach into a time range
+/// are one `ZRANGEBYSCORE` from the range's start, however long ago they began.
+pub fn gaps_key(prefix: &str, camera: &str) -> String {
+    format!("{prefix}:streams:{camera}:gaps")
+}
 
 pub struct FrameResults {
     kafka: KafkaPublisher,
@@ -99,10 +110,24 @@ impl FrameSink for FrameResults {
             },
             at: event.at,
         };
+        let payload = serde_json::to_string(&message).expect("stream events serialise");
+        // Kafka keeps every event; Redis keeps the gaps for the timeline, which has no Kafka
+        // consumer of its own.
+        if let StreamEventKind::Gap { end, .. } = &event.kind {
+            let key = gaps_key(self.redis.key_prefix(), &event.camera);
+            let mut pipeline = redis::pipe();
+            pipeline
+                .atomic()
+                .zadd(&key, &payload, end.timestamp_millis())
+                .ignore()
+                .zremrangebyrank(&key, 0, -KEPT_GAPS - 1)
+                .ignore();
+            self.redis.write_pipeline(pipeline).await;
+        }
         let outgoing = Outgoing {
             topic: &self.events_topic,
             key: &event.camera,
-            payload: serde_json::to_string(&message).expect("stream events serialise"),
+            payload,
             schema_id: messages::StreamEvent::SCHEMA_ID,
             message_id: message.message_id.to_string(),
             trace_id: new_trace_id(),
