@@ -178,10 +178,8 @@ fn load() -> String {
 
 fn wait_for_port(port_file: &Path, server: &mut Child) -> u16 {
     for _ in 0..200 {
-        if let Ok(port) = std::fs::read_to_string(port_file).map(|p| p.trim().parse()) {
-            if let Ok(port) = port {
-                return port;
-            }
+        if let Ok(Ok(port)) = std::fs::read_to_string(port_file).map(|p| p.trim().parse()) {
+            return port;
         }
         assert!(
             server.try_wait().unwrap().is_none(),

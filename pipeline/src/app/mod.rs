@@ -219,6 +219,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
 /// Where every stream's analysed frames go, in the order they are handed over: objects and
 /// their alert rules, the moment index and the captions (when enabled), then the frame
 /// results. A new sink is one line here.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start_sinks(
     config: &Config,
     kafka: &KafkaPublisher,

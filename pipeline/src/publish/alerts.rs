@@ -12,6 +12,9 @@ use crate::messages::Alert;
 use crate::metrics::Metrics;
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing, RedisState};
 
+/// Called with each alert published.
+pub type AlertHook = std::sync::Arc<dyn Fn(&Alert) + Send + Sync>;
+
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct AlertPublisher {
@@ -22,7 +25,7 @@ pub struct AlertPublisher {
     redis: RedisState,
     metrics: Metrics,
     /// Told each alert's camera and span (recording keeps that video in `events` mode).
-    pub on_publish: Option<std::sync::Arc<dyn Fn(&Alert) + Send + Sync>>,
+    pub on_publish: Option<AlertHook>,
 }
 
 impl AlertPublisher {

@@ -112,11 +112,14 @@ impl RecordingMetrics {
     }
 }
 
+/// A marked span: from, to.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// Marks of what `events` mode keeps: spans of object events, alerts and motion, per
 /// camera. Cheap to clone; handed to whatever sees events.
 #[derive(Clone, Default)]
 pub struct RecordingMarks {
-    spans: Arc<Mutex<HashMap<String, Vec<(DateTime<Utc>, DateTime<Utc>)>>>>,
+    spans: Arc<Mutex<HashMap<String, Vec<Span>>>>,
 }
 
 impl RecordingMarks {
