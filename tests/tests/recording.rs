@@ -429,3 +429,104 @@ fn below_the_disk_floor_recording_pauses_and_analysis_goes_on() {
         assert!(frames > 0, "{segment:?}");
     }
 }
+
+#[test]
+fn at_start_up_the_index_and_the_disk_are_reconciled_and_removed_cameras_cleaned_up() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let recordings = dir.path().join("recordings");
+    let server = RtspServer::serve_live(&["/cam"], 0);
+    let prefix = unique("argus-test-recording");
+    let http_port = free_port();
+    let record = format!(
+        "[record]\nmode = \"continuous\"\ndir = \"{}\"\nsegment_s = 2.0\n\
+         [record.retention]\nmin_free_bytes = 0\ninterval_s = 60\n",
+        recordings.display()
+    );
+    let config = config(
+        dir.path(),
+        &services,
+        &prefix,
+        http_port,
+        &record,
+        &server.url("/cam"),
+    );
+    let mut argus = start(&config, http_port, "recording_reconcile_1.argus.log");
+    running(&argus);
+    argus_e2e::wait_until(Duration::from_secs(30), "three segments", || {
+        indexed(&services, &prefix, "cam").len() >= 3
+    });
+    // Killed: the segment being written is left unindexed, without its MP4 index.
+    argus.kill();
+    let segments = indexed(&services, &prefix, "cam");
+    let folder = recordings.join("cam");
+    let unindexed_at_kill: Vec<PathBuf> = files(&folder)
+        .into_iter()
+        .filter(|path| !segments.iter().any(|s| &s.path == path))
+        .collect();
+    // One indexed file lost, one playable file the index does not know (a crash between
+    // closing and indexing), and a camera that is no longer configured.
+    std::fs::remove_file(&segments[0].path).unwrap();
+    let stray = folder.join("1700000000000.mp4");
+    std::fs::copy(&segments[1].path, &stray).unwrap();
+    let gone = recordings.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let gone_file = gone.join("1700000000000.mp4");
+    std::fs::copy(&segments[1].path, &gone_file).unwrap();
+    let gone_entry = serde_json::json!({
+        "camera": "gone", "start": "2023-11-14T22:13:20Z", "end": "2023-11-14T22:13:22Z",
+        "path": gone_file, "bytes": 1
+    });
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(format!("{prefix}:recordings:gone:segments"))
+        .arg(1_700_000_000_000i64)
+        .arg(gone_entry.to_string())
+        .cmd("SADD")
+        .arg(format!("{prefix}:recordings:cameras"))
+        .arg("gone")
+        .query(&mut redis(&services))
+        .unwrap();
+
+    let _argus = start(&config, http_port, "recording_reconcile_2.argus.log");
+    argus_e2e::wait_until(
+        Duration::from_secs(60),
+        "the removed camera's recordings to be cleaned up",
+        || !gone.exists() && indexed(&services, &prefix, "gone").is_empty(),
+    );
+    argus_e2e::wait_until(
+        Duration::from_secs(30),
+        "the stray file to be indexed",
+        || {
+            indexed(&services, &prefix, "cam")
+                .iter()
+                .any(|s| s.path == stray)
+        },
+    );
+    let after = indexed(&services, &prefix, "cam");
+    assert!(
+        !after.iter().any(|s| s.path == segments[0].path),
+        "the entry of the lost file is removed"
+    );
+    let stray_entry = after.iter().find(|s| s.path == stray).unwrap();
+    assert_eq!(stray_entry.start.timestamp_millis(), 1_700_000_000_000);
+    assert!(
+        (seconds(stray_entry.end - stray_entry.start)
+            - seconds(segments[1].end - segments[1].start))
+        .abs()
+            <= 1.0,
+        "indexed with the duration the discoverer reads: {stray_entry:?}"
+    );
+    for path in unindexed_at_kill {
+        assert!(
+            !path.exists() || after.iter().any(|s| s.path == path),
+            "{} (cut off by the kill) is deleted, or indexed if it plays",
+            path.display()
+        );
+    }
+    let cameras: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:recordings:cameras"))
+        .query(&mut redis(&services))
+        .unwrap();
+    assert!(!cameras.contains(&"gone".to_string()), "{cameras:?}");
+}

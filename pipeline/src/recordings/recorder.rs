@@ -462,6 +462,11 @@ impl Recorder {
         );
     }
 
+    /// A camera whose recordings are all gone has no bytes series any more.
+    pub(super) fn forget_bytes(&self, camera: &str) {
+        let _ = self.inner.metrics.bytes.remove_label_values(&[camera]);
+    }
+
     /// Sets a camera's bytes on disk (after retention has read them all).
     pub(super) fn set_bytes(&self, camera: &str, bytes: u64) {
         self.inner
