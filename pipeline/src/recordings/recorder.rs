@@ -344,6 +344,12 @@ impl Recorder {
         let mut warned = false;
         loop {
             tick.tick().await;
+            // With no camera recording there is nothing to pause, and no disk to warn about.
+            if self.inner.modes.lock().expect("modes lock").is_empty() {
+                self.inner.paused.store(false, Ordering::Relaxed);
+                self.inner.metrics.paused.set(0);
+                continue;
+            }
             let dir = self.inner.dir.clone();
             let free = tokio::task::spawn_blocking(move || free_bytes(&dir))
                 .await
