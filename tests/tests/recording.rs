@@ -530,3 +530,78 @@ fn at_start_up_the_index_and_the_disk_are_reconciled_and_removed_cameras_cleaned
         .unwrap();
     assert!(!cameras.contains(&"gone".to_string()), "{cameras:?}");
 }
+
+#[test]
+fn events_mode_keeps_the_segments_near_motion_and_deletes_the_rest() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let recordings = dir.path().join("recordings");
+    let moving = RtspServer::serve_live(&["/moving"], 0);
+    let still = RtspServer::serve_pattern("/still", "black");
+    let prefix = unique("argus-test-recording");
+    let http_port = free_port();
+    let toml = format!(
+        "[record]\nmode = \"events\"\ndir = \"{}\"\nsegment_s = 2.0\npre_roll_s = 0.0\npost_roll_s = 0.0\n\
+         events_include_motion = true\n[record.retention]\nmin_free_bytes = 0\ninterval_s = 60\n\
+         [[streams]]\nid = \"moving\"\nuri = \"{}\"\nsample_fps = 1.0\n\
+         [[streams]]\nid = \"still\"\nuri = \"{}\"\nsample_fps = 1.0\n",
+        recordings.display(),
+        moving.url("/moving"),
+        still.url("/still"),
+    );
+    let config = write_config_toml(
+        dir.path(),
+        &services,
+        &unique("argus.test.recording"),
+        &prefix,
+        http_port,
+        &toml,
+    );
+    let argus = start(&config, http_port, "recording_events.argus.log");
+    wait_for_streams(&argus, Duration::from_secs(60), "both cameras", |s| {
+        s.iter().filter(|s| s["state"] == "running").count() == 2
+    });
+    let started = Utc::now();
+    // A segment without a mark is decided a minute after it ends (marks may come late).
+    argus_e2e::wait_until(
+        Duration::from_secs(120),
+        "the still camera's unmarked segments to be deleted",
+        || {
+            argus
+                .metric(
+                    "argus_recording_segments_deleted_total",
+                    &["reason=\"events\""],
+                )
+                .unwrap_or(0.0)
+                >= 3.0
+        },
+    );
+    // Every segment that ended 66 s ago has been decided (a minute, plus the 5 s between
+    // decisions); give the cameras time to have some.
+    let wait = (started + chrono::Duration::seconds(80) - Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    std::thread::sleep(wait);
+    let decided = Utc::now() - chrono::Duration::seconds(66);
+    let moving_kept = indexed(&services, &prefix, "moving");
+    let still_kept = indexed(&services, &prefix, "still");
+    assert!(
+        moving_kept
+            .iter()
+            .any(|s| s.end < decided && s.start < started + chrono::Duration::seconds(5)),
+        "the moving camera's early segments are kept: {moving_kept:#?}"
+    );
+    assert!(
+        still_kept.iter().all(|s| s.end >= decided),
+        "the still camera keeps no decided segment: {still_kept:#?}"
+    );
+    for (camera, kept) in [("moving", &moving_kept), ("still", &still_kept)] {
+        let listed: BTreeSet<PathBuf> = kept.iter().map(|s| s.path.clone()).collect();
+        let on_disk = files(&recordings.join(camera));
+        // The segment open now is on disk and not yet indexed.
+        assert!(
+            listed.is_subset(&on_disk) && on_disk.len() <= listed.len() + 1,
+            "{camera}: index {listed:?}, disk {on_disk:?}"
+        );
+    }
+}
