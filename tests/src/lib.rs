@@ -397,6 +397,16 @@ impl RtspServer {
         Self::serve(&factories, port)
     }
 
+    /// A live 320x240 5 fps H.264 camera showing `videotestsrc`'s `pattern` (e.g. `black`, a
+    /// scene where nothing moves), at `mount`.
+    pub fn serve_pattern(mount: &str, pattern: &str) -> Self {
+        let launch = format!(
+            "( videotestsrc is-live=true pattern={pattern} ! video/x-raw,format=I420,width=320,height=240,framerate=5/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=5 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        );
+        Self::serve(&[(mount, launch)], 0)
+    }
+
     fn serve(factories: &[(&str, String)], port: u16) -> Self {
         gst::init().unwrap();
         let context = glib::MainContext::new();

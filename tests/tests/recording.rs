@@ -429,3 +429,179 @@ fn below_the_disk_floor_recording_pauses_and_analysis_goes_on() {
         assert!(frames > 0, "{segment:?}");
     }
 }
+
+#[test]
+fn at_start_up_the_index_and_the_disk_are_reconciled_and_removed_cameras_cleaned_up() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let recordings = dir.path().join("recordings");
+    let server = RtspServer::serve_live(&["/cam"], 0);
+    let prefix = unique("argus-test-recording");
+    let http_port = free_port();
+    let record = format!(
+        "[record]\nmode = \"continuous\"\ndir = \"{}\"\nsegment_s = 2.0\n\
+         [record.retention]\nmin_free_bytes = 0\ninterval_s = 60\n",
+        recordings.display()
+    );
+    let config = config(
+        dir.path(),
+        &services,
+        &prefix,
+        http_port,
+        &record,
+        &server.url("/cam"),
+    );
+    let mut argus = start(&config, http_port, "recording_reconcile_1.argus.log");
+    running(&argus);
+    argus_e2e::wait_until(Duration::from_secs(30), "three segments", || {
+        indexed(&services, &prefix, "cam").len() >= 3
+    });
+    // Killed: the segment being written is left unindexed, without its MP4 index.
+    argus.kill();
+    let segments = indexed(&services, &prefix, "cam");
+    let folder = recordings.join("cam");
+    let unindexed_at_kill: Vec<PathBuf> = files(&folder)
+        .into_iter()
+        .filter(|path| !segments.iter().any(|s| &s.path == path))
+        .collect();
+    // One indexed file lost, one playable file the index does not know (a crash between
+    // closing and indexing), and a camera that is no longer configured.
+    std::fs::remove_file(&segments[0].path).unwrap();
+    let stray = folder.join("1700000000000.mp4");
+    std::fs::copy(&segments[1].path, &stray).unwrap();
+    let gone = recordings.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let gone_file = gone.join("1700000000000.mp4");
+    std::fs::copy(&segments[1].path, &gone_file).unwrap();
+    let gone_entry = serde_json::json!({
+        "camera": "gone", "start": "2023-11-14T22:13:20Z", "end": "2023-11-14T22:13:22Z",
+        "path": gone_file, "bytes": 1
+    });
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(format!("{prefix}:recordings:gone:segments"))
+        .arg(1_700_000_000_000i64)
+        .arg(gone_entry.to_string())
+        .cmd("SADD")
+        .arg(format!("{prefix}:recordings:cameras"))
+        .arg("gone")
+        .query(&mut redis(&services))
+        .unwrap();
+
+    let _argus = start(&config, http_port, "recording_reconcile_2.argus.log");
+    argus_e2e::wait_until(
+        Duration::from_secs(60),
+        "the removed camera's recordings to be cleaned up",
+        || !gone.exists() && indexed(&services, &prefix, "gone").is_empty(),
+    );
+    argus_e2e::wait_until(
+        Duration::from_secs(30),
+        "the stray file to be indexed",
+        || {
+            indexed(&services, &prefix, "cam")
+                .iter()
+                .any(|s| s.path == stray)
+        },
+    );
+    let after = indexed(&services, &prefix, "cam");
+    assert!(
+        !after.iter().any(|s| s.path == segments[0].path),
+        "the entry of the lost file is removed"
+    );
+    let stray_entry = after.iter().find(|s| s.path == stray).unwrap();
+    assert_eq!(stray_entry.start.timestamp_millis(), 1_700_000_000_000);
+    assert!(
+        (seconds(stray_entry.end - stray_entry.start)
+            - seconds(segments[1].end - segments[1].start))
+        .abs()
+            <= 1.0,
+        "indexed with the duration the discoverer reads: {stray_entry:?}"
+    );
+    for path in unindexed_at_kill {
+        assert!(
+            !path.exists() || after.iter().any(|s| s.path == path),
+            "{} (cut off by the kill) is deleted, or indexed if it plays",
+            path.display()
+        );
+    }
+    let cameras: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:recordings:cameras"))
+        .query(&mut redis(&services))
+        .unwrap();
+    assert!(!cameras.contains(&"gone".to_string()), "{cameras:?}");
+}
+
+#[test]
+fn events_mode_keeps_the_segments_near_motion_and_deletes_the_rest() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let recordings = dir.path().join("recordings");
+    let moving = RtspServer::serve_live(&["/moving"], 0);
+    let still = RtspServer::serve_pattern("/still", "black");
+    let prefix = unique("argus-test-recording");
+    let http_port = free_port();
+    let toml = format!(
+        "[record]\nmode = \"events\"\ndir = \"{}\"\nsegment_s = 2.0\npre_roll_s = 0.0\npost_roll_s = 0.0\n\
+         events_include_motion = true\n[record.retention]\nmin_free_bytes = 0\ninterval_s = 60\n\
+         [[streams]]\nid = \"moving\"\nuri = \"{}\"\nsample_fps = 1.0\n\
+         [[streams]]\nid = \"still\"\nuri = \"{}\"\nsample_fps = 1.0\n",
+        recordings.display(),
+        moving.url("/moving"),
+        still.url("/still"),
+    );
+    let config = write_config_toml(
+        dir.path(),
+        &services,
+        &unique("argus.test.recording"),
+        &prefix,
+        http_port,
+        &toml,
+    );
+    let argus = start(&config, http_port, "recording_events.argus.log");
+    wait_for_streams(&argus, Duration::from_secs(60), "both cameras", |s| {
+        s.iter().filter(|s| s["state"] == "running").count() == 2
+    });
+    let started = Utc::now();
+    // A segment without a mark is decided a minute after it ends (marks may come late).
+    argus_e2e::wait_until(
+        Duration::from_secs(120),
+        "the still camera's unmarked segments to be deleted",
+        || {
+            argus
+                .metric(
+                    "argus_recording_segments_deleted_total",
+                    &["reason=\"events\""],
+                )
+                .unwrap_or(0.0)
+                >= 3.0
+        },
+    );
+    // Every segment that ended 66 s ago has been decided (a minute, plus the 5 s between
+    // decisions); give the cameras time to have some.
+    let wait = (started + chrono::Duration::seconds(80) - Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    std::thread::sleep(wait);
+    let decided = Utc::now() - chrono::Duration::seconds(66);
+    let moving_kept = indexed(&services, &prefix, "moving");
+    let still_kept = indexed(&services, &prefix, "still");
+    assert!(
+        moving_kept
+            .iter()
+            .any(|s| s.end < decided && s.start < started + chrono::Duration::seconds(5)),
+        "the moving camera's early segments are kept: {moving_kept:#?}"
+    );
+    assert!(
+        still_kept.iter().all(|s| s.end >= decided),
+        "the still camera keeps no decided segment: {still_kept:#?}"
+    );
+    for (camera, kept) in [("moving", &moving_kept), ("still", &still_kept)] {
+        let listed: BTreeSet<PathBuf> = kept.iter().map(|s| s.path.clone()).collect();
+        let on_disk = files(&recordings.join(camera));
+        // The segment open now is on disk and not yet indexed.
+        assert!(
+            listed.is_subset(&on_disk) && on_disk.len() <= listed.len() + 1,
+            "{camera}: index {listed:?}, disk {on_disk:?}"
+        );
+    }
+}

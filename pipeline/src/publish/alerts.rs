@@ -35,6 +35,9 @@ end
 return 1
 "#;
 
+/// Called with each alert published.
+pub type AlertHook = std::sync::Arc<dyn Fn(&Alert) + Send + Sync>;
+
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct AlertPublisher {
@@ -46,7 +49,7 @@ pub struct AlertPublisher {
     redis: RedisState,
     metrics: Metrics,
     /// Told each alert's camera and span (recording keeps that video in `events` mode).
-    pub on_publish: Option<std::sync::Arc<dyn Fn(&Alert) + Send + Sync>>,
+    pub on_publish: Option<AlertHook>,
 }
 
 impl AlertPublisher {

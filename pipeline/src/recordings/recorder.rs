@@ -112,11 +112,14 @@ impl RecordingMetrics {
     }
 }
 
+/// A marked span: from, to.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// Marks of what `events` mode keeps: spans of object events, alerts and motion, per
 /// camera. Cheap to clone; handed to whatever sees events.
 #[derive(Clone, Default)]
 pub struct RecordingMarks {
-    spans: Arc<Mutex<HashMap<String, Vec<(DateTime<Utc>, DateTime<Utc>)>>>>,
+    spans: Arc<Mutex<HashMap<String, Vec<Span>>>>,
 }
 
 impl RecordingMarks {
@@ -341,6 +344,12 @@ impl Recorder {
         let mut warned = false;
         loop {
             tick.tick().await;
+            // With no camera recording there is nothing to pause, and no disk to warn about.
+            if self.inner.modes.lock().expect("modes lock").is_empty() {
+                self.inner.paused.store(false, Ordering::Relaxed);
+                self.inner.metrics.paused.set(0);
+                continue;
+            }
             let dir = self.inner.dir.clone();
             let free = tokio::task::spawn_blocking(move || free_bytes(&dir))
                 .await
@@ -457,6 +466,11 @@ impl Recorder {
             reason,
             "recording segments deleted"
         );
+    }
+
+    /// A camera whose recordings are all gone has no bytes series any more.
+    pub(super) fn forget_bytes(&self, camera: &str) {
+        let _ = self.inner.metrics.bytes.remove_label_values(&[camera]);
     }
 
     /// Sets a camera's bytes on disk (after retention has read them all).

@@ -159,6 +159,7 @@ pub async fn reconcile(recorder: &Recorder, known: &HashSet<String>) -> redis::R
                 .delete(&camera, &segments, "camera_removed", false)
                 .await;
             index.forget_camera(&camera).await;
+            recorder.forget_bytes(&camera);
             let folder = dir.join(&camera);
             let _ = tokio::task::spawn_blocking(move || remove_segment_folder(&folder)).await;
             continue;

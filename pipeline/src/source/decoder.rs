@@ -111,7 +111,7 @@ pub struct Decoder {
     decoder_name: Arc<Mutex<Option<String>>>,
     queue: Arc<FrameQueue>,
     /// The recording branch, once the camera's encoded video has appeared.
-    record: Arc<Mutex<Option<RecordBranch>>>,
+    record: BranchSlot,
     messages: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<gst::Message>>>,
 }
 
@@ -323,6 +323,9 @@ fn make(factory: &'static str) -> Result<gst::Element, DecoderError> {
         .map_err(|_| DecoderError::MissingElement(factory))
 }
 
+/// Where a pipeline's recording branch is kept once its encoded video has appeared.
+type BranchSlot = Arc<Mutex<Option<RecordBranch>>>;
+
 /// Where a source's video goes: the sampling chain, and the recording branch when recorded.
 #[derive(Clone)]
 struct Link {
@@ -331,7 +334,7 @@ struct Link {
     framerate: gst::Fraction,
     max_width: u32,
     /// The camera, how it is recorded, and where the branch goes once it exists.
-    record: Option<(Arc<str>, RecordSettings, Arc<Mutex<Option<RecordBranch>>>)>,
+    record: Option<(Arc<str>, RecordSettings, BranchSlot)>,
 }
 
 /// Adds the source part of the pipeline and links its video to the sampling chain.
@@ -453,7 +456,7 @@ fn link_pad(pipeline: &gst::Pipeline, pad: &gst::Pad, link: &Link) {
                 // A second video track: the first one is recorded and analysed.
                 return discard(pipeline, pad);
             }
-            let encoded = !caps.structure(0).is_some_and(|s| s.name() == "video/x-raw");
+            let encoded = caps.structure(0).is_none_or(|s| s.name() != "video/x-raw");
             match segments::parser_for(&caps) {
                 Some(parser) => {
                     match tee_recording(pipeline, pad, link, camera, settings, parser) {
