@@ -25,6 +25,10 @@ use crate::publish::AlertPublisher;
 use crate::recordings::ClipLinks;
 use crate::stream::{AnalysedFrame, FinishedStream, FrameSink};
 
+/// An object alert's clip starts this long before what fired it held, and ends this long
+/// after the frame it fired on.
+const ALERT_CLIP_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+
 /// Width of alert thumbnails (pixels), as chunk alerts have.
 const THUMBNAIL_WIDTH: u32 = 320;
 
@@ -112,7 +116,13 @@ impl FrameSink for ObjectAlertSink {
                     score: confidence,
                     detail: first,
                 }],
-                clip: self.clips.link(camera, firing.start, frame.wall_time),
+                // What fired it is often an instant (a line crossed): the clip shows the
+                // seconds around it too.
+                clip: self.clips.link(
+                    camera,
+                    firing.start - ALERT_CLIP_MARGIN,
+                    frame.wall_time + ALERT_CLIP_MARGIN,
+                ),
             };
             self.alerts.publish(&alert).await;
         }
