@@ -45,13 +45,11 @@ use crate::recordings::{
 };
 use crate::redact::redact_text;
 use crate::sinks::{
-    CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink, RecordingMarker,
+    CaptionSink, FrameResults, MomentIndexer, ObjectAlertSink, ObjectSink, RecordedFiles,
+    RecordingMarker,
 };
 use crate::source;
-use crate::stream::{
-    AnalysedFrame, FrameSink, OpenedStream, Sinks, StreamContext, StreamManager, StreamRegistry,
-    StreamState,
-};
+use crate::stream::{FrameSink, Sinks, StreamContext, StreamManager, StreamRegistry, StreamState};
 
 /// How a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,24 +96,39 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
 
     let spill_path = config.kafka.spill.resolve_path(&config.http);
     let (kafka, redis) = connect_publishers(&config, &spill_path, &metrics).await?;
-    // Which cameras have video (the recorder and `RecordedFiles` mark them): clip links on
+    // Which cameras have video (the recorder and `sinks::RecordedFiles` mark them): clip links on
     // moments, captions, object events and alerts.
     let clip_links = ClipLinks::default();
     let moments = start_moments(&config, &kafka, &redis, &metrics, true, &clip_links).await?;
-    let alerts = load_alerts(&config, &kafka, &redis, &metrics).await?;
+    // What `events` mode recording keeps: spans around object events, motion and alerts.
+    let marks = RecordingMarks::default();
+    // One publisher for every alert (chunk and object rules, acknowledgements); each alert
+    // marks its span for `events` mode recording.
+    let mut alert_publisher = AlertPublisher::new(
+        kafka.clone(),
+        &config.kafka.topics,
+        redis.clone(),
+        metrics.clone(),
+    );
+    let alert_marks = marks.clone();
+    alert_publisher.on_publish = Some(Arc::new(move |alert| {
+        alert_marks.mark(&alert.camera_id, alert.start, alert.end)
+    }));
+    let alerts = load_alerts(&config, &redis, &alert_publisher).await?;
     let captions = start_captions(
         &config,
         &kafka,
         &redis,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
-        alerts.as_ref().map(|book| book.rules().clone()),
+        alerts
+            .as_ref()
+            .map(|book| (book.rules().clone(), alert_publisher.clone())),
         &clip_links,
         &metrics,
     )
     .await?;
     let zones = ZoneStore::load(&config.objects.zones, &config.objects.lines, redis.clone()).await;
     let objects = start_objects(&config, &metrics, zones.book().clone())?;
-    let marks = RecordingMarks::default();
     let sinks = start_sinks(
         &config,
         &kafka,
@@ -123,7 +136,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         &metrics,
         moments.as_ref().map(|(indexer, _)| indexer.clone()),
         captions.as_ref().map(|captions| captions.sink.clone()),
-        alerts.as_ref().map(|book| book.rules().clone()),
+        alerts
+            .as_ref()
+            .map(|book| (book.rules().clone(), alert_publisher.clone())),
         Some(marks.clone()),
         &clip_links,
     );
@@ -252,21 +267,6 @@ const CLIP_CACHE_BYTES: u64 = 1 << 30;
 /// Clips cut at once, at most (each holds a blocking thread and reads the disk).
 const CONCURRENT_CUTS: usize = 2;
 
-/// A file stream is a recording of its camera: it has video to cut clips from from the
-/// moment it opens. (Live cameras are marked by their recording, when it is on.)
-struct RecordedFiles(ClipLinks);
-
-#[async_trait::async_trait]
-impl FrameSink for RecordedFiles {
-    async fn open(&self, stream: &OpenedStream<'_>) {
-        if stream.recording.is_some() {
-            self.0.set_recorded(stream.camera, true);
-        }
-    }
-
-    async fn observe(&self, _frame: &AnalysedFrame) {}
-}
-
 /// Where every stream's analysed frames go, in the order they are handed over: objects and
 /// their alert rules, the moment index and the captions (when enabled), then the frame
 /// results. A new sink is one line here.
@@ -278,12 +278,12 @@ pub(crate) fn start_sinks(
     metrics: &Metrics,
     moments: Option<MomentIndexer>,
     captions: Option<CaptionSink>,
-    alert_rules: Option<AlertRules>,
+    alerts: Option<(AlertRules, AlertPublisher)>,
     recording: Option<RecordingMarks>,
     clip_links: &ClipLinks,
 ) -> Sinks {
     let mut sinks: Vec<Arc<dyn FrameSink>> = Vec::new();
-    sinks.push(Arc::new(RecordedFiles(clip_links.clone())));
+    sinks.push(Arc::new(RecordedFiles::new(clip_links.clone())));
     if config.objects.enabled {
         sinks.push(Arc::new(ObjectSink::new(
             config,
@@ -293,18 +293,7 @@ pub(crate) fn start_sinks(
             clip_links.clone(),
         )));
     }
-    if let Some(rules) = alert_rules.filter(|_| config.objects.enabled) {
-        let mut publisher = AlertPublisher::new(
-            kafka.clone(),
-            &config.kafka.topics,
-            redis.clone(),
-            metrics.clone(),
-        );
-        if let Some(marks) = recording.clone() {
-            publisher.on_publish = Some(Arc::new(move |alert| {
-                marks.mark(&alert.camera_id, alert.start, alert.end)
-            }));
-        }
+    if let Some((rules, publisher)) = alerts.filter(|_| config.objects.enabled) {
         sinks.push(Arc::new(ObjectAlertSink::new(
             rules,
             publisher,
@@ -582,24 +571,17 @@ pub(crate) async fn start_moments(
 /// them: chunk rules need captions, object rules need objects; `None` when neither is on.
 async fn load_alerts(
     config: &Config,
-    kafka: &KafkaPublisher,
     redis: &RedisState,
-    metrics: &Metrics,
+    publisher: &AlertPublisher,
 ) -> anyhow::Result<Option<AlertBook>> {
     if !config.captions.enabled && !config.objects.enabled {
         return Ok(None);
     }
-    let publisher = AlertPublisher::new(
-        kafka.clone(),
-        &config.kafka.topics,
-        redis.clone(),
-        metrics.clone(),
-    );
     let book = AlertBook::load(
         &config.alerts.rules,
         RuleScope::of(config),
         redis.clone(),
-        publisher,
+        publisher.clone(),
     )
     .await
     .map_err(anyhow::Error::msg)
@@ -621,11 +603,11 @@ async fn start_captions(
     kafka: &KafkaPublisher,
     redis: &RedisState,
     moments: Option<MomentIndexer>,
-    rules: Option<AlertRules>,
+    alerts: Option<(AlertRules, AlertPublisher)>,
     clip_links: &ClipLinks,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<Captions>> {
-    let (true, Some(rules)) = (config.captions.enabled, rules) else {
+    let (true, Some((rules, alerts))) = (config.captions.enabled, alerts) else {
         tracing::info!("chunk captions disabled (captions.enabled = false)");
         return Ok(None);
     };
@@ -641,6 +623,7 @@ async fn start_captions(
         model.clone(),
         names.captions,
         rules,
+        alerts,
         kafka.clone(),
         redis.clone(),
         moments,

@@ -490,7 +490,7 @@ impl StreamRecorder for Recorder {
         let mode = stream.record.unwrap_or(self.inner.config.mode);
         match source {
             // A recorded file is its own recording: clips are cut from it (the sink
-            // `app::RecordedFiles` marks it, in `argus index` too).
+            // `sinks::RecordedFiles` marks it, in `argus index` too).
             Source::File(_) => return None,
             Source::Test(_) if mode != RecordMode::Off => {
                 tracing::warn!(

@@ -83,6 +83,7 @@ impl CaptionSink {
         model: CaptionModel,
         model_name: String,
         rules: AlertRules,
+        alerts: AlertPublisher,
         kafka: KafkaPublisher,
         redis: RedisState,
         moments: Option<MomentIndexer>,
@@ -96,12 +97,7 @@ impl CaptionSink {
         let (to_publish, mut published) = mpsc::unbounded_channel::<ToPublish>();
         let mut publisher = Publisher {
             topic: service.kafka.topics.captions.clone(),
-            alerts: AlertPublisher::new(
-                kafka.clone(),
-                &service.kafka.topics,
-                redis.clone(),
-                metrics.clone(),
-            ),
+            alerts,
             rules: rules.clone(),
             cooldowns: Cooldowns::default(),
             kafka,

@@ -5,7 +5,8 @@
 //! - [`captions`]: chunks captioned with self-correction, and the alerts they fire;
 //! - [`objects`]: people and vehicles detected, tracked, and their zone and line events;
 //! - [`object_alerts`]: the object alert rules, checked on what the tracks did;
-//! - [`recording`]: the object events and motion `events` mode keeps recorded video around;
+//! - [`recording`]: the object events and motion `events` mode keeps recorded video around,
+//!   and recorded files marked as having video for clips;
 //! - [`frame_results`]: each frame's result to Kafka and Redis, and the streams' events.
 
 pub mod captions;
@@ -20,4 +21,4 @@ pub use frame_results::FrameResults;
 pub use moment_index::MomentIndexer;
 pub use object_alerts::ObjectAlertSink;
 pub use objects::ObjectSink;
-pub use recording::RecordingMarker;
+pub use recording::{RecordedFiles, RecordingMarker};

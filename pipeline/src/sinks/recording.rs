@@ -3,6 +3,9 @@
 //! they happen, and motion too when `record.events_include_motion`; alerts are marked by the
 //! alert publisher (see `app`). Which cameras are in `events` mode is the recorder's business:
 //! marks of other cameras are simply never asked for.
+//!
+//! [`RecordedFiles`] marks recorded files as having video for clips (live cameras are marked
+//! by the recorder, when their recording is on).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,8 +13,8 @@ use std::sync::Mutex;
 use argus_operators::motion::{MotionConfig, MotionDetector};
 use async_trait::async_trait;
 
-use crate::recordings::RecordingMarks;
-use crate::stream::{AnalysedFrame, FinishedStream, FrameSink};
+use crate::recordings::{ClipLinks, RecordingMarks};
+use crate::stream::{AnalysedFrame, FinishedStream, FrameSink, OpenedStream};
 
 pub struct RecordingMarker {
     marks: RecordingMarks,
@@ -65,4 +68,25 @@ impl FrameSink for RecordingMarker {
                 .remove(finished.camera);
         }
     }
+}
+
+/// A file stream is a recording of its camera: it has video to cut clips from from the moment
+/// it opens, in `argus run` and `argus index` alike.
+pub struct RecordedFiles(ClipLinks);
+
+impl RecordedFiles {
+    pub fn new(links: ClipLinks) -> Self {
+        Self(links)
+    }
+}
+
+#[async_trait]
+impl FrameSink for RecordedFiles {
+    async fn open(&self, stream: &OpenedStream<'_>) {
+        if stream.recording.is_some() {
+            self.0.set_recorded(stream.camera, true);
+        }
+    }
+
+    async fn observe(&self, _frame: &AnalysedFrame) {}
 }
