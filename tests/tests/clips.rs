@@ -154,14 +154,19 @@ fn clips_are_served_from_recordings_with_ranges_and_every_refusal_says_why() {
     let http_port = free_port();
     let video = dir.path().join("gate.mp4");
     make_text_video(&video, "GATE 3", 12);
-    // A camera the service runs, never recorded (nothing answers at that address).
+    // Two cameras the service runs, offline now (nothing answers at that address): `offline`
+    // was never recorded; `dock` was, earlier. Both are configured, so the start-up
+    // reconciliation keeps `dock`'s segments (it deletes those of cameras that no longer exist).
     let config = write_config(
         dir.path(),
         &services,
         &unique("argus.test.clips"),
         &prefix,
         http_port,
-        &[("offline", "rtsp://127.0.0.1:9/none")],
+        &[
+            ("offline", "rtsp://127.0.0.1:9/none"),
+            ("dock", "rtsp://127.0.0.1:9/dock"),
+        ],
     );
     let output = argus_command(&config)
         .args(["index", video.to_str().unwrap(), "--camera", "gate"])
