@@ -33,6 +33,25 @@ impl BgrImage {
         })
     }
 
+    /// A copy of the `width` x `height` pixels at (`x`, `y`); fails when they are not all
+    /// inside the image.
+    pub fn crop(&self, x: u32, y: u32, width: u32, height: u32) -> Result<Self, OperatorError> {
+        if width == 0 || height == 0 || x + width > self.width || y + height > self.height {
+            return Err(OperatorError::InvalidInput(format!(
+                "crop {width}x{height} at ({x}, {y}) is not inside a {}x{} image",
+                self.width, self.height
+            )));
+        }
+        let stride = self.width as usize * 3;
+        let row = width as usize * 3;
+        let mut data = Vec::with_capacity(row * height as usize);
+        for line in y as usize..(y + height) as usize {
+            let start = line * stride + x as usize * 3;
+            data.extend_from_slice(&self.data[start..start + row]);
+        }
+        Self::new(width, height, data)
+    }
+
     pub fn width(&self) -> u32 {
         self.width
     }

@@ -16,6 +16,10 @@ pub struct Metrics {
     pub frames_analysed: IntCounterVec,
     /// Sampled frames dropped because analysis was behind (live sources only).
     pub frames_dropped: IntCounterVec,
+    /// OCR reads by what the change gate let through: `whole`, `changed_areas`, `unchanged`.
+    pub ocr_reads: IntCounterVec,
+    /// Pixels the OCR detector looked at: with the change gate, fewer than frames x size.
+    pub ocr_pixels_read: IntCounter,
     /// Time per model call (a call may serve a batch of frames).
     pub operator_latency: HistogramVec,
     /// Frames per model call.
@@ -105,6 +109,11 @@ impl Metrics {
             "Sampled frames analysed by the operators.",
             &["stream"],
         );
+        let ocr_reads = counter(
+            "argus_ocr_reads_total",
+            "OCR reads of sampled frames: whole frames, changed areas only, or unchanged (the last lines stand).",
+            &["read"],
+        );
         let frames_dropped = counter(
             "argus_frames_dropped_total",
             "Sampled frames dropped because analysis was behind (live sources).",
@@ -183,6 +192,10 @@ impl Metrics {
         let kafka_spilled = plain_counter(
             "argus_kafka_spilled_total",
             "Messages written to the spill queue because Kafka was unavailable.",
+        );
+        let ocr_pixels_read = plain_counter(
+            "argus_ocr_pixels_read_total",
+            "Pixels the OCR text detector looked at.",
         );
         let kafka_spill_dropped = plain_counter(
             "argus_kafka_spill_dropped_total",
@@ -288,6 +301,8 @@ impl Metrics {
             registry,
             frames_decoded,
             frames_analysed,
+            ocr_reads,
+            ocr_pixels_read,
             frames_dropped,
             operator_latency,
             operator_batch_size,

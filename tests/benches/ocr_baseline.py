@@ -7,9 +7,10 @@ the same files, through onnxruntime. Like Argus's OCR it skips the angle classif
 
 After `--settle` seconds it measures for `--seconds`: CPU time of the whole process (every
 thread), frames decoded and read, frames read by OCR, each OCR'd frame's latency and the
-words read. The latency runs from when the frame arrived, as real-time playback places it (the
-first frame's read time plus its media time since the first frame: a reader that falls behind
-the camera has frames waiting in the socket, and that wait counts), to its result. Then it prints one JSON line and exits.
+words read. The latency runs from when the frame arrived, as real-time playback places it, to
+its result: the stream's media time 0 is placed at the earliest (read time - media time) of
+any frame read (a frame cannot be read before it arrives), so a reader that falls behind the
+camera, with frames waiting in its socket, has that wait counted. Then it prints one JSON line and exits.
 
     python ocr_baseline.py --url rtsp://... --det DET.onnx --rec REC.onnx
 """
@@ -56,19 +57,17 @@ def main():
     window_end = window_start + args.seconds
     cpu_start = None
     read = ocr = 0
-    latencies = []
+    results = []
     words = set()
     last_ocr = 0.0
-    first = None
+    zero = None
     while True:
         ok, frame = capture.read()
         now = time.monotonic()
         if not ok:
             break
         media_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        if first is None:
-            first = (now, media_s)
-        arrived = first[0] + (media_s - first[1])
+        zero = now - media_s if zero is None else min(zero, now - media_s)
         if now >= window_end:
             break
         measuring = now >= window_start
@@ -83,9 +82,10 @@ def main():
         done = time.monotonic()
         if measuring:
             ocr += 1
-            latencies.append(done - arrived)
+            results.append((done, media_s))
             for _box, text, _score in result or []:
                 words.update(w.upper() for w in re.findall(r"[A-Za-z0-9]+", text))
+    latencies = [done - (zero + media_s) for done, media_s in results]
     cpu = time.process_time() - (cpu_start if cpu_start is not None else time.process_time())
     print(
         json.dumps(

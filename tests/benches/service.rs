@@ -8,12 +8,14 @@
 //!
 //! Inputs: N in-process RTSP cameras (1280x720, 25 fps, H.264 8-bit 4:2:0, a key frame each
 //! 2 s), even ones showing `vtest.avi` (a street, made 720p25), odd ones a text sign over
-//! moving colour bars. Each run gets fresh cameras that start at the video's beginning.
+//! a moving ball (a fixed view with text and something moving). Each run gets fresh cameras that start at the video's beginning.
 //!
 //! Sides, each a whole process (or N of them) measured over the same window after the same
 //! settling time, alternating which goes first:
 //! - **argus, OCR** — the real binary on its embedded defaults with the objects stage off:
-//!   OCR at 1 fps, moment windows (text embeddings), results to Kafka and Redis;
+//!   OCR at 1 fps (reading only where the picture changed), moment windows (text
+//!   embeddings), results to Kafka and Redis;
+//! - **argus, OCR of whole frames** — the same with `ocr.read_changes_only = false`;
 //! - **python, OCR** — `ocr_baseline.py`, one process per camera: OpenCV capture and the same
 //!   PP-OCRv4 ONNX files through onnxruntime (RapidOCR), OCR at 1 fps, results kept in memory;
 //! - **argus, defaults** — the embedded defaults: OCR plus object tracking at 5 fps;
@@ -62,6 +64,7 @@ struct Options {
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     ArgusOcr,
+    ArgusWholeFrames,
     Python,
     ArgusDefaults,
     ArgusCaptions,
@@ -71,6 +74,9 @@ impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::ArgusOcr => "argus, OCR (objects off)",
+            Side::ArgusWholeFrames => {
+                "argus, OCR of whole frames (objects off, read_changes_only = false)"
+            }
             Side::Python => "python, OCR (OpenCV + RapidOCR)",
             Side::ArgusDefaults => "argus, defaults (OCR + objects at 5 fps)",
             Side::ArgusCaptions => "argus, defaults + captions",
@@ -86,6 +92,9 @@ struct Measured {
     dropped: f64,
     latencies: Vec<f64>,
     words: BTreeSet<String>,
+    /// Argus's OCR reads by kind (whole / changed areas / unchanged) and the share of the
+    /// frames' pixels its detector saw.
+    reads: String,
 }
 
 fn main() {
@@ -119,7 +128,7 @@ fn main() {
                 }
             })
             .collect();
-        let mut sides = vec![Side::ArgusOcr, Side::Python];
+        let mut sides = vec![Side::ArgusOcr, Side::Python, Side::ArgusWholeFrames];
         if round % 2 == 1 {
             sides.reverse();
         }
@@ -147,7 +156,7 @@ fn main() {
             let ratio = python_per_core.map_or("".into(), |p| format!("{:.2}x", per_core / p));
             println!(
                 "| {n} | {} | {:.2} | {:.3} | {per_core:.2} | {ratio} | {:.0} | {:.0} | {:.2} / {:.2} |",
-                side.name(),
+                format_args!("{}{}", side.name(), if measured.reads.is_empty() { String::new() } else { format!(" ({})", measured.reads) }),
                 measured.ocr_frames as f64 / window / n as f64,
                 measured.cpu_s / window / n as f64,
                 measured.rss_bytes as f64 / n as f64 / 1e6,
@@ -156,21 +165,17 @@ fn main() {
                 percentile(&measured.latencies, 0.99),
             );
         }
-        let python_words = words
-            .iter()
-            .find(|(s, _)| *s == Side::Python)
-            .map(|(_, w)| w);
-        let argus_words = words
-            .iter()
-            .find(|(s, _)| *s == Side::ArgusOcr)
-            .map(|(_, w)| w);
-        if let (Some(python_words), Some(argus_words)) = (python_words, argus_words) {
-            println!(
-                "|  | words read: argus {:?}; python {:?}; both {} |  |  |  |  |  |  |  |",
-                argus_words.difference(python_words).collect::<Vec<_>>(),
-                python_words.difference(argus_words).collect::<Vec<_>>(),
-                argus_words.intersection(python_words).count(),
-            );
+        if let Some((_, python_words)) = words.iter().find(|(s, _)| *s == Side::Python) {
+            for (side, argus_words) in words.iter().filter(|(s, _)| *s != Side::Python) {
+                println!(
+                    "|  | words: {} read {} of python's {}; only argus {:?}; only python {:?} |  |  |  |  |  |  |  |",
+                    side.name(),
+                    argus_words.intersection(python_words).count(),
+                    python_words.len(),
+                    argus_words.difference(python_words).collect::<Vec<_>>(),
+                    python_words.difference(argus_words).collect::<Vec<_>>(),
+                );
+            }
         }
     }
     println!();
@@ -233,6 +238,10 @@ fn run_argus(side: Side, services: &Services, cameras: &[&Path], options: &Optio
     );
     let env: Vec<(&str, &str)> = match side {
         Side::ArgusOcr => vec![("ARGUS_OBJECTS__ENABLED", "false")],
+        Side::ArgusWholeFrames => vec![
+            ("ARGUS_OBJECTS__ENABLED", "false"),
+            ("ARGUS_OCR__READ_CHANGES_ONLY", "false"),
+        ],
         Side::ArgusCaptions => vec![("ARGUS_CAPTIONS__ENABLED", "true")],
         _ => vec![],
     };
@@ -268,6 +277,23 @@ fn run_argus(side: Side, services: &Services, cameras: &[&Path], options: &Optio
         SystemTime::now(),
     );
     let rss_bytes = argus.rss_bytes();
+    let read = |kind: &str| {
+        argus
+            .metric("argus_ocr_reads_total", &[&format!("read=\"{kind}\"")])
+            .unwrap_or(0.0)
+    };
+    let (whole, areas, unchanged) = (
+        read("whole") as u64,
+        read("changed_areas") as u64,
+        read("unchanged") as u64,
+    );
+    let pixels = argus
+        .metric("argus_ocr_pixels_read_total", &[])
+        .unwrap_or(0.0);
+    let reads = format!(
+        "{whole} whole, {areas} areas, {unchanged} unchanged; {:.0} % of the pixels",
+        100.0 * pixels / ((whole + areas + unchanged) as f64 * 1280.0 * 720.0)
+    );
     // Results of the window's last frames are still on their way.
     std::thread::sleep(Duration::from_secs(10));
     argus.terminate();
@@ -291,6 +317,7 @@ fn run_argus(side: Side, services: &Services, cameras: &[&Path], options: &Optio
             })
             .collect(),
         words: in_window.iter().flat_map(|r| r.words.clone()).collect(),
+        reads,
     }
 }
 
@@ -328,6 +355,7 @@ fn run_python(python: &Path, cameras: &[&Path], options: &Options) -> Measured {
         dropped: 0.0,
         latencies: Vec::new(),
         words: BTreeSet::new(),
+        reads: String::new(),
     };
     for child in children {
         let output = child.wait_with_output().unwrap();
@@ -472,7 +500,7 @@ fn make_input(path: &Path, input: Input) -> PathBuf {
             )
         }
         Input::Sign => format!(
-            "videotestsrc pattern=smpte horizontal-speed=2 num-buffers=2250 \
+            "videotestsrc pattern=ball num-buffers=2250 \
              ! textoverlay text=\"{SIGN}\" font-desc=\"Sans Bold 48\" valignment=center \
                halignment=center shaded-background=true ! videoconvert"
         ),

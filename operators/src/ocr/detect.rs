@@ -47,10 +47,34 @@ impl TextDetector {
     /// Text regions of several frames. Frames that share a network input size (the usual case:
     /// cameras of one model) go through the network in a single call.
     pub fn detect_batch(&mut self, images: &[&BgrImage]) -> Result<Vec<Vec<Quad>>, OperatorError> {
+        let scaled: Vec<(&BgrImage, f32)> = images
+            .iter()
+            .map(|image| (*image, self.scale(image.width(), image.height())))
+            .collect();
+        self.detect_scaled(&scaled)
+    }
+
+    /// How much a frame of this size is enlarged for the network: its shorter side is raised
+    /// to `limit_side_len`.
+    pub fn scale(&self, width: u32, height: u32) -> f32 {
+        let shorter = width.min(height) as f32;
+        if shorter < self.limit_side_len as f32 {
+            self.limit_side_len as f32 / shorter
+        } else {
+            1.0
+        }
+    }
+
+    /// Text regions of images each enlarged by its own scale: a part of a frame is read at
+    /// its frame's scale, so its text looks to the network as it does in the whole frame.
+    pub fn detect_scaled(
+        &mut self,
+        images: &[(&BgrImage, f32)],
+    ) -> Result<Vec<Vec<Quad>>, OperatorError> {
         let mut results = vec![Vec::new(); images.len()];
         let mut groups: Vec<((u32, u32), Vec<usize>)> = Vec::new();
-        for (index, image) in images.iter().enumerate() {
-            let Some(size) = self.input_size(image.width(), image.height()) else {
+        for (index, (image, scale)) in images.iter().enumerate() {
+            let Some(size) = input_size(image.width(), image.height(), *scale) else {
                 continue;
             };
             match groups
@@ -62,7 +86,7 @@ impl TextDetector {
             }
         }
         for ((input_w, input_h), members) in groups {
-            let batch: Vec<&BgrImage> = members.iter().map(|&i| images[i]).collect();
+            let batch: Vec<&BgrImage> = members.iter().map(|&i| images[i].0).collect();
             let input = normalized_input(&batch, input_w, input_h)?;
             let probabilities = {
                 let outputs = self
@@ -86,7 +110,7 @@ impl TextDetector {
             let map_len = (input_w * input_h) as usize;
             for (slot, &index) in members.iter().enumerate() {
                 let map = &probabilities[slot * map_len..(slot + 1) * map_len];
-                let (width, height) = (images[index].width(), images[index].height());
+                let (width, height) = (images[index].0.width(), images[index].0.height());
                 let mut quads = self
                     .boxes_from_map(map, input_w as i32, input_h as i32, width, height)?
                     .into_iter()
@@ -101,20 +125,6 @@ impl TextDetector {
             }
         }
         Ok(results)
-    }
-
-    /// The network input size: shorter side raised to `limit_side_len`, both sides a
-    /// multiple of 32 (the network's stride).
-    fn input_size(&self, width: u32, height: u32) -> Option<(u32, u32)> {
-        let shorter = width.min(height) as f32;
-        let ratio = if shorter < self.limit_side_len as f32 {
-            self.limit_side_len as f32 / shorter
-        } else {
-            1.0
-        };
-        let snap = |side: u32| ((side as f32 * ratio).trunc() / 32.0).round_ties_even() as u32 * 32;
-        let (w, h) = (snap(width), snap(height));
-        (w > 0 && h > 0).then_some((w, h))
     }
 
     fn boxes_from_map(
@@ -175,6 +185,14 @@ impl TextDetector {
         }
         Ok(quads)
     }
+}
+
+/// The network input size of an image enlarged by `scale`: both sides a multiple of 32 (the
+/// network's stride).
+fn input_size(width: u32, height: u32, scale: f32) -> Option<(u32, u32)> {
+    let snap = |side: u32| ((side as f32 * scale).trunc() / 32.0).round_ties_even() as u32 * 32;
+    let (w, h) = (snap(width), snap(height));
+    (w > 0 && h > 0).then_some((w, h))
 }
 
 fn inference_error(error: impl std::fmt::Display) -> OperatorError {

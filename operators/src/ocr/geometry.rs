@@ -61,16 +61,24 @@ pub fn order_clockwise(quad: &Quad) -> Quad {
 
 /// Sorts boxes top-to-bottom, then left-to-right within a line (tops within 10 px).
 pub fn reading_order(quads: &mut [Quad]) {
-    quads.sort_by(|a, b| {
+    reading_order_by(quads, |quad| quad);
+}
+
+/// [`reading_order`] of anything with a box: lines read earlier and lines read now are put
+/// back in the order one read of the frame would give.
+pub fn reading_order_by<T>(items: &mut [T], quad: impl Fn(&T) -> &Quad) {
+    items.sort_by(|a, b| {
+        let (a, b) = (quad(a), quad(b));
         a[0][1]
             .total_cmp(&b[0][1])
             .then(a[0][0].total_cmp(&b[0][0]))
     });
-    for i in 0..quads.len().saturating_sub(1) {
+    for i in 0..items.len().saturating_sub(1) {
         for j in (0..=i).rev() {
-            let same_line = (quads[j + 1][0][1] - quads[j][0][1]).abs() < 10.0;
-            if same_line && quads[j + 1][0][0] < quads[j][0][0] {
-                quads.swap(j, j + 1);
+            let (upper, lower) = (quad(&items[j]), quad(&items[j + 1]));
+            let same_line = (lower[0][1] - upper[0][1]).abs() < 10.0;
+            if same_line && lower[0][0] < upper[0][0] {
+                items.swap(j, j + 1);
             } else {
                 break;
             }

@@ -7,6 +7,7 @@
 //! `config.yaml`, so results match what users of that package see.
 
 mod detect;
+pub mod gate;
 mod geometry;
 mod recognize;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use detect::TextDetector;
 pub use recognize::TextRecognizer;
 
+use self::geometry::Quad;
 use crate::{BgrImage, OperatorError};
 
 /// File names inside the model directory, as the `rapidocr-onnxruntime` wheel ships them.
@@ -43,6 +45,12 @@ pub struct OcrConfig {
     pub rec_batch_size: usize,
     /// ONNX Runtime intra-op threads per model (0 = one per core).
     pub threads: usize,
+    /// Read only the places of a camera's frame that changed since its previous frame, and
+    /// keep the lines elsewhere ([`gate`]); false reads every frame whole.
+    pub read_changes_only: bool,
+    /// With `read_changes_only`, the whole frame is still read at least once in this many
+    /// frames (10 s at 1 fps): a change too slow to show between two frames is read then.
+    pub full_read_every: u32,
 }
 
 impl Default for OcrConfig {
@@ -56,6 +64,8 @@ impl Default for OcrConfig {
             text_score: 0.5,
             rec_batch_size: 6,
             threads: 0,
+            read_changes_only: true,
+            full_read_every: 10,
         }
     }
 }
@@ -104,11 +114,58 @@ impl PpOcr {
         &mut self,
         images: &[&BgrImage],
     ) -> Result<Vec<Vec<TextLine>>, OperatorError> {
-        let detections = self.detector.detect_batch(images)?;
+        let jobs: Vec<ReadJob> = images
+            .iter()
+            .map(|image| ReadJob { image, areas: None })
+            .collect();
+        self.read_batch(&jobs)
+    }
+
+    /// Like [`PpOcr::recognize_batch`], reading only the given areas of the frames that name
+    /// some. An area is detected at its frame's scale and its lines come back in frame pixels;
+    /// a line is found in an area when it lies inside it (one cut by the area's edge is read
+    /// in part), so areas should have a margin around what they are meant to cover.
+    pub fn read_batch(&mut self, jobs: &[ReadJob]) -> Result<Vec<Vec<TextLine>>, OperatorError> {
+        // One detection input per whole frame or per area, and where its boxes belong.
+        let mut crops: Vec<(usize, Area, BgrImage)> = Vec::new();
+        let mut inputs: Vec<(usize, Area)> = Vec::new();
+        for (job_index, job) in jobs.iter().enumerate() {
+            match job.areas {
+                None => inputs.push((job_index, Area::whole(job.image))),
+                Some(areas) => {
+                    for area in areas {
+                        let area = area.clipped_to(job.image);
+                        if area.width == 0 || area.height == 0 {
+                            continue;
+                        }
+                        let crop = job.image.crop(area.x, area.y, area.width, area.height)?;
+                        crops.push((job_index, area, crop));
+                    }
+                }
+            }
+        }
+        let mut scaled: Vec<(&BgrImage, f32)> = Vec::new();
+        for (job_index, _) in &inputs {
+            let image = jobs[*job_index].image;
+            scaled.push((image, self.detector.scale(image.width(), image.height())));
+        }
+        for (job_index, area, crop) in &crops {
+            let frame = jobs[*job_index].image;
+            scaled.push((crop, self.detector.scale(frame.width(), frame.height())));
+            inputs.push((*job_index, *area));
+        }
+        let detections = self.detector.detect_scaled(&scaled)?;
+        let mut quads_per_job: Vec<Vec<Quad>> = vec![Vec::new(); jobs.len()];
+        for ((job_index, area), quads) in inputs.into_iter().zip(detections) {
+            let (dx, dy) = (area.x as f32, area.y as f32);
+            quads_per_job[job_index]
+                .extend(quads.into_iter().map(|q| q.map(|[x, y]| [x + dx, y + dy])));
+        }
         let mut crops = Vec::new();
-        for (image, quads) in images.iter().zip(&detections) {
-            for quad in quads {
-                crops.push(geometry::crop_quad(image, quad)?);
+        for (job, quads) in jobs.iter().zip(quads_per_job.iter_mut()) {
+            geometry::reading_order(quads);
+            for quad in quads.iter() {
+                crops.push(geometry::crop_quad(job.image, quad)?);
             }
         }
         let mut readings = if crops.is_empty() {
@@ -117,7 +174,7 @@ impl PpOcr {
             self.recognizer.recognize(&crops)?
         }
         .into_iter();
-        Ok(detections
+        Ok(quads_per_job
             .into_iter()
             .map(|quads| {
                 quads
@@ -130,5 +187,48 @@ impl PpOcr {
                     .collect()
             })
             .collect())
+    }
+}
+
+/// What to read of one frame: all of it, or some areas.
+pub struct ReadJob<'a> {
+    pub image: &'a BgrImage,
+    /// `None` reads the whole frame.
+    pub areas: Option<&'a [Area]>,
+}
+
+/// A rectangle of a frame, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Area {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Area {
+    pub fn whole(image: &BgrImage) -> Self {
+        Self {
+            x: 0,
+            y: 0,
+            width: image.width(),
+            height: image.height(),
+        }
+    }
+
+    /// The part of the area inside `image`.
+    pub fn clipped_to(&self, image: &BgrImage) -> Self {
+        let x = self.x.min(image.width());
+        let y = self.y.min(image.height());
+        Self {
+            x,
+            y,
+            width: self.width.min(image.width() - x),
+            height: self.height.min(image.height() - y),
+        }
+    }
+
+    pub fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
     }
 }

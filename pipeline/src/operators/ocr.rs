@@ -2,12 +2,20 @@
 //!
 //! ONNX Runtime already spreads one inference over all cores, so one thread serves every
 //! stream, and frames that arrive together from many cameras share one model call.
+//!
+//! With `read_changes_only` the worker keeps a [`TextGate`] per camera and reads only the
+//! places of a frame that changed since the camera's previous frame. The gates live on the
+//! worker's thread: a camera's frames reach it in order, and the comparison (a few
+//! milliseconds of OpenCV) stays off the async runtime.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argus_operators::ocr::{OcrConfig, PpOcr, TextLine};
+use std::collections::HashMap;
+
+use argus_operators::ocr::gate::{ReadPlan, TextGate};
+use argus_operators::ocr::{Area, OcrConfig, PpOcr, ReadJob, TextLine};
 use argus_operators::{BgrImage, OperatorError};
 use async_trait::async_trait;
 
@@ -19,10 +27,13 @@ use crate::stream::{Analysis, FrameAnalyser};
 /// The name results carry in their `operator` field.
 pub const OCR_OPERATOR: &str = "ocr.pp-ocrv4";
 
+/// A frame and the camera it came from.
+type CameraFrame = (Arc<str>, Arc<BgrImage>);
+
 /// Handle to the OCR worker; cheap to clone.
 #[derive(Clone)]
 pub struct Analyzer {
-    worker: ModelWorker<Arc<BgrImage>, (Vec<TextLine>, Duration)>,
+    worker: ModelWorker<CameraFrame, (Vec<TextLine>, Duration)>,
 }
 
 impl Analyzer {
@@ -33,6 +44,9 @@ impl Analyzer {
         batching: AnalysisConfig,
         metrics: Metrics,
     ) -> Result<Self, OperatorError> {
+        let mut gates = ocr_config
+            .read_changes_only
+            .then(|| Gates::new(ocr_config.full_read_every));
         let mut ocr = PpOcr::load(&model_dir.join("pp-ocrv4"), ocr_config)?;
         let batching = Batching {
             max_batch: batching.max_batch,
@@ -43,7 +57,7 @@ impl Analyzer {
             OCR_OPERATOR,
             batching,
             Queues::default(),
-            move |images: Vec<Arc<BgrImage>>| run_batch(&mut ocr, &images, &metrics),
+            move |frames: Vec<CameraFrame>| run_batch(&mut ocr, gates.as_mut(), &frames, &metrics),
         )
         .map_err(|error| OperatorError::Inference {
             model: OCR_OPERATOR.into(),
@@ -59,33 +73,111 @@ impl FrameAnalyser for Analyzer {
         OCR_OPERATOR
     }
 
-    async fn analyse(&self, image: Arc<BgrImage>) -> Result<Analysis, OperatorError> {
-        let (ocr, latency) = self.worker.call_one(image).await?;
+    async fn analyse(
+        &self,
+        camera: Arc<str>,
+        image: Arc<BgrImage>,
+    ) -> Result<Analysis, OperatorError> {
+        let (ocr, latency) = self.worker.call_one((camera, image)).await?;
         Ok(Analysis { ocr, latency })
+    }
+}
+
+/// The cameras' gates, on the worker's thread.
+struct Gates {
+    full_read_every: u32,
+    by_camera: HashMap<Arc<str>, TextGate>,
+}
+
+impl Gates {
+    fn new(full_read_every: u32) -> Self {
+        Self {
+            full_read_every,
+            by_camera: HashMap::new(),
+        }
+    }
+
+    fn plan(&mut self, camera: &Arc<str>, image: &BgrImage) -> Result<ReadPlan, OperatorError> {
+        let every = self.full_read_every;
+        self.by_camera
+            .entry(camera.clone())
+            .or_insert_with(|| TextGate::new(every))
+            .plan(image)
+    }
+
+    fn settle(&mut self, camera: &Arc<str>, plan: &ReadPlan, read: Vec<TextLine>) -> Vec<TextLine> {
+        match self.by_camera.get_mut(camera) {
+            Some(gate) => gate.settle(plan, read),
+            None => read,
+        }
     }
 }
 
 /// One model call for the batch; every frame reports the batch's latency.
 fn run_batch(
     ocr: &mut PpOcr,
-    images: &[Arc<BgrImage>],
+    mut gates: Option<&mut Gates>,
+    frames: &[CameraFrame],
     metrics: &Metrics,
 ) -> Result<Vec<(Vec<TextLine>, Duration)>, OperatorError> {
     let started = Instant::now();
-    let images: Vec<&BgrImage> = images.iter().map(AsRef::as_ref).collect();
-    let result = ocr.recognize_batch(&images);
+    let plans: Vec<ReadPlan> = match gates.as_deref_mut() {
+        Some(gates) => frames
+            .iter()
+            .map(|(camera, image)| gates.plan(camera, image))
+            .collect::<Result<_, _>>()?,
+        None => vec![ReadPlan::Whole; frames.len()],
+    };
+    let mut jobs = Vec::new();
+    for ((_, image), plan) in frames.iter().zip(&plans) {
+        let (areas, pixels): (Option<&[Area]>, u64) = match plan {
+            ReadPlan::Reuse => continue,
+            ReadPlan::Whole => (None, image.width() as u64 * image.height() as u64),
+            ReadPlan::Areas(areas) => (Some(areas), areas.iter().map(Area::pixels).sum()),
+        };
+        metrics.ocr_pixels_read.inc_by(pixels);
+        jobs.push(ReadJob { image, areas });
+    }
+    for plan in &plans {
+        let kind = match plan {
+            ReadPlan::Whole => "whole",
+            ReadPlan::Areas(_) => "changed_areas",
+            ReadPlan::Reuse => "unchanged",
+        };
+        metrics.ocr_reads.with_label_values(&[kind]).inc();
+    }
+    let result = if jobs.is_empty() {
+        Ok(Vec::new())
+    } else {
+        ocr.read_batch(&jobs)
+    };
     let latency = started.elapsed();
     metrics
         .operator_batch_size
         .with_label_values(&[OCR_OPERATOR])
-        .observe(images.len() as f64);
+        .observe(frames.len() as f64);
     match result {
-        Ok(results) => {
+        Ok(read) => {
             metrics
                 .operator_latency
                 .with_label_values(&[OCR_OPERATOR])
                 .observe(latency.as_secs_f64());
-            Ok(results.into_iter().map(|ocr| (ocr, latency)).collect())
+            let mut read = read.into_iter();
+            Ok(frames
+                .iter()
+                .zip(&plans)
+                .map(|((camera, _), plan)| {
+                    let lines = match plan {
+                        ReadPlan::Reuse => Vec::new(),
+                        _ => read.next().unwrap_or_default(),
+                    };
+                    let lines = match gates.as_deref_mut() {
+                        Some(gates) => gates.settle(camera, plan, lines),
+                        None => lines,
+                    };
+                    (lines, latency)
+                })
+                .collect())
         }
         Err(error) => {
             metrics.errors.with_label_values(&["operator"]).inc();

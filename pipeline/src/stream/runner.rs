@@ -411,7 +411,11 @@ async fn analyse_and_hand_on(
                 None
             }
         };
-        match context.analyser.analyse(image.clone()).await {
+        match context
+            .analyser
+            .analyse(frame.stream_id.clone(), image.clone())
+            .await
+        {
             Ok(analysis) => Some((analysis, thumbnail)),
             Err(error) => {
                 tracing::error!(stream = %id, frame = frame.sequence, %error, "analysis failed");

@@ -32,8 +32,13 @@ pub trait FrameAnalyser: Send + Sync {
     /// The name results carry in their `operator` field.
     fn operator(&self) -> &'static str;
 
-    /// Analyses one frame; it may share a model call with other streams' frames.
-    async fn analyse(&self, image: Arc<BgrImage>) -> Result<Analysis, OperatorError>;
+    /// Analyses one frame of `camera`; it may share a model call with other streams' frames.
+    /// A camera's frames come in order, so an analyser may keep what it saw of the last one.
+    async fn analyse(
+        &self,
+        camera: Arc<str>,
+        image: Arc<BgrImage>,
+    ) -> Result<Analysis, OperatorError>;
 }
 
 /// The objects stage, as the stream sees it: one tracker per camera, fed in frame order.
