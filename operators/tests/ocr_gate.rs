@@ -111,23 +111,26 @@ fn both_ways(frames: &[BgrImage]) -> (Vec<Readings>, f64) {
     for frame in frames {
         let whole = ocr.recognize(frame).unwrap();
         let plan = gate.plan(frame).unwrap();
-        let read = match &plan {
-            ReadPlan::Reuse => Vec::new(),
-            ReadPlan::Whole => ocr.recognize(frame).unwrap(),
-            ReadPlan::Areas(areas) => {
-                seen += areas.iter().map(|a| a.pixels()).sum::<u64>();
-                ocr.read_batch(&[ReadJob {
-                    image: frame,
-                    areas: Some(areas),
-                }])
-                .unwrap()
-                .pop()
-                .unwrap()
+        let (plan, read) = match plan {
+            ReadPlan::Reuse => (ReadPlan::Reuse, Vec::new()),
+            plan => {
+                let areas = match &plan {
+                    ReadPlan::Areas(areas) => Some(areas.as_slice()),
+                    _ => None,
+                };
+                let reading = ocr
+                    .read_batch(&[ReadJob {
+                        image: frame,
+                        areas,
+                    }])
+                    .unwrap()
+                    .pop()
+                    .unwrap();
+                seen += reading.pixels;
+                let plan = if reading.whole { ReadPlan::Whole } else { plan };
+                (plan, reading.lines)
             }
         };
-        if plan == ReadPlan::Whole {
-            seen += frame.width() as u64 * frame.height() as u64;
-        }
         total += frame.width() as u64 * frame.height() as u64;
         let gated = gate.settle(&plan, read);
         readings.push((texts(&whole), texts(&gated)));

@@ -21,7 +21,9 @@ use super::{Area, TextLine};
 use crate::motion::{MotionConfig, MotionDetector};
 use crate::{BgrImage, OperatorError};
 
-/// Pixels added around each changed place: text next to a change is read with it.
+/// Pixels added around each changed place and each line it touches: text next to a change is
+/// read with it, and the detector sees a line with the background around it (without it, a
+/// line's first letter at the very edge of an area goes unseen).
 const MARGIN: u32 = 24;
 /// Areas are at least this tall and wide, so a small change is read with its context.
 const MIN_SIDE: u32 = 64;
@@ -97,7 +99,7 @@ impl TextGate {
         loop {
             let mut grown = false;
             for line in lines {
-                let bounds = with_margin(quad_bounds(&line.quad), 4, 0, width, height);
+                let bounds = with_margin(quad_bounds(&line.quad), MARGIN as i32, 0, width, height);
                 for rect in rects.iter_mut() {
                     if overlaps(rect, &bounds) && !contains(rect, &bounds) {
                         *rect = union(rect, &bounds);

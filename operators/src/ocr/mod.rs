@@ -118,48 +118,71 @@ impl PpOcr {
             .iter()
             .map(|image| ReadJob { image, areas: None })
             .collect();
-        self.read_batch(&jobs)
+        Ok(self
+            .read_batch(&jobs)?
+            .into_iter()
+            .map(|reading| reading.lines)
+            .collect())
     }
 
     /// Like [`PpOcr::recognize_batch`], reading only the given areas of the frames that name
-    /// some. An area is detected at its frame's scale and its lines come back in frame pixels;
-    /// a line is found in an area when it lies inside it (one cut by the area's edge is read
-    /// in part), so areas should have a margin around what they are meant to cover.
-    pub fn read_batch(&mut self, jobs: &[ReadJob]) -> Result<Vec<Vec<TextLine>>, OperatorError> {
-        // One detection input per whole frame or per area, and where its boxes belong.
+    /// some. An area is detected at its frame's scale and its lines come back in frame pixels.
+    /// When a box found in an area touches the area's edge inside the frame, the text may go
+    /// on beyond it, and a line read in part is a wrong reading: that frame is read whole
+    /// instead ([`Reading::whole`] says so).
+    pub fn read_batch(&mut self, jobs: &[ReadJob]) -> Result<Vec<Reading>, OperatorError> {
+        let mut readings: Vec<Reading> = jobs
+            .iter()
+            .map(|job| Reading {
+                lines: Vec::new(),
+                whole: job.areas.is_none(),
+                pixels: 0,
+            })
+            .collect();
+        // First the areas; the frames whose areas cut a box are read whole with the rest.
         let mut crops: Vec<(usize, Area, BgrImage)> = Vec::new();
-        let mut inputs: Vec<(usize, Area)> = Vec::new();
         for (job_index, job) in jobs.iter().enumerate() {
-            match job.areas {
-                None => inputs.push((job_index, Area::whole(job.image))),
-                Some(areas) => {
-                    for area in areas {
-                        let area = area.clipped_to(job.image);
-                        if area.width == 0 || area.height == 0 {
-                            continue;
-                        }
-                        let crop = job.image.crop(area.x, area.y, area.width, area.height)?;
-                        crops.push((job_index, area, crop));
-                    }
+            for area in job.areas.unwrap_or_default() {
+                let area = area.clipped_to(job.image);
+                if area.width == 0 || area.height == 0 {
+                    continue;
                 }
+                let crop = job.image.crop(area.x, area.y, area.width, area.height)?;
+                crops.push((job_index, area, crop));
             }
         }
-        let mut scaled: Vec<(&BgrImage, f32)> = Vec::new();
-        for (job_index, _) in &inputs {
-            let image = jobs[*job_index].image;
-            scaled.push((image, self.detector.scale(image.width(), image.height())));
-        }
-        for (job_index, area, crop) in &crops {
-            let frame = jobs[*job_index].image;
-            scaled.push((crop, self.detector.scale(frame.width(), frame.height())));
-            inputs.push((*job_index, *area));
-        }
-        let detections = self.detector.detect_scaled(&scaled)?;
         let mut quads_per_job: Vec<Vec<Quad>> = vec![Vec::new(); jobs.len()];
-        for ((job_index, area), quads) in inputs.into_iter().zip(detections) {
-            let (dx, dy) = (area.x as f32, area.y as f32);
-            quads_per_job[job_index]
-                .extend(quads.into_iter().map(|q| q.map(|[x, y]| [x + dx, y + dy])));
+        if !crops.is_empty() {
+            let scaled: Vec<(&BgrImage, f32)> = crops
+                .iter()
+                .map(|(job_index, _, crop)| {
+                    let frame = jobs[*job_index].image;
+                    (crop, self.detector.scale(frame.width(), frame.height()))
+                })
+                .collect();
+            let detections = self.detector.detect_scaled(&scaled)?;
+            for ((job_index, area, _), quads) in crops.iter().zip(detections) {
+                let reading = &mut readings[*job_index];
+                reading.pixels += area.pixels();
+                if quads
+                    .iter()
+                    .any(|quad| area.cuts(quad, jobs[*job_index].image))
+                {
+                    reading.whole = true;
+                }
+                let (dx, dy) = (area.x as f32, area.y as f32);
+                quads_per_job[*job_index]
+                    .extend(quads.into_iter().map(|q| q.map(|[x, y]| [x + dx, y + dy])));
+            }
+        }
+        let whole: Vec<usize> = (0..jobs.len()).filter(|&i| readings[i].whole).collect();
+        if !whole.is_empty() {
+            let images: Vec<&BgrImage> = whole.iter().map(|&i| jobs[i].image).collect();
+            for (&job_index, quads) in whole.iter().zip(self.detector.detect_batch(&images)?) {
+                let image = jobs[job_index].image;
+                readings[job_index].pixels += Area::whole(image).pixels();
+                quads_per_job[job_index] = quads;
+            }
         }
         let mut crops = Vec::new();
         for (job, quads) in jobs.iter().zip(quads_per_job.iter_mut()) {
@@ -168,26 +191,35 @@ impl PpOcr {
                 crops.push(geometry::crop_quad(job.image, quad)?);
             }
         }
-        let mut readings = if crops.is_empty() {
+        let mut recognized = if crops.is_empty() {
             Vec::new()
         } else {
             self.recognizer.recognize(&crops)?
         }
         .into_iter();
-        Ok(quads_per_job
-            .into_iter()
-            .map(|quads| {
-                quads
-                    .into_iter()
-                    .zip(readings.by_ref())
-                    .filter(|(_, (text, score))| {
-                        *score >= self.config.text_score && !text.trim().is_empty()
-                    })
-                    .map(|(quad, (text, score))| TextLine { text, score, quad })
-                    .collect()
-            })
-            .collect())
+        for (reading, quads) in readings.iter_mut().zip(quads_per_job) {
+            reading.lines = quads
+                .into_iter()
+                .zip(recognized.by_ref())
+                .filter(|(_, (text, score))| {
+                    *score >= self.config.text_score && !text.trim().is_empty()
+                })
+                .map(|(quad, (text, score))| TextLine { text, score, quad })
+                .collect();
+        }
+        Ok(readings)
     }
+}
+
+/// What [`PpOcr::read_batch`] read of one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// In frame pixels, in reading order.
+    pub lines: Vec<TextLine>,
+    /// Whether the whole frame was read (asked for, or an area cut a line).
+    pub whole: bool,
+    /// Pixels the detector looked at.
+    pub pixels: u64,
 }
 
 /// What to read of one frame: all of it, or some areas.
@@ -230,5 +262,19 @@ impl Area {
 
     pub fn pixels(&self) -> u64 {
         self.width as u64 * self.height as u64
+    }
+
+    /// Whether `quad` (in this area's pixels) reaches an edge of the area that lies inside
+    /// `image`: the text it boxes may go on past the area.
+    fn cuts(&self, quad: &Quad, image: &BgrImage) -> bool {
+        const EDGE: f32 = 4.0;
+        let xs = quad.map(|p| p[0]);
+        let ys = quad.map(|p| p[1]);
+        let min = |v: [f32; 4]| v.into_iter().fold(f32::INFINITY, f32::min);
+        let max = |v: [f32; 4]| v.into_iter().fold(f32::NEG_INFINITY, f32::max);
+        (self.x > 0 && min(xs) <= EDGE)
+            || (self.y > 0 && min(ys) <= EDGE)
+            || (self.x + self.width < image.width() && max(xs) >= self.width as f32 - EDGE)
+            || (self.y + self.height < image.height() && max(ys) >= self.height as f32 - EDGE)
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use argus_operators::ocr::gate::{ReadPlan, TextGate};
-use argus_operators::ocr::{Area, OcrConfig, PpOcr, ReadJob, TextLine};
+use argus_operators::ocr::{Area, OcrConfig, PpOcr, ReadJob, Reading, TextLine};
 use argus_operators::{BgrImage, OperatorError};
 use async_trait::async_trait;
 
@@ -130,21 +130,12 @@ fn run_batch(
     };
     let mut jobs = Vec::new();
     for ((_, image), plan) in frames.iter().zip(&plans) {
-        let (areas, pixels): (Option<&[Area]>, u64) = match plan {
+        let areas: Option<&[Area]> = match plan {
             ReadPlan::Reuse => continue,
-            ReadPlan::Whole => (None, image.width() as u64 * image.height() as u64),
-            ReadPlan::Areas(areas) => (Some(areas), areas.iter().map(Area::pixels).sum()),
+            ReadPlan::Whole => None,
+            ReadPlan::Areas(areas) => Some(areas),
         };
-        metrics.ocr_pixels_read.inc_by(pixels);
         jobs.push(ReadJob { image, areas });
-    }
-    for plan in &plans {
-        let kind = match plan {
-            ReadPlan::Whole => "whole",
-            ReadPlan::Areas(_) => "changed_areas",
-            ReadPlan::Reuse => "unchanged",
-        };
-        metrics.ocr_reads.with_label_values(&[kind]).inc();
     }
     let result = if jobs.is_empty() {
         Ok(Vec::new())
@@ -165,14 +156,30 @@ fn run_batch(
             let mut read = read.into_iter();
             Ok(frames
                 .iter()
-                .zip(&plans)
+                .zip(plans)
                 .map(|((camera, _), plan)| {
-                    let lines = match plan {
-                        ReadPlan::Reuse => Vec::new(),
-                        _ => read.next().unwrap_or_default(),
+                    let (plan, lines) = match plan {
+                        ReadPlan::Reuse => (ReadPlan::Reuse, Vec::new()),
+                        plan => {
+                            let reading = read.next().unwrap_or(Reading {
+                                lines: Vec::new(),
+                                whole: true,
+                                pixels: 0,
+                            });
+                            metrics.ocr_pixels_read.inc_by(reading.pixels);
+                            // An area that cut a line made the frame a whole read.
+                            let plan = if reading.whole { ReadPlan::Whole } else { plan };
+                            (plan, reading.lines)
+                        }
                     };
+                    let kind = match plan {
+                        ReadPlan::Whole => "whole",
+                        ReadPlan::Areas(_) => "changed_areas",
+                        ReadPlan::Reuse => "unchanged",
+                    };
+                    metrics.ocr_reads.with_label_values(&[kind]).inc();
                     let lines = match gates.as_deref_mut() {
-                        Some(gates) => gates.settle(camera, plan, lines),
+                        Some(gates) => gates.settle(camera, &plan, lines),
                         None => lines,
                     };
                     (lines, latency)
