@@ -36,7 +36,13 @@ pub fn environment() -> Result<&'static Environment, OperatorError> {
 }
 
 /// Opens an ONNX model for CPU inference with `threads` intra-op threads (0 = ORT's choice).
-pub fn load_session(path: &Path, threads: usize) -> Result<Session, OperatorError> {
+/// `spin_wait`: whether idle intra-op threads spin waiting for work (ONNX Runtime's default),
+/// which shortens one inference a little and burns CPU between inferences.
+pub fn load_session(
+    path: &Path,
+    threads: usize,
+    spin_wait: bool,
+) -> Result<Session, OperatorError> {
     if !path.is_file() {
         return Err(OperatorError::MissingModel {
             path: path.to_owned(),
@@ -51,6 +57,11 @@ pub fn load_session(path: &Path, threads: usize) -> Result<Session, OperatorErro
     if threads > 0 {
         builder = builder
             .with_intra_threads(threads)
+            .map_err(|e| load_error(e.to_string()))?;
+    }
+    if !spin_wait {
+        builder = builder
+            .with_intra_op_spinning(false)
             .map_err(|e| load_error(e.to_string()))?;
     }
     builder

@@ -59,7 +59,7 @@ impl ImageTagger {
                     .into(),
             });
         }
-        let session = onnx::load_session(&path, 0)?;
+        let session = onnx::load_session(&path, 0, true)?;
         let load_error = |message: String| OperatorError::ModelLoad {
             path: path.clone(),
             message,

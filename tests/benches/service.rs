@@ -4,7 +4,7 @@
 //!     source deploy/env.sh && deploy/services.sh start test
 //!     ARGUS_TEST_KAFKA_BROKERS=127.0.0.1:19092 ARGUS_TEST_REDIS_URL=redis://127.0.0.1:16379 \
 //!         cargo bench -p argus-e2e --bench service -- [--cameras 1,4,8] [--settle 15] \
-//!         [--seconds 40] [--captions]
+//!         [--seconds 40] [--captions] [--spinning]
 //!
 //! Inputs: N in-process RTSP cameras (1280x720, 25 fps, H.264 8-bit 4:2:0, a key frame each
 //! 2 s), even ones showing `vtest.avi` (a street, made 720p25), odd ones a text sign over
@@ -19,7 +19,9 @@
 //! - **python, OCR** — `ocr_baseline.py`, one process per camera: OpenCV capture and the same
 //!   PP-OCRv4 ONNX files through onnxruntime (RapidOCR), OCR at 1 fps, results kept in memory;
 //! - **argus, defaults** — the embedded defaults: OCR plus object tracking at 5 fps;
-//! - **argus, defaults + captions** with `--captions`.
+//! - **argus, defaults + captions** with `--captions`;
+//! - **argus, OCR with ONNX Runtime's spinning threads** (`ocr.spin_wait = true`, ONNX
+//!   Runtime's own default) with `--spinning`.
 //!
 //! Reported per side: OCR'd frames per second and per core (the ratio is against Python on the
 //! same cameras), cores and resident memory per camera, frames dropped, and latency p50/p99.
@@ -59,11 +61,13 @@ struct Options {
     settle: Duration,
     window: Duration,
     captions: bool,
+    spinning: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     ArgusOcr,
+    ArgusSpinning,
     ArgusWholeFrames,
     Python,
     ArgusDefaults,
@@ -74,6 +78,9 @@ impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::ArgusOcr => "argus, OCR (objects off)",
+            Side::ArgusSpinning => {
+                "argus, OCR, ONNX Runtime threads spinning (objects off, spin_wait = true)"
+            }
             Side::ArgusWholeFrames => {
                 "argus, OCR of whole frames (objects off, read_changes_only = false)"
             }
@@ -133,6 +140,9 @@ fn main() {
             sides.reverse();
         }
         sides.push(Side::ArgusDefaults);
+        if options.spinning {
+            sides.push(Side::ArgusSpinning);
+        }
         if options.captions {
             sides.push(Side::ArgusCaptions);
         }
@@ -188,6 +198,7 @@ fn parse_options() -> Options {
         settle: Duration::from_secs(15),
         window: Duration::from_secs(40),
         captions: false,
+        spinning: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -202,6 +213,7 @@ fn parse_options() -> Options {
             "--settle" => options.settle = Duration::from_secs(value().parse().unwrap()),
             "--seconds" => options.window = Duration::from_secs(value().parse().unwrap()),
             "--captions" => options.captions = true,
+            "--spinning" => options.spinning = true,
             "--bench" => {}
             other => panic!("unknown option {other}; see the header of tests/benches/service.rs"),
         }
@@ -238,6 +250,10 @@ fn run_argus(side: Side, services: &Services, cameras: &[&Path], options: &Optio
     );
     let env: Vec<(&str, &str)> = match side {
         Side::ArgusOcr => vec![("ARGUS_OBJECTS__ENABLED", "false")],
+        Side::ArgusSpinning => vec![
+            ("ARGUS_OBJECTS__ENABLED", "false"),
+            ("ARGUS_OCR__SPIN_WAIT", "true"),
+        ],
         Side::ArgusWholeFrames => vec![
             ("ARGUS_OBJECTS__ENABLED", "false"),
             ("ARGUS_OCR__READ_CHANGES_ONLY", "false"),

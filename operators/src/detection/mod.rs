@@ -261,7 +261,7 @@ impl Detector {
             });
         }
         let filter = filter(&config)?;
-        let session = onnx::load_session(&path, config.threads)?;
+        let session = onnx::load_session(&path, config.threads, true)?;
         check_metadata(&session, &path, architecture)?;
         let head = match architecture {
             Architecture::NanoDet => Head::NanoDet(nanodet::NanoDet::new(&session, &path)?),

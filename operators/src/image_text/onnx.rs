@@ -63,8 +63,8 @@ impl OnnxModel {
     ) -> Result<Self, OperatorError> {
         let vision_path = required_file(folder, VISION_FILE, hint)?;
         let text_path = required_file(folder, TEXT_FILE, hint)?;
-        let vision = onnx::load_session(&vision_path, 0)?;
-        let text = onnx::load_session(&text_path, 0)?;
+        let vision = onnx::load_session(&vision_path, 0, true)?;
+        let text = onnx::load_session(&text_path, 0, true)?;
         check_signature(&vision, &vision_path, &[PIXELS], &[PIXELS], IMAGE_EMBEDS)?;
         check_signature(
             &text,

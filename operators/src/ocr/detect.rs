@@ -30,7 +30,7 @@ pub struct TextDetector {
 impl TextDetector {
     pub fn load(path: &Path, config: &OcrConfig) -> Result<Self, OperatorError> {
         Ok(Self {
-            session: onnx::load_session(path, config.threads)?,
+            session: onnx::load_session(path, config.threads, config.spin_wait)?,
             limit_side_len: config.det_limit_side_len,
             thresh: config.det_thresh,
             box_thresh: config.det_box_thresh,

@@ -45,6 +45,10 @@ pub struct OcrConfig {
     pub rec_batch_size: usize,
     /// ONNX Runtime intra-op threads per model (0 = one per core).
     pub threads: usize,
+    /// Whether ONNX Runtime's idle threads spin waiting for the next inference (its default).
+    /// Off, the many small inferences of changed areas and text lines cost less CPU
+    /// (BENCHMARKS.md, service benchmark).
+    pub spin_wait: bool,
     /// Read only the places of a camera's frame that changed since its previous frame, and
     /// keep the lines elsewhere ([`gate`]); false reads every frame whole.
     pub read_changes_only: bool,
@@ -64,6 +68,7 @@ impl Default for OcrConfig {
             text_score: 0.5,
             rec_batch_size: 6,
             threads: 0,
+            spin_wait: false,
             read_changes_only: true,
             full_read_every: 10,
         }

@@ -26,7 +26,7 @@ pub struct TextRecognizer {
 
 impl TextRecognizer {
     pub fn load(path: &Path, config: &OcrConfig) -> Result<Self, OperatorError> {
-        let session = onnx::load_session(path, config.threads)?;
+        let session = onnx::load_session(path, config.threads, config.spin_wait)?;
         let characters = session
             .metadata()
             .ok()
