@@ -200,3 +200,48 @@ fn on_the_street_camera_the_gate_reads_what_whole_frames_read() {
         share * 100.0
     );
 }
+
+/// One sign after another over a still test pattern, five frames each at 1 fps, through
+/// H.264 and back (as `tests/src/lib.rs`'s `make_signs_video` makes a camera for question
+/// rules), decoded by `gst-launch-1.0` into raw BGR.
+fn signs(signs: &[&str]) -> Vec<BgrImage> {
+    let out = tempfile::tempdir().unwrap();
+    let mut frames = Vec::new();
+    for (k, sign) in signs.iter().enumerate() {
+        let status = std::process::Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(["videotestsrc", "pattern=smpte", "num-buffers=5"])
+            .args(["!", "video/x-raw,width=1280,height=720,framerate=1/1"])
+            .args(["!", "textoverlay", &format!("text={sign}")])
+            .args(["font-desc=Sans Bold 56", "shaded-background=true"])
+            .args(["valignment=center", "halignment=center"])
+            .args(["!", "videoconvert", "!", "video/x-raw,format=I420"])
+            .args(["!", "x264enc", "speed-preset=ultrafast", "!", "avdec_h264"])
+            .args(["!", "videoconvert", "!", "video/x-raw,format=BGR"])
+            .args(["!", "multifilesink"])
+            .arg(format!("location={}/{k}-%02d.bgr", out.path().display()))
+            .status()
+            .expect("gst-launch-1.0 runs");
+        assert!(status.success(), "rendering {sign} failed");
+        for i in 0..5 {
+            let data = std::fs::read(out.path().join(format!("{k}-{i:02}.bgr"))).unwrap();
+            frames.push(BgrImage::new(1280, 720, data).unwrap());
+        }
+    }
+    frames
+}
+
+#[test]
+fn signs_that_change_are_read_as_whole_frames_read_them() {
+    let frames = signs(&["NO PARKING", "WET FLOOR CAUTION", "HIGH VOLTAGE"]);
+    let (readings, share) = both_ways(&frames);
+    for (i, (whole, gated)) in readings.iter().enumerate() {
+        eprintln!("frame {i}: whole {whole:?}, gated {gated:?}");
+    }
+    eprintln!("signs: {:.0} % of the pixels", share * 100.0);
+    let same = readings
+        .iter()
+        .filter(|(whole, gated)| whole == gated)
+        .count();
+    assert_eq!(same, readings.len());
+}

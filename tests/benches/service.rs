@@ -4,7 +4,7 @@
 //!     source deploy/env.sh && deploy/services.sh start test
 //!     ARGUS_TEST_KAFKA_BROKERS=127.0.0.1:19092 ARGUS_TEST_REDIS_URL=redis://127.0.0.1:16379 \
 //!         cargo bench -p argus-e2e --bench service -- [--cameras 1,4,8] [--settle 15] \
-//!         [--seconds 40] [--captions] [--spinning]
+//!         [--seconds 40] [--captions] [--no-spin]
 //!
 //! Inputs: N in-process RTSP cameras (1280x720, 25 fps, H.264 8-bit 4:2:0, a key frame each
 //! 2 s), even ones showing `vtest.avi` (a street, made 720p25), odd ones a text sign over
@@ -13,15 +13,15 @@
 //! Sides, each a whole process (or N of them) measured over the same window after the same
 //! settling time, alternating which goes first:
 //! - **argus, OCR** — the real binary on its embedded defaults with the objects stage off:
-//!   OCR at 1 fps (reading only where the picture changed), moment windows (text
-//!   embeddings), results to Kafka and Redis;
-//! - **argus, OCR of whole frames** — the same with `ocr.read_changes_only = false`;
+//!   OCR of whole frames at 1 fps, moment windows (text embeddings), results to Kafka and
+//!   Redis;
+//! - **argus, OCR of changes only** — the same with `ocr.read_changes_only = true`;
 //! - **python, OCR** — `ocr_baseline.py`, one process per camera: OpenCV capture and the same
 //!   PP-OCRv4 ONNX files through onnxruntime (RapidOCR), OCR at 1 fps, results kept in memory;
 //! - **argus, defaults** — the embedded defaults: OCR plus object tracking at 5 fps;
 //! - **argus, defaults + captions** with `--captions`;
-//! - **argus, OCR with ONNX Runtime's spinning threads** (`ocr.spin_wait = true`, ONNX
-//!   Runtime's own default) with `--spinning`.
+//! - **argus, OCR of changes, ONNX Runtime's threads not spinning** (`ocr.spin_wait =
+//!   false`) with `--no-spin`.
 //!
 //! Reported per side: OCR'd frames per second and per core (the ratio is against Python on the
 //! same cameras), cores and resident memory per camera, frames dropped, and latency p50/p99.
@@ -61,14 +61,14 @@ struct Options {
     settle: Duration,
     window: Duration,
     captions: bool,
-    spinning: bool,
+    no_spin: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     ArgusOcr,
-    ArgusSpinning,
-    ArgusWholeFrames,
+    ArgusChangesNoSpin,
+    ArgusChangesOnly,
     Python,
     ArgusDefaults,
     ArgusCaptions,
@@ -77,12 +77,12 @@ enum Side {
 impl Side {
     fn name(self) -> &'static str {
         match self {
-            Side::ArgusOcr => "argus, OCR (objects off)",
-            Side::ArgusSpinning => {
-                "argus, OCR, ONNX Runtime threads spinning (objects off, spin_wait = true)"
+            Side::ArgusOcr => "argus, OCR (objects off; whole frames, the default)",
+            Side::ArgusChangesNoSpin => {
+                "argus, OCR of changes only, ONNX Runtime threads not spinning (spin_wait = false)"
             }
-            Side::ArgusWholeFrames => {
-                "argus, OCR of whole frames (objects off, read_changes_only = false)"
+            Side::ArgusChangesOnly => {
+                "argus, OCR of changes only (objects off, read_changes_only = true)"
             }
             Side::Python => "python, OCR (OpenCV + RapidOCR)",
             Side::ArgusDefaults => "argus, defaults (OCR + objects at 5 fps)",
@@ -135,13 +135,13 @@ fn main() {
                 }
             })
             .collect();
-        let mut sides = vec![Side::ArgusOcr, Side::Python, Side::ArgusWholeFrames];
+        let mut sides = vec![Side::ArgusOcr, Side::Python, Side::ArgusChangesOnly];
         if round % 2 == 1 {
             sides.reverse();
         }
         sides.push(Side::ArgusDefaults);
-        if options.spinning {
-            sides.push(Side::ArgusSpinning);
+        if options.no_spin {
+            sides.push(Side::ArgusChangesNoSpin);
         }
         if options.captions {
             sides.push(Side::ArgusCaptions);
@@ -198,7 +198,7 @@ fn parse_options() -> Options {
         settle: Duration::from_secs(15),
         window: Duration::from_secs(40),
         captions: false,
-        spinning: false,
+        no_spin: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -213,7 +213,7 @@ fn parse_options() -> Options {
             "--settle" => options.settle = Duration::from_secs(value().parse().unwrap()),
             "--seconds" => options.window = Duration::from_secs(value().parse().unwrap()),
             "--captions" => options.captions = true,
-            "--spinning" => options.spinning = true,
+            "--no-spin" => options.no_spin = true,
             "--bench" => {}
             other => panic!("unknown option {other}; see the header of tests/benches/service.rs"),
         }
@@ -250,13 +250,14 @@ fn run_argus(side: Side, services: &Services, cameras: &[&Path], options: &Optio
     );
     let env: Vec<(&str, &str)> = match side {
         Side::ArgusOcr => vec![("ARGUS_OBJECTS__ENABLED", "false")],
-        Side::ArgusSpinning => vec![
+        Side::ArgusChangesNoSpin => vec![
             ("ARGUS_OBJECTS__ENABLED", "false"),
-            ("ARGUS_OCR__SPIN_WAIT", "true"),
+            ("ARGUS_OCR__READ_CHANGES_ONLY", "true"),
+            ("ARGUS_OCR__SPIN_WAIT", "false"),
         ],
-        Side::ArgusWholeFrames => vec![
+        Side::ArgusChangesOnly => vec![
             ("ARGUS_OBJECTS__ENABLED", "false"),
-            ("ARGUS_OCR__READ_CHANGES_ONLY", "false"),
+            ("ARGUS_OCR__READ_CHANGES_ONLY", "true"),
         ],
         Side::ArgusCaptions => vec![("ARGUS_CAPTIONS__ENABLED", "true")],
         _ => vec![],

@@ -45,12 +45,15 @@ pub struct OcrConfig {
     pub rec_batch_size: usize,
     /// ONNX Runtime intra-op threads per model (0 = one per core).
     pub threads: usize,
-    /// Whether ONNX Runtime's idle threads spin waiting for the next inference (its default).
-    /// Off, the many small inferences of changed areas and text lines cost less CPU
-    /// (BENCHMARKS.md, service benchmark).
+    /// Whether ONNX Runtime's idle threads spin waiting for the next inference (its default):
+    /// a little faster per inference, at the price of CPU burnt between them.
     pub spin_wait: bool,
     /// Read only the places of a camera's frame that changed since its previous frame, and
-    /// keep the lines elsewhere ([`gate`]); false reads every frame whole.
+    /// keep the lines elsewhere ([`gate`]); false (the default) reads every frame whole.
+    /// It cuts OCR's CPU by about half on a street camera, but a line read once stands until
+    /// its place changes, where whole reads give every frame a fresh chance: a sign misread
+    /// on its first frame ("WETI" for "WET") stays misread for the rest of a chunk, and a
+    /// question rule that needed the word does not fire (BENCHMARKS.md, service benchmark).
     pub read_changes_only: bool,
     /// With `read_changes_only`, the whole frame is still read at least once in this many
     /// frames (10 s at 1 fps): a change too slow to show between two frames is read then.
@@ -68,8 +71,8 @@ impl Default for OcrConfig {
             text_score: 0.5,
             rec_batch_size: 6,
             threads: 0,
-            spin_wait: false,
-            read_changes_only: true,
+            spin_wait: true,
+            read_changes_only: false,
             full_read_every: 10,
         }
     }
