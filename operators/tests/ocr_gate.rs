@@ -111,28 +111,22 @@ fn both_ways(frames: &[BgrImage]) -> (Vec<Readings>, f64) {
     for frame in frames {
         let whole = ocr.recognize(frame).unwrap();
         let plan = gate.plan(frame).unwrap();
-        let (plan, read) = match plan {
-            ReadPlan::Reuse => (ReadPlan::Reuse, Vec::new()),
-            plan => {
-                let areas = match &plan {
-                    ReadPlan::Areas(areas) => Some(areas.as_slice()),
-                    _ => None,
-                };
-                let reading = ocr
-                    .read_batch(&[ReadJob {
-                        image: frame,
-                        areas,
-                    }])
-                    .unwrap()
-                    .pop()
-                    .unwrap();
-                seen += reading.pixels;
-                let plan = if reading.whole { ReadPlan::Whole } else { plan };
-                (plan, reading.lines)
-            }
+        let areas = match &plan {
+            ReadPlan::Whole => None,
+            ReadPlan::Areas(areas) => Some(areas.as_slice()),
         };
+        let reading = ocr
+            .read_batch(&[ReadJob {
+                image: frame,
+                areas,
+            }])
+            .unwrap()
+            .pop()
+            .unwrap();
+        seen += reading.pixels;
         total += frame.width() as u64 * frame.height() as u64;
-        let gated = gate.settle(&plan, read);
+        gate.settle(reading.whole, &reading.lines);
+        let gated = reading.lines;
         readings.push((texts(&whole), texts(&gated)));
     }
     (readings, seen as f64 / total as f64)

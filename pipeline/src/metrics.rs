@@ -16,7 +16,8 @@ pub struct Metrics {
     pub frames_analysed: IntCounterVec,
     /// Sampled frames dropped because analysis was behind (live sources only).
     pub frames_dropped: IntCounterVec,
-    /// OCR reads by what the change gate let through: `whole`, `changed_areas`, `unchanged`.
+    /// OCR reads by where text was detected: `whole` frames, `areas` (where the picture
+    /// changed or text was), or `nothing` (a still view with no text).
     pub ocr_reads: IntCounterVec,
     /// Pixels the OCR detector looked at: with the change gate, fewer than frames x size.
     pub ocr_pixels_read: IntCounter,
@@ -111,7 +112,7 @@ impl Metrics {
         );
         let ocr_reads = counter(
             "argus_ocr_reads_total",
-            "OCR reads of sampled frames: whole frames, changed areas only, or unchanged (the last lines stand).",
+            "OCR reads of sampled frames by where text was detected: whole frames, areas (where the picture changed or text was), or nothing (a still view with no text).",
             &["read"],
         );
         let frames_dropped = counter(

@@ -299,17 +299,17 @@ fn run_argus(side: Side, services: &Services, cameras: &[&Path], options: &Optio
             .metric("argus_ocr_reads_total", &[&format!("read=\"{kind}\"")])
             .unwrap_or(0.0)
     };
-    let (whole, areas, unchanged) = (
+    let (whole, areas, nothing) = (
         read("whole") as u64,
-        read("changed_areas") as u64,
-        read("unchanged") as u64,
+        read("areas") as u64,
+        read("nothing") as u64,
     );
     let pixels = argus
         .metric("argus_ocr_pixels_read_total", &[])
         .unwrap_or(0.0);
     let reads = format!(
-        "{whole} whole, {areas} areas, {unchanged} unchanged; {:.0} % of the pixels",
-        100.0 * pixels / ((whole + areas + unchanged) as f64 * 1280.0 * 720.0)
+        "{whole} whole, {areas} areas, {nothing} nothing; {:.0} % of the pixels",
+        100.0 * pixels / ((whole + areas + nothing) as f64 * 1280.0 * 720.0)
     );
     // Results of the window's last frames are still on their way.
     std::thread::sleep(Duration::from_secs(10));

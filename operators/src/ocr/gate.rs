@@ -1,22 +1,24 @@
 //! Reading only what changed: one camera's OCR gate.
 //!
 //! A fixed camera's text mostly stands still (signs, labels, overlays) while people and cars
-//! move in front of it. Reading the whole frame every time repeats the same detection over
-//! and over; the detector's cost grows with the pixels it sees. The gate compares each frame
-//! with the one before it (the [`MotionDetector`], tuned finer than for motion events so that
-//! a changed digit of a small overlay counts) and plans the read:
-//! - nothing changed: the last frame's lines stand;
-//! - some places changed: only those are read (with a margin, and grown over any line they
-//!   touch, so a line is always read whole), and the lines elsewhere stand;
-//! - most of the frame changed, or it is the first frame, or `full_read_every` frames went by
-//!   with partial reads: the whole frame is read. The periodic whole read bounds how long a
-//!   slow change (a fade below the per-frame threshold) can go unread.
+//! move in front of it, and most of the picture is neither. The detector, whose cost grows
+//! with the pixels it sees, is most of OCR's cost. The gate compares each frame with the one
+//! before it (the [`MotionDetector`], tuned finer than for motion events so that a changed
+//! digit of a small overlay counts) and plans where to detect:
+//! - where something changed, and where text was found in the last frame, each with a margin
+//!   (overlapping places joined, a place grown over any box it touches so a line is found
+//!   whole): text can only appear where the picture changed, and where it already was it is
+//!   detected and read afresh in every frame, as whole reads do (a box that caught a stray
+//!   stroke in one frame is not kept for the next);
+//! - the whole frame when those places cover most of it, for the first frame, and every
+//!   `full_read_every` frames: the periodic whole read bounds how long a slow change (a fade
+//!   below the per-frame threshold) can go unseen.
 //!
-//! Lines that stand keep their text, score and box from the frame they were read in.
+//! A still view with no text is not read at all.
 
 use opencv::core::Rect;
 
-use super::geometry::reading_order_by;
+use super::geometry::Quad;
 use super::{Area, TextLine};
 use crate::motion::{MotionConfig, MotionDetector};
 use crate::{BgrImage, OperatorError};
@@ -28,25 +30,22 @@ const MARGIN: u32 = 24;
 /// Areas are at least this tall and wide, so a small change is read with its context.
 const MIN_SIDE: u32 = 64;
 /// When the areas to read cover more than this share of the frame, reading the whole frame
-/// costs about the same and needs no merging.
+/// costs about the same.
 const WHOLE_FRAME_SHARE: f64 = 0.6;
 
-/// What to read of a frame.
+/// Where to detect text in a frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadPlan {
-    /// Read the whole frame.
     Whole,
-    /// Read these areas; the other lines stand.
+    /// These areas only; none when nothing changed where there was no text.
     Areas(Vec<Area>),
-    /// Nothing changed: the last lines stand.
-    Reuse,
 }
 
 /// One camera's gate: keep one per camera and show it every analysed frame, in order.
 pub struct TextGate {
     motion: MotionDetector,
-    /// The lines of the last frame, once one has been read.
-    lines: Option<Vec<TextLine>>,
+    /// The boxes of the last frame's lines, once one has been read.
+    boxes: Option<Vec<Quad>>,
     partial_reads: u32,
     full_read_every: u32,
 }
@@ -61,45 +60,49 @@ impl TextGate {
                 threshold: 16,
                 min_region_area: 0.000_02,
             }),
-            lines: None,
+            boxes: None,
             partial_reads: 0,
             full_read_every: full_read_every.max(1),
         }
     }
 
-    /// Compares `frame` with the previous one and says what to read of it. Every frame plan
-    /// must be followed by [`TextGate::settle`] with what was read.
+    /// Compares `frame` with the previous one and says what to read of it. Every plan must be
+    /// followed by [`TextGate::settle`] with the lines read.
     pub fn plan(&mut self, frame: &BgrImage) -> Result<ReadPlan, OperatorError> {
         let motion = self.motion.observe(frame)?;
-        let Some(lines) = &self.lines else {
+        let Some(boxes) = &self.boxes else {
             return Ok(ReadPlan::Whole);
         };
         if self.partial_reads + 1 >= self.full_read_every {
             return Ok(ReadPlan::Whole);
         }
-        if motion.regions.is_empty() {
-            return Ok(ReadPlan::Reuse);
-        }
         let (width, height) = (frame.width(), frame.height());
-        let mut rects: Vec<Rect> = motion
-            .regions
-            .iter()
-            .map(|region| {
-                let rect = Rect::new(
-                    (region.x * width as f32).floor() as i32,
-                    (region.y * height as f32).floor() as i32,
-                    (region.width * width as f32).ceil() as i32,
-                    (region.height * height as f32).ceil() as i32,
-                );
-                with_margin(rect, MARGIN as i32, MIN_SIDE as i32, width, height)
-            })
+        let changed = motion.regions.iter().map(|region| {
+            Rect::new(
+                (region.x * width as f32).floor() as i32,
+                (region.y * height as f32).floor() as i32,
+                (region.width * width as f32).ceil() as i32,
+                (region.height * height as f32).ceil() as i32,
+            )
+        });
+        // Text is detected with as much background around it as its own height: the detector
+        // reads a line's surroundings to tell where it ends, and with less it splits words
+        // ("PAR", "KING").
+        let text = boxes.iter().map(|quad| {
+            let bounds = quad_bounds(quad);
+            let margin = (MARGIN as i32).max(bounds.height);
+            with_margin(bounds, margin, MIN_SIDE as i32, width, height)
+        });
+        let mut rects: Vec<Rect> = changed
+            .map(|rect| with_margin(rect, MARGIN as i32, MIN_SIDE as i32, width, height))
+            .chain(text)
             .collect();
-        // Grow the areas over the lines they touch (a line is read whole or not at all), and
+        // Grow the areas over the boxes they touch (a line is found whole or not at all), and
         // join overlapping areas, until nothing changes.
         loop {
             let mut grown = false;
-            for line in lines {
-                let bounds = with_margin(quad_bounds(&line.quad), MARGIN as i32, 0, width, height);
+            for quad in boxes {
+                let bounds = with_margin(quad_bounds(quad), MARGIN as i32, 0, width, height);
                 for rect in rects.iter_mut() {
                     if overlaps(rect, &bounds) && !contains(rect, &bounds) {
                         *rect = union(rect, &bounds);
@@ -116,60 +119,27 @@ impl TextGate {
         if pixels > WHOLE_FRAME_SHARE * width as f64 * height as f64 {
             return Ok(ReadPlan::Whole);
         }
-        Ok(ReadPlan::Areas(
-            rects
-                .into_iter()
-                .map(|r| Area {
-                    x: r.x as u32,
-                    y: r.y as u32,
-                    width: r.width as u32,
-                    height: r.height as u32,
-                })
-                .collect(),
-        ))
+        let areas = rects
+            .into_iter()
+            .map(|r| Area {
+                x: r.x as u32,
+                y: r.y as u32,
+                width: r.width as u32,
+                height: r.height as u32,
+            })
+            .collect();
+        Ok(ReadPlan::Areas(areas))
     }
 
-    /// Takes what was read for `plan` and returns the frame's lines, in reading order.
-    pub fn settle(&mut self, plan: &ReadPlan, read: Vec<TextLine>) -> Vec<TextLine> {
-        let lines = match (plan, self.lines.take()) {
-            (ReadPlan::Reuse, Some(lines)) => {
-                self.partial_reads += 1;
-                lines
-            }
-            (ReadPlan::Areas(areas), Some(previous)) => {
-                self.partial_reads += 1;
-                let rects: Vec<Rect> = areas.iter().map(area_rect).collect();
-                let mut lines: Vec<TextLine> = previous
-                    .into_iter()
-                    .filter(|line| {
-                        let bounds = quad_bounds(&line.quad);
-                        !rects.iter().any(|rect| overlaps(rect, &bounds))
-                    })
-                    .chain(read)
-                    .collect();
-                reading_order_by(&mut lines, |line| &line.quad);
-                lines
-            }
-            _ => {
-                self.partial_reads = 0;
-                read
-            }
-        };
-        self.lines = Some(lines.clone());
-        lines
+    /// Takes the lines read for a frame's plan (`whole`: the frame was read whole, as planned
+    /// or because an area cut a line) and remembers their boxes for the next frame.
+    pub fn settle(&mut self, whole: bool, lines: &[TextLine]) {
+        self.partial_reads = if whole { 0 } else { self.partial_reads + 1 };
+        self.boxes = Some(lines.iter().map(|line| line.quad).collect());
     }
 }
 
-fn area_rect(area: &Area) -> Rect {
-    Rect::new(
-        area.x as i32,
-        area.y as i32,
-        area.width as i32,
-        area.height as i32,
-    )
-}
-
-fn quad_bounds(quad: &[[f32; 2]; 4]) -> Rect {
+fn quad_bounds(quad: &Quad) -> Rect {
     let xs = quad.map(|p| p[0]);
     let ys = quad.map(|p| p[1]);
     let x0 = xs.into_iter().fold(f32::INFINITY, f32::min).floor() as i32;
@@ -265,63 +235,69 @@ mod tests {
     }
 
     #[test]
-    fn a_still_frame_reuses_a_moving_spot_is_read_and_the_rest_stands() {
+    fn text_and_changes_are_read_and_a_still_empty_view_is_not() {
         let mut gate = TextGate::new(10);
         let still = frame(|_, _| 100);
         assert_eq!(gate.plan(&still).unwrap(), ReadPlan::Whole);
-        let first = vec![
+        gate.settle(true, &[]);
+        // No text and nothing changed: nothing to read.
+        assert_eq!(gate.plan(&still).unwrap(), ReadPlan::Areas(Vec::new()));
+        let lines = vec![
             line("EXIT", 100.0, 100.0, 200.0, 130.0),
             line("DOCK 7", 900.0, 600.0, 1000.0, 630.0),
         ];
-        assert_eq!(gate.settle(&ReadPlan::Whole, first.clone()), first);
+        gate.settle(false, &lines);
 
-        assert_eq!(gate.plan(&still).unwrap(), ReadPlan::Reuse);
-        assert_eq!(gate.settle(&ReadPlan::Reuse, Vec::new()), first);
-
-        // Something appears over the second line: that place is read, grown over the line.
+        // Still: where the text was. Something appears: there too.
+        let ReadPlan::Areas(areas) = gate.plan(&still).unwrap() else {
+            panic!("a still frame is not a whole read")
+        };
+        assert_eq!(areas.len(), 2, "{areas:?}");
+        gate.settle(false, &lines);
         let moved = frame(|x, y| {
-            if (920..960).contains(&x) && (590..640).contains(&y) {
+            if (500..540).contains(&x) && (300..340).contains(&y) {
                 220
             } else {
                 100
             }
         });
-        let plan = gate.plan(&moved).unwrap();
-        let ReadPlan::Areas(areas) = &plan else {
-            panic!("{plan:?}")
+        let ReadPlan::Areas(areas) = gate.plan(&moved).unwrap() else {
+            panic!("a small change is not a whole read")
         };
-        assert_eq!(areas.len(), 1);
-        let area = areas[0];
-        assert!(area.x <= 900 && area.x + area.width >= 1000, "{area:?}");
-        assert!(area.y <= 600 && area.y + area.height >= 630, "{area:?}");
-        assert!(area.pixels() < 1280 * 720 / 10, "{area:?}");
-        let read = vec![line("DOCK 8", 900.0, 600.0, 1000.0, 630.0)];
-        let lines = gate.settle(&plan, read);
-        assert_eq!(
-            lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
-            ["EXIT", "DOCK 8"]
+        assert_eq!(areas.len(), 3, "{areas:?}");
+        let covers = |area: &Area, x: u32, y: u32| {
+            area.x <= x && x < area.x + area.width && area.y <= y && y < area.y + area.height
+        };
+        assert!(areas.iter().any(|a| covers(a, 520, 320)), "{areas:?}");
+        assert!(
+            areas
+                .iter()
+                .any(|a| covers(a, 100, 100) && covers(a, 199, 129)),
+            "{areas:?}"
         );
+        let pixels: u64 = areas.iter().map(Area::pixels).sum();
+        assert!(pixels < 1280 * 720 / 10, "{areas:?}");
     }
 
     #[test]
     fn the_whole_frame_is_read_again_after_full_read_every_frames() {
         let mut gate = TextGate::new(3);
         let still = frame(|_, _| 100);
-        let mut plans = Vec::new();
+        let mut whole = Vec::new();
         for _ in 0..7 {
             let plan = gate.plan(&still).unwrap();
-            gate.settle(&plan, Vec::new());
-            plans.push(plan);
+            let is_whole = plan == ReadPlan::Whole;
+            gate.settle(is_whole, &[]);
+            whole.push(is_whole);
         }
-        use ReadPlan::*;
-        assert_eq!(plans, [Whole, Reuse, Reuse, Whole, Reuse, Reuse, Whole]);
+        assert_eq!(whole, [true, false, false, true, false, false, true]);
     }
 
     #[test]
     fn a_change_over_most_of_the_frame_reads_it_whole() {
         let mut gate = TextGate::new(10);
         let plan = gate.plan(&frame(|_, _| 100)).unwrap();
-        gate.settle(&plan, Vec::new());
+        gate.settle(plan == ReadPlan::Whole, &[]);
         let plan = gate
             .plan(&frame(|x, _| if x < 1000 { 200 } else { 100 }))
             .unwrap();

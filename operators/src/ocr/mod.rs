@@ -48,12 +48,11 @@ pub struct OcrConfig {
     /// Whether ONNX Runtime's idle threads spin waiting for the next inference (its default):
     /// a little faster per inference, at the price of CPU burnt between them.
     pub spin_wait: bool,
-    /// Read only the places of a camera's frame that changed since its previous frame, and
-    /// keep the lines elsewhere ([`gate`]); false (the default) reads every frame whole.
-    /// It cuts OCR's CPU by about half on a street camera, but a line read once stands until
-    /// its place changes, where whole reads give every frame a fresh chance: a sign misread
-    /// on its first frame ("WETI" for "WET") stays misread for the rest of a chunk, and a
-    /// question rule that needed the word does not fire (BENCHMARKS.md, service benchmark).
+    /// Detect text only where a camera's picture changed since its previous frame and where
+    /// text was found in it ([`gate`]); false (the default) detects in every frame whole.
+    /// It cuts OCR's CPU by about half on a street camera with the same words read on the
+    /// benchmark's cameras and the repo's tests (BENCHMARKS.md, service benchmark); it stays
+    /// opt-in until the alert question set has been measured with it.
     pub read_changes_only: bool,
     /// With `read_changes_only`, the whole frame is still read at least once in this many
     /// frames (10 s at 1 fps): a change too slow to show between two frames is read then.
@@ -133,8 +132,9 @@ impl PpOcr {
             .collect())
     }
 
-    /// Like [`PpOcr::recognize_batch`], reading only the given areas of the frames that name
-    /// some. An area is detected at its frame's scale and its lines come back in frame pixels.
+    /// Like [`PpOcr::recognize_batch`], detecting text only in the given areas of the frames
+    /// that name some. An area is detected at its frame's scale and its lines come back in
+    /// frame pixels.
     /// When a box found in an area touches the area's edge inside the frame, the text may go
     /// on beyond it, and a line read in part is a wrong reading: that frame is read whole
     /// instead ([`Reading::whole`] says so).
@@ -150,8 +150,9 @@ impl PpOcr {
         // First the areas; the frames whose areas cut a box are read whole with the rest.
         let mut crops: Vec<(usize, Area, BgrImage)> = Vec::new();
         for (job_index, job) in jobs.iter().enumerate() {
+            let scale = self.detector.scale(job.image.width(), job.image.height());
             for area in job.areas.unwrap_or_default() {
-                let area = area.clipped_to(job.image);
+                let area = area.clipped_to(job.image).aligned(scale, job.image);
                 if area.width == 0 || area.height == 0 {
                     continue;
                 }
@@ -233,7 +234,7 @@ pub struct Reading {
 /// What to read of one frame: all of it, or some areas.
 pub struct ReadJob<'a> {
     pub image: &'a BgrImage,
-    /// `None` reads the whole frame.
+    /// Where to detect text; `None` detects in the whole frame.
     pub areas: Option<&'a [Area]>,
 }
 
@@ -270,6 +271,28 @@ impl Area {
 
     pub fn pixels(&self) -> u64 {
         self.width as u64 * self.height as u64
+    }
+
+    /// The area grown (about its centre, inside `image`) so that, enlarged by `scale`, both
+    /// sides are whole multiples of the detector's stride of 32. The network input is
+    /// snapped to those multiples; an area that is not would be stretched to fit, by up to a
+    /// fifth on a small area, and stretched text is found in pieces ("PAR", "KING").
+    fn aligned(&self, scale: f32, image: &BgrImage) -> Self {
+        let fit = |start: u32, length: u32, limit: u32| {
+            let snapped = ((length as f32 * scale) / 32.0).ceil() * 32.0;
+            let wanted = ((snapped / scale).ceil() as u32).min(limit);
+            let grow = wanted.saturating_sub(length);
+            let start = start.saturating_sub(grow / 2).min(limit - wanted);
+            (start, wanted)
+        };
+        let (x, width) = fit(self.x, self.width, image.width());
+        let (y, height) = fit(self.y, self.height, image.height());
+        Self {
+            x,
+            y,
+            width,
+            height,
+        }
     }
 
     /// Whether `quad` (in this area's pixels) reaches an edge of the area that lies inside

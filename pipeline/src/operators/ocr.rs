@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use argus_operators::ocr::gate::{ReadPlan, TextGate};
-use argus_operators::ocr::{Area, OcrConfig, PpOcr, ReadJob, Reading, TextLine};
+use argus_operators::ocr::{OcrConfig, PpOcr, ReadJob, Reading, TextLine};
 use argus_operators::{BgrImage, OperatorError};
 use async_trait::async_trait;
 
@@ -105,10 +105,9 @@ impl Gates {
             .plan(image)
     }
 
-    fn settle(&mut self, camera: &Arc<str>, plan: &ReadPlan, read: Vec<TextLine>) -> Vec<TextLine> {
-        match self.by_camera.get_mut(camera) {
-            Some(gate) => gate.settle(plan, read),
-            None => read,
+    fn settle(&mut self, camera: &Arc<str>, whole: bool, lines: &[TextLine]) {
+        if let Some(gate) = self.by_camera.get_mut(camera) {
+            gate.settle(whole, lines);
         }
     }
 }
@@ -130,12 +129,15 @@ fn run_batch(
     };
     let mut jobs = Vec::new();
     for ((_, image), plan) in frames.iter().zip(&plans) {
-        let areas: Option<&[Area]> = match plan {
-            ReadPlan::Reuse => continue,
-            ReadPlan::Whole => None,
-            ReadPlan::Areas(areas) => Some(areas),
-        };
-        jobs.push(ReadJob { image, areas });
+        match plan {
+            ReadPlan::Whole => jobs.push(ReadJob { image, areas: None }),
+            ReadPlan::Areas(areas) if !areas.is_empty() => jobs.push(ReadJob {
+                image,
+                areas: Some(areas),
+            }),
+            // A still view with no text: nothing to read.
+            ReadPlan::Areas(_) => {}
+        }
     }
     let result = if jobs.is_empty() {
         Ok(Vec::new())
@@ -156,33 +158,28 @@ fn run_batch(
             let mut read = read.into_iter();
             Ok(frames
                 .iter()
-                .zip(plans)
+                .zip(&plans)
                 .map(|((camera, _), plan)| {
-                    let (plan, lines) = match plan {
-                        ReadPlan::Reuse => (ReadPlan::Reuse, Vec::new()),
-                        plan => {
-                            let reading = read.next().unwrap_or(Reading {
-                                lines: Vec::new(),
-                                whole: true,
-                                pixels: 0,
-                            });
-                            metrics.ocr_pixels_read.inc_by(reading.pixels);
-                            // An area that cut a line made the frame a whole read.
-                            let plan = if reading.whole { ReadPlan::Whole } else { plan };
-                            (plan, reading.lines)
+                    let nothing = Reading {
+                        lines: Vec::new(),
+                        whole: false,
+                        pixels: 0,
+                    };
+                    let (kind, reading) = match plan {
+                        ReadPlan::Whole => ("whole", read.next().unwrap_or(nothing)),
+                        ReadPlan::Areas(areas) if areas.is_empty() => ("nothing", nothing),
+                        ReadPlan::Areas(_) => {
+                            let reading = read.next().unwrap_or(nothing);
+                            let kind = if reading.whole { "whole" } else { "areas" };
+                            (kind, reading)
                         }
                     };
-                    let kind = match plan {
-                        ReadPlan::Whole => "whole",
-                        ReadPlan::Areas(_) => "changed_areas",
-                        ReadPlan::Reuse => "unchanged",
-                    };
                     metrics.ocr_reads.with_label_values(&[kind]).inc();
-                    let lines = match gates.as_deref_mut() {
-                        Some(gates) => gates.settle(camera, &plan, lines),
-                        None => lines,
-                    };
-                    (lines, latency)
+                    metrics.ocr_pixels_read.inc_by(reading.pixels);
+                    if let Some(gates) = gates.as_deref_mut() {
+                        gates.settle(camera, reading.whole, &reading.lines);
+                    }
+                    (reading.lines, latency)
                 })
                 .collect())
         }
