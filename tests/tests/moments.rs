@@ -545,7 +545,7 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
 
 /// Mirrors `moments::stored::REDIS_BYTES_BESIDE_VALUE`: what retention's memory budget
 /// counts for each window beside its value.
-const REDIS_BYTES_BESIDE_VALUE: usize = 200;
+const REDIS_BYTES_BESIDE_VALUE: usize = 330;
 
 /// The camera's windows in the index, as `/api/v1/moments/cameras` reports them.
 fn coverage(argus: &Argus, camera: &str) -> serde_json::Value {

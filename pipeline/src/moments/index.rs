@@ -558,7 +558,7 @@ impl MomentIndex {
 #[derive(Serialize)]
 struct SavedIndexOut<'a> {
     format: u32,
-    /// The change log's end when the save began: a restore catches up from there.
+    /// Where in the change log a restore catches up from (read before the copy).
     log: LogPosition,
     text_model: &'a str,
     visual_model: Option<&'a str>,
@@ -643,8 +643,8 @@ fn save_folders(dir: &Path) -> (PathBuf, PathBuf) {
 impl MomentIndex {
     /// Saves the index into the folder `dir`, replacing an earlier save atomically: the new
     /// save is written beside it and renamed into place, so a crash leaves one whole save.
-    /// `log` is the change log's end read before this call: windows written after it are
-    /// replayed on top of the save at the next start. Holds the read lock throughout (usearch
+    /// `log` is where the change log must be replayed from on top of this copy, read before
+    /// this call (`MomentStore::replay_point`). Holds the read lock throughout (usearch
     /// writes a graph that must not change meanwhile): insertions wait, queries do not.
     /// Blocking file IO of seconds at 10^6 windows: call it on the blocking pool.
     pub fn save(&self, dir: &Path, log: LogPosition) -> Result<(), IndexError> {
@@ -713,7 +713,7 @@ impl MomentIndex {
     }
 
     /// Replaces the index's contents with the index saved in `dir`, and returns the change
-    /// log's position it was saved at; `None` when nothing was saved, or it was saved for
+    /// log's position to catch up from; `None` when nothing was saved, or it was saved for
     /// other models (its vectors would be in another space: the windows are loaded from
     /// Redis and re-embedded instead). The files are read without the lock; the swap itself
     /// is instant. Blocking file IO: call it on the blocking pool.

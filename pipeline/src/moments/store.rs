@@ -65,6 +65,10 @@ const MIGRATE_CHUNK: usize = 500;
 /// saves (`moments.index_save_interval_s`).
 pub const LOG_LENGTH: usize = 400_000;
 
+/// How far back before a copy of the index its catch-up starts (see
+/// [`MomentStore::replay_point`]).
+const REPLAY_MARGIN_MS: u64 = 30_000;
+
 /// Log entries read per round trip when a saved index catches up.
 const REPLAY_CHUNK: usize = 10_000;
 
@@ -283,9 +287,12 @@ impl MomentStore {
         Ok(report)
     }
 
-    /// The newest position of the change log (`0-0` when it is empty): a saved index records
-    /// it, read before the index is copied, as the point to catch up from.
-    pub async fn log_end(&self) -> redis::RedisResult<LogPosition> {
+    /// Where a copy of the index taken now must catch up from: after the log's last entry,
+    /// or [`REPLAY_MARGIN_MS`] before now (Redis's clock, the stream ids' own) if that is
+    /// earlier: a window another process logged just before may reach this index (through
+    /// the notice channel) only after the copy. Read before the copy is taken. Replaying a
+    /// window twice is harmless: it replaces itself.
+    pub async fn replay_point(&self) -> redis::RedisResult<LogPosition> {
         let mut connection = self.redis.connection().await?;
         let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
             .arg(self.log_key())
@@ -295,30 +302,43 @@ impl MomentStore {
             .arg(1)
             .query_async(&mut connection)
             .await?;
-        Ok(last
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut connection).await?;
+        let now_ms = seconds * 1000 + micros / 1000;
+        let margin = LogPosition {
+            ms: now_ms.saturating_sub(REPLAY_MARGIN_MS),
+            seq: 0,
+        };
+        let after_last = last
             .first()
             .and_then(|(id, _)| LogPosition::parse(id))
-            .unwrap_or_default())
+            .map_or(LogPosition::default(), |last| LogPosition {
+                seq: last.seq + 1,
+                ..last
+            });
+        Ok(margin.min(after_last))
     }
 
-    /// Whether the log still holds every entry after `saved` (it is capped at [`LOG_LENGTH`],
-    /// and a Redis that lost its data has none): if not, a saved index cannot catch up.
-    pub async fn log_reaches_back_to(&self, saved: LogPosition) -> redis::RedisResult<bool> {
+    /// Whether the log still holds every entry from `from` on: it is capped at
+    /// [`LOG_LENGTH`], and a Redis that lost its data has none. If not, a saved index cannot
+    /// catch up from it.
+    pub async fn log_reaches_back_to(&self, from: LogPosition) -> redis::RedisResult<bool> {
         let mut connection = self.redis.connection().await?;
-        let first: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        let exists: bool = connection.exists(self.log_key()).await?;
+        if !exists {
+            // Nothing was logged when the copy was taken, nor since.
+            return Ok(from.ms == 0);
+        }
+        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
             .arg(self.log_key())
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
             .query_async(&mut connection)
             .await?;
-        Ok(
-            match first.first().and_then(|(id, _)| LogPosition::parse(id)) {
-                Some(first) => first <= saved || saved == LogPosition::default(),
-                None => saved == LogPosition::default(),
-            },
-        )
+        // Redis 7 keeps the largest id a trim (or XDEL) removed.
+        let trimmed = match info.get("max-deleted-entry-id") {
+            Some(value) => redis::from_redis_value::<String>(value.clone())?,
+            None => return Ok(false),
+        };
+        Ok(LogPosition::parse(&trimmed).is_some_and(|trimmed| trimmed < from))
     }
 
     /// Applies the log from `from` (inclusive) on to `index`, in order: windows written are

@@ -28,7 +28,7 @@ use crate::objects::activity::ObjectGroup;
 /// timeline and its share of the log, as `MEMORY USAGE` measures them over a stored day
 /// (`benches/moment_memory.rs`). Retention's memory budget counts each window as its value
 /// plus this.
-pub const REDIS_BYTES_BESIDE_VALUE: u64 = 200;
+pub const REDIS_BYTES_BESIDE_VALUE: u64 = 330;
 
 /// Which layout a stored value is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use crate::config::MomentsConfig;
 use crate::metrics::Metrics;
 use crate::moments::index::{CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space};
 use crate::moments::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
-use crate::moments::store::{LoadProgress, LoadReport, LogPosition, MomentStore};
+use crate::moments::store::{LoadProgress, LoadReport, MomentStore};
 use crate::moments::stored;
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::operators::rerank::{Candidate, MomentReranker};
@@ -68,11 +68,6 @@ pub struct MomentSearch {
     /// is saved, or a later start would take a partial index for a whole one.
     whole: Arc<AtomicBool>,
 }
-
-/// How far before a saved index's log position the catch-up starts: a window another
-/// process logged just before the save may have reached this index's copy (through the
-/// notice channel) only after it. Replaying a window twice is harmless (it replaces itself).
-const REPLAY_MARGIN_MS: u64 = 30_000;
 
 /// Thumbnails are served by the API under this path: `{camera}/{start_ms}.jpg`.
 pub const THUMBNAIL_PATH: &str = "/api/v1/moments/thumbnails";
@@ -218,11 +213,7 @@ impl MomentSearch {
             if self.store.log_reaches_back_to(saved_at).await? {
                 tracing::info!(windows = self.index.len(), log = %saved_at,
                     "saved moment index reopened; catching up from the log");
-                let from = LogPosition {
-                    ms: saved_at.ms.saturating_sub(REPLAY_MARGIN_MS),
-                    seq: 0,
-                };
-                return self.store.replay_into(&self.index, from).await;
+                return self.store.replay_into(&self.index, saved_at).await;
             }
             tracing::warn!(log = %saved_at,
                 "the saved moment index is older than the store's log reaches: rebuilding it");
@@ -271,7 +262,7 @@ impl MomentSearch {
             anyhow::bail!("the index did not load whole: it is rebuilt at the next start instead");
         }
         // Read before the copy: what is logged later is replayed on top of it.
-        let log = self.store.log_end().await?;
+        let log = self.store.replay_point().await?;
         let (index, dir) = (self.index.clone(), self.saved_index.clone());
         let started = Instant::now();
         tokio::task::spawn_blocking(move || index.save(&dir, log)).await??;
