@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `{prefix}:moments:cameras` | set | cameras with windows |
 //! | `{prefix}:moments:{camera}` | sorted set | window starts (ms), scored by start: time order |
-//! | `{prefix}:moments:{camera}:{start_ms}` | string | the window: MessagePack, embeddings in float16 ([`super::stored`], layout 2; ~1 KB) |
+//! | `{prefix}:moments:{camera}:{start_ms}` | string | the window: MessagePack, embeddings in float16 ([`super::stored`], layout 2; ~1.2 KB) |
 //! | `{prefix}:moments:log` | stream | `put {camera} {start_ms}` and `cut {camera} {cutoff_ms}` (retention), in write order, capped at [`LOG_LENGTH`]: what a saved index replays |
 //! | `{prefix}:moments:layout` | string | `2` once every window is in layout 2 |
 //! | `{prefix}:moments:{camera}:recording:{id}` | string | how far `argus index` got in a recording |

@@ -3,7 +3,8 @@
 //!
 //! Layout 1 was the published JSON (`schemas/moment-window.v1.json`): 384 floats written as
 //! decimal text are ~4 KB of a ~6 KB window. Here a text embedding is 768 bytes and a whole
-//! window of the sample camera ~1 KB of value (BENCHMARKS.md, "Moment index at month scale").
+//! window shaped like the sample camera's ~1.2 KB of value, 1.6 KB of Redis memory with its key
+//! and entries (BENCHMARKS.md, "Moment index at month scale").
 //!
 //! Why float16 rather than int8 with a scale: the vectors are unit length, where float16 keeps
 //! ~3 significant digits of every component (cosines move by ~1e-4, below any ranking
@@ -26,7 +27,7 @@ use crate::objects::activity::ObjectGroup;
 
 /// What a window costs Redis beside its value's bytes: its key, its member of the camera's
 /// timeline and its share of the log, as `MEMORY USAGE` measures them over a stored day
-/// (`benches/moment_memory.rs`). Retention's memory budget counts each window as its value
+/// (`benches/moment_store.rs`). Retention's memory budget counts each window as its value
 /// plus this.
 pub const REDIS_BYTES_BESIDE_VALUE: u64 = 330;
 
