@@ -54,6 +54,8 @@ pub struct Metrics {
     pub moment_index_windows: IntGauge,
     /// Windows deleted by retention.
     pub moment_windows_expired: IntCounter,
+    /// Windows rewritten from layout 1 (JSON) to layout 2 at start.
+    pub moment_windows_migrated: IntCounter,
     /// Time to answer a moment query, by kind (`text`, `image`).
     pub moment_query_latency: HistogramVec,
     /// Candidate answers the captioner generated, per camera.
@@ -251,6 +253,10 @@ impl Metrics {
             "argus_moment_windows_expired_total",
             "Moment windows deleted by retention.",
         );
+        let moment_windows_migrated = plain_counter(
+            "argus_moment_windows_migrated_total",
+            "Moment windows rewritten from layout 1 (JSON, thumbnail in Redis) to layout 2 at start.",
+        );
         let moment_query_latency = histogram(
             "argus_moment_query_latency_seconds",
             "Time to answer a moment query.",
@@ -323,6 +329,7 @@ impl Metrics {
             moment_windows_indexed,
             moment_index_windows,
             moment_windows_expired,
+            moment_windows_migrated,
             moment_query_latency,
             caption_candidates,
             caption_corrections,

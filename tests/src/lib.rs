@@ -483,7 +483,18 @@ pub fn argus_command(config: &Path) -> Command {
     if !text.contains("[objects]") {
         command.env("ARGUS_OBJECTS__ENABLED", "false");
     }
+    // Thumbnails and the saved moment index go beside the test's config (its temporary
+    // folder), not into the user's state folder.
+    if let Some(dir) = config.parent() {
+        command.env("ARGUS_MOMENTS__DATA_DIR", moments_data_dir(dir));
+    }
     command
+}
+
+/// Where [`argus_command`] has Argus keep thumbnails and the saved moment index for a
+/// config in `config_dir`; under it, one folder per Redis key prefix.
+pub fn moments_data_dir(config_dir: &Path) -> PathBuf {
+    config_dir.join("moments-data")
 }
 
 /// A running `argus` whose stderr goes to a file the test can read.
@@ -867,4 +878,98 @@ pub fn artifacts_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A moment window as Redis keeps it (layout 2: a MessagePack map, vectors as float16
+/// little-endian), read and written here as a client that is not Argus would, from the
+/// field list in `pipeline/src/moments/stored.rs`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredWindow {
+    pub id: serde_bytes::ByteBuf,
+    pub camera: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub frames: u32,
+    #[serde(default)]
+    pub ocr: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub caption: Option<String>,
+    #[serde(default)]
+    pub objects: Vec<serde_json::Value>,
+    pub model: String,
+    #[serde(default)]
+    pub text: Option<serde_bytes::ByteBuf>,
+    pub appearance: serde_bytes::ByteBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visual_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visual: Option<serde_bytes::ByteBuf>,
+    pub produced_ms: i64,
+}
+
+/// float16 little-endian, as layout 2 keeps vectors.
+pub fn to_f16_bytes(values: &[f32]) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(
+        values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn from_f16_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|pair| half::f16::from_le_bytes([pair[0], pair[1]]).to_f32())
+        .collect()
+}
+
+impl StoredWindow {
+    /// Reads a stored value; panics if it is not layout 2.
+    pub fn decode(bytes: &[u8]) -> Self {
+        rmp_serde::from_slice(bytes).expect("a stored window in layout 2")
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap()
+    }
+
+    pub fn text_embedding(&self) -> Option<Vec<f32>> {
+        self.text.as_deref().map(|b| from_f16_bytes(b))
+    }
+
+    /// The window as published on Kafka (`schemas/moment-window.v1.json`), which is also
+    /// layout 1 of the store.
+    pub fn to_v1_json(&self) -> serde_json::Value {
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let mut json = serde_json::json!({
+            "schema_version": 1,
+            "message_id": uuid::Uuid::from_slice(&self.id).unwrap().to_string(),
+            "camera_id": self.camera,
+            "start": time(self.start_ms),
+            "end": time(self.end_ms),
+            "frames": self.frames,
+            "ocr_text": self.ocr,
+            "tags": self.tags,
+            "caption": self.caption,
+            "embedding_model": self.model,
+            "text_embedding": self.text_embedding(),
+            "appearance": from_f16_bytes(&self.appearance),
+            "produced_at": time(self.produced_ms),
+        });
+        if !self.objects.is_empty() {
+            json["objects"] = self.objects.clone().into();
+        }
+        if let (Some(model), Some(visual)) = (&self.visual_model, &self.visual) {
+            json["visual_model"] = model.clone().into();
+            json["visual_embedding"] = from_f16_bytes(visual).into();
+        }
+        json
+    }
 }

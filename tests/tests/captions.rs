@@ -117,15 +117,15 @@ fn caption_recording(
         .unwrap();
     let windows = window_keys
         .iter()
-        // `{prefix}:moments:{camera}:{start_ms}` (thumbnails and other keys beside them).
+        // `{prefix}:moments:{camera}:{start_ms}` (other keys beside them).
         .filter(|key| {
             key.rsplit(':')
                 .next()
                 .is_some_and(|s| s.parse::<i64>().is_ok())
         })
         .map(|key| {
-            let json: String = redis::cmd("GET").arg(key).query(&mut redis).unwrap();
-            serde_json::from_str(&json).unwrap()
+            let value: Vec<u8> = redis::cmd("GET").arg(key).query(&mut redis).unwrap();
+            argus_e2e::StoredWindow::decode(&value).to_v1_json()
         })
         .collect();
     Run {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use argus_e2e::outage::DurableBroker;
 use argus_e2e::{
     argus_command, artifacts_dir, consume, free_port, make_text_video, services, set_moments_topic,
-    unique, wait_until, write_config, write_config_toml, Argus, Services,
+    to_f16_bytes, unique, wait_until, write_config, write_config_toml, Argus, Services,
+    StoredWindow,
 };
 
 /// When the test recordings begin.
@@ -60,12 +61,12 @@ fn redis(services: &Services) -> redis::Connection {
 fn store_synthetic_windows(
     services: &Services,
     key_prefix: &str,
-    template: &serde_json::Value,
+    template: &StoredWindow,
     count: usize,
     cameras: usize,
 ) -> Vec<String> {
     let mut connection = redis(services);
-    let dimension = template["text_embedding"].as_array().unwrap().len();
+    let dimension = template.text_embedding().unwrap().len();
     let base_ms = chrono::DateTime::parse_from_rfc3339(START)
         .unwrap()
         .timestamp_millis()
@@ -98,23 +99,14 @@ fn store_synthetic_windows(
                 let vector: Vec<f64> = (0..dimension).map(|_| random()).collect();
                 let norm = vector.iter().map(|v| v * v).sum::<f64>().sqrt();
                 let mut window = template.clone();
-                window["camera_id"] = camera.clone().into();
-                window["start"] = chrono::DateTime::from_timestamp_millis(start_ms)
-                    .unwrap()
-                    .to_rfc3339()
-                    .into();
-                window["end"] = chrono::DateTime::from_timestamp_millis(start_ms + 2000)
-                    .unwrap()
-                    .to_rfc3339()
-                    .into();
-                window["ocr_text"] = serde_json::json!([format!("bulk window {n}")]);
-                window["text_embedding"] = vector
-                    .iter()
-                    .map(|v| ((v / norm) * 1e4).round() / 1e4)
-                    .collect::<Vec<f64>>()
-                    .into();
+                window.camera = camera.clone();
+                window.start_ms = start_ms;
+                window.end_ms = start_ms + 2000;
+                window.ocr = vec![format!("bulk window {n}")];
+                let unit: Vec<f32> = vector.iter().map(|v| (v / norm) as f32).collect();
+                window.text = Some(to_f16_bytes(&unit));
                 let key = format!("{timeline}:{start_ms}");
-                pipe.cmd("SET").arg(&key).arg(window.to_string()).ignore();
+                pipe.cmd("SET").arg(&key).arg(window.encode()).ignore();
                 pipe.cmd("ZADD")
                     .arg(&timeline)
                     .arg(start_ms)
@@ -172,11 +164,11 @@ fn a_restart_answers_health_at_once_and_loads_a_large_index_in_the_background() 
         .arg(-1)
         .query(&mut connection)
         .unwrap();
-    let template: String = redis::cmd("GET")
+    let template: Vec<u8> = redis::cmd("GET")
         .arg(format!("{key_prefix}:moments:dock:{}", starts[0]))
         .query(&mut connection)
         .unwrap();
-    let template: serde_json::Value = serde_json::from_str(&template).unwrap();
+    let template = StoredWindow::decode(&template);
     let written = Instant::now();
     let keys = store_synthetic_windows(&services, &key_prefix, &template, windows, 8);
     eprintln!(
@@ -264,6 +256,35 @@ fn a_restart_answers_health_at_once_and_loads_a_large_index_in_the_background() 
     assert_eq!(
         indexed as usize, total,
         "every stored window is indexed: {cameras}"
+    );
+
+    // A clean stop saves the index beside the store; the next start reopens it and catches
+    // up from the store's log instead of rebuilding it (the rebuild above: minutes).
+    let mut argus = argus;
+    assert_eq!(argus.terminate(), 0, "a clean stop");
+    let started = Instant::now();
+    let argus = Argus::start(&config, &[], log(3), http.clone());
+    wait_until(
+        Duration::from_secs(120),
+        "ready from the saved index",
+        || argus.is_up(),
+    );
+    let reopened_after = started.elapsed();
+    eprintln!(
+        "ready {:.1} s after the start, from the saved index",
+        reopened_after.as_secs_f64()
+    );
+    assert!(
+        argus.logs().contains("saved moment index reopened"),
+        "{}",
+        argus.logs()
+    );
+    let (status, reopened) = argus.get_status(query);
+    assert_eq!(status, 200, "{reopened}");
+    assert_eq!(spans(&reopened), spans(&before), "the same moments again");
+    assert!(
+        reopened_after < Duration::from_secs(60),
+        "reopening {total} windows took {reopened_after:?}"
     );
 
     drop(argus);

@@ -101,9 +101,11 @@ fn redis_connection(services: &Services) -> redis::Connection {
         .unwrap()
 }
 
-/// One camera's windows as Redis stores them, read and rewritten as JSON.
+/// One camera's windows as Redis stores them (layout 2), read and rewritten as a client
+/// that is not Argus would.
 struct StoredWindows {
     redis: redis::Connection,
+    prefix: String,
     timeline: String,
 }
 
@@ -111,6 +113,7 @@ impl StoredWindows {
     fn of(services: &Services, key_prefix: &str, camera: &str) -> Self {
         Self {
             redis: redis_connection(services),
+            prefix: key_prefix.to_owned(),
             timeline: format!("{key_prefix}:moments:{camera}"),
         }
     }
@@ -125,21 +128,48 @@ impl StoredWindows {
             .unwrap()
     }
 
-    fn get(&mut self, start: i64) -> serde_json::Value {
-        let json: String = redis::cmd("GET")
+    fn raw(&mut self, start: i64) -> Vec<u8> {
+        redis::cmd("GET")
             .arg(format!("{}:{start}", self.timeline))
             .query(&mut self.redis)
-            .unwrap();
-        serde_json::from_str(&json).unwrap()
+            .unwrap()
     }
 
-    fn set(&mut self, start: i64, window: &serde_json::Value) {
-        let _: () = redis::cmd("SET")
-            .arg(format!("{}:{start}", self.timeline))
-            .arg(window.to_string())
+    fn get(&mut self, start: i64) -> StoredWindow {
+        StoredWindow::decode(&self.raw(start))
+    }
+
+    /// Rewrites a window as a writer that is not this Argus (another worker) would: the
+    /// value, and its entry in the store's log.
+    fn put(&mut self, window: &StoredWindow) {
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg(format!("{}:{}", self.timeline, window.start_ms))
+            .arg(window.encode())
+            .ignore()
+            .cmd("XADD")
+            .arg(format!("{}:moments:log", self.prefix))
+            .arg("*")
+            .arg("put")
+            .arg(format!("{} {}", window.camera, window.start_ms))
+            .ignore()
             .query(&mut self.redis)
             .unwrap();
     }
+}
+
+/// Where Argus keeps a window's thumbnail (`moments::thumbnails::DiskThumbnails`).
+fn thumbnail_file(config: &Path, key_prefix: &str, camera: &str, start_ms: i64) -> PathBuf {
+    let day = chrono::DateTime::from_timestamp_millis(start_ms)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    moments_data_dir(config.parent().unwrap())
+        .join(key_prefix)
+        .join("thumbnails")
+        .join(camera)
+        .join(day)
+        .join(format!("{start_ms}.jpg"))
 }
 
 #[test]
@@ -276,8 +306,14 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
         "{stdout}"
     );
 
-    // A restart rebuilds the index from Redis: the same answer.
-    argus.kill();
+    // A stop saves the index beside the store; the restart reopens it instead of rebuilding
+    // it from Redis: the same answer.
+    assert_eq!(argus.terminate(), 0, "a clean stop");
+    assert!(
+        argus.logs().contains("moment index saved"),
+        "{}",
+        argus.logs()
+    );
     let mut argus = Argus::start(&config, &[], log(2), http.clone());
     wait_until(Duration::from_secs(60), "the API after a restart", || {
         argus.is_up()
@@ -287,24 +323,27 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
         again["moments"], answer["moments"],
         "the same moments after a restart"
     );
+    assert!(
+        argus.logs().contains("saved moment index reopened"),
+        "{}",
+        argus.logs()
+    );
 
-    // The text model changed while Argus was down: the stored windows carry another model's
-    // vectors, of another dimension. Queries keep working, and the windows are re-embedded
-    // from their stored text into the current model's space.
+    // While Argus was down (killed: its index saved at the last stop), a worker still on an
+    // older text model rewrote the windows: they carry another model's vectors, of another
+    // dimension. The saved index catches up from the store's log; queries keep working, and
+    // the windows are re-embedded from their stored text into the current model's space.
     argus.kill();
     let mut stored = StoredWindows::of(&services, &key_prefix, "bench");
     let starts = stored.starts();
-    let current_model = stored.get(starts[0])["embedding_model"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let current_model = stored.get(starts[0]).model;
     for &start in &starts {
         let mut window = stored.get(start);
-        window["embedding_model"] = "an-older-model".into();
-        if !window["text_embedding"].is_null() {
-            window["text_embedding"] = serde_json::json!([1.0, 0.0, 0.0]);
+        window.model = "an-older-model".into();
+        if window.text.is_some() {
+            window.text = Some(to_f16_bytes(&[1.0, 0.0, 0.0]));
         }
-        stored.set(start, &window);
+        stored.put(&window);
     }
     let argus = Argus::start(&config, &[], log(3), http);
     wait_until(
@@ -323,7 +362,7 @@ fn an_indexed_recording_answers_a_phrase_query_and_survives_a_restart() {
     wait_until(Duration::from_secs(120), "every window re-embedded", || {
         starts.iter().all(|&start| {
             let window = stored.get(start);
-            window["text_embedding"].is_null() || window["embedding_model"] == *current_model
+            window.text.is_none() || window.model == current_model
         })
     });
     let spans = |answer: &serde_json::Value| -> Vec<(f64, f64)> {
@@ -407,7 +446,7 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
     assert_eq!(starts.len(), 6, "two recordings of 6 s in 2 s windows");
     let schema = schema("moment-window");
     for &start in &starts {
-        let window = stored.get(start);
+        let window = stored.get(start).to_v1_json();
         assert_eq!(window["visual_model"], "clip-pair-tiny", "{window}");
         let embedding = window["visual_embedding"].as_array().expect("embedded");
         let norm: f64 = embedding
@@ -425,10 +464,9 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
     // encoder was configured: Argus backfills them at start from their thumbnails.
     for &start in &starts[..3] {
         let mut window = stored.get(start);
-        let fields = window.as_object_mut().unwrap();
-        fields.remove("visual_model");
-        fields.remove("visual_embedding");
-        stored.set(start, &window);
+        window.visual_model = None;
+        window.visual = None;
+        stored.put(&window);
     }
 
     let http = format!("http://127.0.0.1:{http_port}");
@@ -445,7 +483,7 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
         "visual embeddings backfilled",
         || {
             starts[..3].iter().all(|&start| {
-                let window = stored.get(start);
+                let window = stored.get(start).to_v1_json();
                 window["visual_model"] == "clip-pair-tiny"
                     && window["visual_embedding"].as_array().is_some_and(|e| {
                         let norm: f64 = e.iter().map(|v| v.as_f64().unwrap().powi(2)).sum();
@@ -505,8 +543,24 @@ fn an_image_text_encoder_embeds_every_window_for_text_and_image_search() {
     assert_eq!(status, 200, "search without rerank still answers");
 }
 
+/// Mirrors `moments::stored::REDIS_BYTES_BESIDE_VALUE`: what retention's memory budget
+/// counts for each window beside its value.
+const REDIS_BYTES_BESIDE_VALUE: usize = 330;
+
+/// The camera's windows in the index, as `/api/v1/moments/cameras` reports them.
+fn coverage(argus: &Argus, camera: &str) -> serde_json::Value {
+    let cameras = argus.get_json("/api/v1/moments/cameras").unwrap();
+    cameras["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["camera_id"] == camera)
+        .cloned()
+        .unwrap_or_default()
+}
+
 #[test]
-fn retention_deletes_old_windows_from_redis_and_the_index() {
+fn retention_deletes_old_windows_from_redis_the_thumbnails_and_the_saved_index() {
     let services = services();
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("text.mp4");
@@ -514,6 +568,7 @@ fn retention_deletes_old_windows_from_redis_and_the_index() {
     let topic = unique("argus.test.retention");
     let key_prefix = unique("argus-test-retention");
     let http_port = free_port();
+    let http = format!("http://127.0.0.1:{http_port}");
     let config = write_config(dir.path(), &services, &topic, &key_prefix, http_port, &[]);
     let (code, _, stderr) = argus_command(
         &config,
@@ -531,53 +586,46 @@ fn retention_deletes_old_windows_from_redis_and_the_index() {
     assert_eq!(code, 0, "{stderr}");
     let mut redis = redis_connection(&services);
     let timeline = format!("{key_prefix}:moments:old");
-    let stored: usize = redis::cmd("ZCARD")
-        .arg(&timeline)
-        .query(&mut redis)
-        .unwrap();
-    assert_eq!(stored, 6, "12 s in 2 s windows");
+    let mut stored = StoredWindows::of(&services, &key_prefix, "old");
+    let starts = stored.starts();
+    assert_eq!(starts.len(), 6, "12 s in 2 s windows");
+    let thumbnail = |start: i64| thumbnail_file(&config, &key_prefix, "old", start);
+    assert!(starts.iter().all(|&start| thumbnail(start).is_file()));
+    let log = |n: u32| artifacts_dir().join(format!("moments.retention-{n}.log"));
+    let stored_count = |redis: &mut redis::Connection| {
+        redis::cmd("ZCARD")
+            .arg(&timeline)
+            .query::<usize>(redis)
+            .unwrap()
+    };
 
-    let argus = Argus::start_with_env(
+    // By count: the newest 4 stay.
+    let mut argus = Argus::start_with_env(
         &config,
         &[],
         &[
             ("ARGUS_MOMENTS__RETENTION__MAX_WINDOWS", "4"),
             ("ARGUS_MOMENTS__RETENTION__INTERVAL_S", "1"),
         ],
-        artifacts_dir().join("moments.retention.log"),
-        format!("http://127.0.0.1:{http_port}"),
+        log(1),
+        http.clone(),
     );
     // The config's default sample stream runs too (and is pruned by the same rule), so the
     // camera's own keys are what the test watches.
     wait_until(Duration::from_secs(60), "retention to run", || {
-        redis::cmd("ZCARD")
-            .arg(&timeline)
-            .query::<usize>(&mut redis)
-            .is_ok_and(|n| n == 4)
+        stored_count(&mut redis) == 4
     });
     assert!(argus.metric("argus_moment_windows_expired_total", &[]) >= Some(2.0));
-    let stored: Vec<i64> = redis::cmd("ZRANGE")
-        .arg(&timeline)
-        .arg(0)
-        .arg(-1)
-        .query(&mut redis)
-        .unwrap();
-    assert_eq!(stored.len(), 4);
-    assert_eq!(stored[0], START_MS + 4000, "the oldest two went");
+    assert_eq!(stored.starts(), starts[2..], "the oldest two went");
     let oldest: bool = redis::cmd("EXISTS")
         .arg(format!("{timeline}:{START_MS}"))
         .query(&mut redis)
         .unwrap();
     assert!(!oldest, "the window's own key is deleted too");
-    let cameras = argus.get_json("/api/v1/moments/cameras").unwrap();
-    let old = cameras["cameras"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["camera_id"] == "old")
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(old["windows"], 4, "{cameras}");
+    assert!(!thumbnail(starts[0]).exists() && !thumbnail(starts[1]).exists());
+    assert!(starts[2..].iter().all(|&start| thumbnail(start).is_file()));
+    let old = coverage(&argus, "old");
+    assert_eq!(old["windows"], 4, "{old}");
     assert_eq!(old["first_ms"], START_MS + 4000);
     let answer = argus
         .get_json("/api/v1/moments?q=retention&camera=old&limit=10")
@@ -588,6 +636,160 @@ fn retention_deletes_old_windows_from_redis_and_the_index() {
             "an expired window answered: {moment}"
         );
     }
+    // The stop saves the index without them.
+    assert_eq!(argus.terminate(), 0);
+
+    // By memory: a budget that holds the newest two windows (each counted as its value
+    // plus what its key and entries cost). The process then crashes: its saved index is
+    // the one above, with four windows, and the next start applies the deletion from the
+    // store's log.
+    let mut size = |start: i64| stored.raw(start).len() + REDIS_BYTES_BESIDE_VALUE;
+    let budget = size(starts[5]) + size(starts[4]) + size(starts[3]) / 2;
+    let mut argus = Argus::start_with_env(
+        &config,
+        &[],
+        &[
+            (
+                "ARGUS_MOMENTS__RETENTION__MAX_BYTES_PER_CAMERA",
+                budget.to_string().as_str(),
+            ),
+            ("ARGUS_MOMENTS__RETENTION__INTERVAL_S", "1"),
+        ],
+        log(2),
+        http.clone(),
+    );
+    wait_until(Duration::from_secs(60), "retention by memory", || {
+        stored_count(&mut redis) == 2
+    });
+    assert_eq!(stored.starts(), starts[4..]);
+    assert!(!thumbnail(starts[2]).exists() && !thumbnail(starts[3]).exists());
+    assert!(thumbnail(starts[4]).is_file() && thumbnail(starts[5]).is_file());
+    wait_until(Duration::from_secs(10), "the index pruned", || {
+        coverage(&argus, "old")["windows"] == 2
+    });
+    argus.kill();
+
+    let argus = Argus::start(&config, &[], log(3), http);
+    wait_until(Duration::from_secs(60), "the API after a crash", || {
+        argus.is_up()
+    });
+    // Reopened with four, the log's cut takes two away.
+    wait_until(Duration::from_secs(30), "the saved index caught up", || {
+        coverage(&argus, "old")["windows"] == 2
+    });
+    assert!(
+        argus.logs().contains("saved moment index reopened"),
+        "{}",
+        argus.logs()
+    );
+    assert_eq!(coverage(&argus, "old")["first_ms"], starts[4]);
+}
+
+/// Windows stored by an Argus before layout 2 (the published JSON at the window's key, its
+/// JPEG at `{key}:jpg`) are rewritten at start, in the background, their thumbnails moved to
+/// disk; meanwhile and after, they answer as before.
+#[test]
+fn windows_stored_in_layout_1_are_migrated_at_start() {
+    let services = services();
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("dock.mp4");
+    make_text_video(&video, "LOADING DOCK OPEN", 8);
+    let key_prefix = unique("argus-test-migrate");
+    let http_port = free_port();
+    let http = format!("http://127.0.0.1:{http_port}");
+    let config = write_config(
+        dir.path(),
+        &services,
+        &unique("argus.test.migrate"),
+        &key_prefix,
+        http_port,
+        &[],
+    );
+    let index = [
+        "index",
+        video.to_str().unwrap(),
+        "--camera",
+        "legacy",
+        "--start",
+        START,
+        "--fps",
+        "1",
+    ];
+    let (code, _, stderr) = argus_command(&config, &index);
+    assert_eq!(code, 0, "{stderr}");
+    let mut stored = StoredWindows::of(&services, &key_prefix, "legacy");
+    let starts = stored.starts();
+    assert_eq!(starts.len(), 4, "8 s in 2 s windows");
+    let thumbnail = |start: i64| thumbnail_file(&config, &key_prefix, "legacy", start);
+
+    // Back to layout 1, as an older Argus left them.
+    let mut redis = redis_connection(&services);
+    for &start in &starts {
+        let json = stored.get(start).to_v1_json();
+        let jpeg = std::fs::read(thumbnail(start)).unwrap();
+        std::fs::remove_file(thumbnail(start)).unwrap();
+        let key = format!("{key_prefix}:moments:legacy:{start}");
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(json.to_string())
+            .ignore()
+            .cmd("SET")
+            .arg(format!("{key}:jpg"))
+            .arg(jpeg)
+            .ignore()
+            .query(&mut redis)
+            .unwrap();
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{key_prefix}:moments:layout"))
+        .query(&mut redis)
+        .unwrap();
+
+    let argus = Argus::start(
+        &config,
+        &[],
+        artifacts_dir().join("moments.migrate.log"),
+        http.clone(),
+    );
+    wait_until(Duration::from_secs(60), "the migration", || {
+        argus.metric("argus_moment_windows_migrated_total", &[]) == Some(4.0)
+    });
+    assert!(
+        argus.logs().contains("moment windows migrated to layout 2"),
+        "{}",
+        argus.logs()
+    );
+    for &start in &starts {
+        let window = stored.get(start);
+        assert_eq!((window.camera.as_str(), window.start_ms), ("legacy", start));
+        let jpeg_in_redis: bool = redis::cmd("EXISTS")
+            .arg(format!("{key_prefix}:moments:legacy:{start}:jpg"))
+            .query(&mut redis)
+            .unwrap();
+        assert!(!jpeg_in_redis, "the thumbnail left Redis");
+        assert!(thumbnail(start).is_file(), "the thumbnail is on disk");
+    }
+    let layout: String = redis::cmd("GET")
+        .arg(format!("{key_prefix}:moments:layout"))
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(layout, "2");
+
+    let (status, answer) =
+        argus.get_status("/api/v1/moments?q=loading+dock+open&camera=legacy&limit=3");
+    assert_eq!(status, 200, "{answer}");
+    let top = &answer["moments"][0];
+    assert!(
+        top["evidence"]["ocr"]
+            .as_array()
+            .is_some_and(|o| !o.is_empty()),
+        "the migrated windows answer: {answer}"
+    );
+    let response = ureq::get(&format!("{http}{}", top["thumbnail"].as_str().unwrap()))
+        .call()
+        .expect("the moment's thumbnail is served from disk");
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
 }
 
 #[test]

@@ -263,7 +263,7 @@ async fn moment_thumbnail(
         ),
         Err(failure) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("thumbnails need Redis, which is unavailable: {failure}"),
+            format!("the thumbnail could not be read: {failure}"),
         ),
     }
 }

@@ -24,7 +24,7 @@ use crate::captions::alerts::AlertRules;
 use crate::cluster::{self, CameraDirectory};
 use crate::config::{Config, RuleScope};
 use crate::metrics::Metrics;
-use crate::moments::{IndexModels, MomentIndex, MomentStore};
+use crate::moments::{DiskThumbnails, IndexModels, MomentIndex, MomentStore};
 use crate::objects::book::ZoneBook;
 use crate::operators::captioning::CaptionModel;
 use crate::operators::detector::ObjectDetector;
@@ -100,6 +100,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     // moments, captions, object events and alerts.
     let clip_links = ClipLinks::default();
     let moments = start_moments(&config, &kafka, &redis, &metrics, true, &clip_links).await?;
+    let moment_search = moments.as_ref().map(|(_, search)| search.clone());
     // What `events` mode recording keeps: spans around object events, motion and alerts.
     let marks = RecordingMarks::default();
     // One publisher for every alert (chunk and object rules, acknowledgements); each alert
@@ -174,13 +175,13 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         redis: redis.clone(),
         access: Access::new(&config.http),
         cors_origins: config.http.cors_origins.clone(),
-        moments: moments.map(|(_, search)| search),
+        moments: moment_search.clone(),
         questions: captions.map(|captions| captions.questions),
         alerts,
         zones,
         clips: Clips::new(
             SegmentIndex::new(redis.clone()),
-            MomentStore::new(redis.clone()),
+            moment_store(&config, &redis),
             registry.clone(),
             ClipCache::new(
                 std::env::temp_dir().join(CLIP_CACHE_DIR),
@@ -237,6 +238,10 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     manager.stop_all().await;
     // The streams closed their last segments as they stopped.
     recorder.flush().await;
+    // The streams' last windows are in: the next start reopens this save.
+    if let Some(search) = &moment_search {
+        search.save_at_shutdown().await;
+    }
     tracing::info!("delivering queued messages to Kafka");
     let waiting = kafka.close(Duration::from_secs(30)).await;
     if waiting > 0 {
@@ -489,6 +494,15 @@ fn topic_of<'a>(config: &Config, name: &'a str) -> TopicSpec<'a> {
     }
 }
 
+/// The moment store: windows in Redis, thumbnails under `moments.data_dir`.
+fn moment_store(config: &Config, redis: &RedisState) -> MomentStore {
+    let thumbnails = config
+        .moments
+        .data_dir(redis.key_prefix())
+        .join("thumbnails");
+    MomentStore::new(redis.clone(), Arc::new(DiskThumbnails::new(thumbnails)))
+}
+
 /// The moment indexer and, when `searchable`, the search service over an index loaded from
 /// Redis (kept current by following the store and pruned by retention). `None` when
 /// `moments.enabled` is false.
@@ -530,7 +544,7 @@ pub(crate) async fn start_moments(
         }
         None => None,
     };
-    let store = MomentStore::new(redis.clone());
+    let store = moment_store(config, redis);
     let index = Arc::new(MomentIndex::new(
         config.moments.exact_search_below,
         IndexModels {
@@ -547,6 +561,12 @@ pub(crate) async fn start_moments(
         config.moments.clone(),
         metrics.clone(),
         clip_links.clone(),
+        config
+            .moments
+            .data_dir(redis.key_prefix())
+            // One saved index per instance: instances on one host share the thumbnails,
+            // never a save in progress.
+            .join(format!("index-{}", config.http.listen.port())),
     );
     if searchable {
         // Follow first: windows stored while the load runs are not missed.

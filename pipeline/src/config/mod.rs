@@ -174,10 +174,11 @@ impl Config {
         if self.moments.retention.interval_s == 0
             || self.moments.max_results == 0
             || self.moments.rerank_candidates == 0
+            || self.moments.index_save_interval_s == 0
         {
             return Err(ConfigError::Invalid(
-                "moments.retention.interval_s, moments.max_results and \
-                 moments.rerank_candidates must be at least 1"
+                "moments.retention.interval_s, moments.max_results, \
+                 moments.rerank_candidates and moments.index_save_interval_s must be at least 1"
                     .into(),
             ));
         }

@@ -33,6 +33,12 @@ pub struct MomentsConfig {
     pub exact_search_below: usize,
     /// Most moments one query may ask for.
     pub max_results: usize,
+    /// Where the windows' thumbnails and the saved approximate index are kept, in a folder
+    /// per Redis key prefix; unset: `$XDG_STATE_HOME/argus/moments` (`~/.local/state/...`).
+    pub data_dir: Option<PathBuf>,
+    /// How often the approximate index is saved to `data_dir` (seconds); it is saved at
+    /// shutdown too, and a start reopens it instead of rebuilding it from Redis.
+    pub index_save_interval_s: u64,
     pub retention: RetentionConfig,
 }
 
@@ -56,6 +62,23 @@ impl MomentsConfig {
         let model = self.visual_model.as_deref()?;
         Some(CaptionsConfig::model_dir(model, models))
     }
+
+    /// `data_dir` (or its default) for the windows stored under `key_prefix`: the thumbnails
+    /// and saved index of one Redis namespace never mix with another's.
+    pub fn data_dir(&self, key_prefix: &str) -> PathBuf {
+        let root = self.data_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(std::env::temp_dir)
+                        .join(".local/state")
+                })
+                .join("argus/moments")
+        });
+        root.join(key_prefix)
+    }
 }
 
 /// How long each camera's windows are kept, in Redis and in the index. Unset: forever.
@@ -66,6 +89,9 @@ pub struct RetentionConfig {
     pub max_age_s: Option<u64>,
     /// Each camera keeps at most this many windows, the newest.
     pub max_windows: Option<usize>,
+    /// Each camera's windows take at most this much Redis memory (bytes, as estimated from
+    /// their stored size), the newest kept.
+    pub max_bytes_per_camera: Option<u64>,
     /// How often retention runs (seconds).
     pub interval_s: u64,
 }

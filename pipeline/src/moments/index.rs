@@ -4,21 +4,29 @@
 //! cameras and time range select, when they are few (`moments.exact_search_below`), and the
 //! approximate HNSW index (`usearch`) with the same filter when they are many. Windows are
 //! keyed by (camera, start) so re-indexing a span replaces it instead of duplicating it.
-//! Redis is the durable copy; this index is rebuilt from it at start ([`super::store`]).
+//! Redis is the durable copy. The index is saved beside it ([`MomentIndex::save`]: the HNSW
+//! graphs as usearch writes them, and the windows' text and times) and reopened at start
+//! ([`MomentIndex::restore`]), then brought up to date from the store's change log; it is
+//! rebuilt from Redis ([`super::store`]) only when nothing usable was saved.
 //! Each embedding space holds only the vectors of its configured model ([`IndexModels`]): a
 //! window embedded by another model (stored before the configuration changed, or published by
 //! a worker not yet upgraded) keeps its place without that vector until it is re-embedded, so
 //! no query ever compares vectors from two models.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
+use super::store::LogPosition;
+use super::stored;
 use super::window::MomentWindow;
 
 /// What the index keeps of a window: enough to filter, score and explain a hit. Thumbnails
-/// stay in Redis.
+/// stay in their store.
 #[derive(Debug)]
 pub struct IndexedWindow {
     pub camera_id: Arc<str>,
@@ -33,6 +41,8 @@ pub struct IndexedWindow {
     pub appearance: Box<[f32]>,
     /// The middle frame's embedding in the image-text encoder's space, when one is configured.
     pub visual_embedding: Option<Box<[f32]>>,
+    /// The size of the window's value in Redis, for retention's memory budget.
+    pub stored_bytes: u32,
 }
 
 impl IndexedWindow {
@@ -60,6 +70,15 @@ pub enum Space {
 
 impl Space {
     const ALL: [Space; 3] = [Space::Text, Space::Appearance, Space::Visual];
+
+    /// The file a saved index keeps the space's graph in.
+    fn file_name(self) -> &'static str {
+        match self {
+            Space::Text => "text.usearch",
+            Space::Appearance => "appearance.usearch",
+            Space::Visual => "visual.usearch",
+        }
+    }
 
     fn metric(self) -> MetricKind {
         match self {
@@ -155,6 +174,8 @@ pub struct MomentIndex {
     state: RwLock<State>,
     exact_below: usize,
     models: IndexModels,
+    /// Counts insertions, removals and restores: whether there is anything new to save.
+    changes: AtomicU64,
 }
 
 struct State {
@@ -247,7 +268,13 @@ impl MomentIndex {
             }),
             exact_below,
             models,
+            changes: AtomicU64::new(0),
         }
+    }
+
+    /// How many times the index has changed since it was created (see [`Self::save`]).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The models whose vectors the index searches.
@@ -263,9 +290,14 @@ impl MomentIndex {
     /// Adds many windows at once (loading from Redis, bulk indexing): the HNSW insertions,
     /// the expensive part, run on every core.
     pub fn insert_many(&self, windows: &[MomentWindow]) -> Result<(), IndexError> {
+        let sizes: Vec<u32> = windows
+            .iter()
+            .map(|window| stored::encode(window).len() as u32)
+            .collect();
         let mut state = self.state.write().expect("moment index lock");
+        self.changes.fetch_add(1, Ordering::AcqRel);
         let mut added: Vec<(u64, Arc<IndexedWindow>)> = Vec::with_capacity(windows.len());
-        for window in windows {
+        for (window, stored_bytes) in windows.iter().zip(sizes) {
             let camera: Arc<str> = state
                 .cameras
                 .get_key_value(window.camera_id.as_str())
@@ -291,6 +323,7 @@ impl MomentIndex {
                         self.models.visual.is_some() && window.visual_model == self.models.visual
                     })
                     .map(Vec::into_boxed_slice),
+                stored_bytes,
             });
             let existing = state
                 .cameras
@@ -331,6 +364,7 @@ impl MomentIndex {
     /// Removes a camera's windows that start before `cutoff_ms`; returns how many.
     pub fn remove_before(&self, camera: &str, cutoff_ms: i64) -> usize {
         let mut state = self.state.write().expect("moment index lock");
+        self.changes.fetch_add(1, Ordering::AcqRel);
         let keys: Vec<u64> = state
             .cameras
             .get(camera)
@@ -351,6 +385,21 @@ impl MomentIndex {
             return None;
         }
         starts.keys().rev().nth(n.saturating_sub(1)).copied()
+    }
+
+    /// The cut-off that keeps a camera's newest windows within `budget` bytes, each counted
+    /// as its stored value plus `per_window` (its key, its place in the timeline and the log),
+    /// when they take more.
+    pub fn cutoff_within_bytes(&self, camera: &str, budget: u64, per_window: u64) -> Option<i64> {
+        let state = self.state.read().expect("moment index lock");
+        let mut used = 0;
+        for (&start, key) in state.cameras.get(camera)?.iter().rev() {
+            used += u64::from(state.windows[key].stored_bytes) + per_window;
+            if used > budget {
+                return Some(start + 1);
+            }
+        }
+        None
     }
 
     pub fn len(&self) -> usize {
@@ -501,6 +550,258 @@ impl MomentIndex {
         hits.sort_by(|a, b| b.1.total_cmp(&a.1));
         hits.truncate(count);
         Ok(hits)
+    }
+}
+
+/// What a saved index keeps beside its graphs (`windows.msgpack`): the windows' text, times
+/// and keys. Their vectors are read back from the graphs, which hold them anyway.
+#[derive(Serialize)]
+struct SavedIndexOut<'a> {
+    format: u32,
+    /// Where in the change log a restore catches up from (read before the copy).
+    log: LogPosition,
+    text_model: &'a str,
+    visual_model: Option<&'a str>,
+    /// Each space's dimension, when it has a graph (in `Space::ALL` order).
+    dimensions: [Option<usize>; 3],
+    next_key: u64,
+    longest_ms: i64,
+    windows: Vec<SavedWindowOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct SavedWindowOut<'a> {
+    key: u64,
+    camera: &'a str,
+    start_ms: i64,
+    end_ms: i64,
+    ocr_text: &'a [String],
+    tags: &'a [String],
+    objects: &'a [String],
+    caption: Option<&'a str>,
+    stored_bytes: u32,
+}
+
+#[derive(Deserialize)]
+struct SavedIndexIn {
+    format: u32,
+    log: LogPosition,
+    text_model: String,
+    visual_model: Option<String>,
+    dimensions: [Option<usize>; 3],
+    next_key: u64,
+    longest_ms: i64,
+    windows: Vec<SavedWindowIn>,
+}
+
+#[derive(Deserialize)]
+struct SavedWindowIn {
+    key: u64,
+    camera: String,
+    start_ms: i64,
+    end_ms: i64,
+    ocr_text: Vec<String>,
+    tags: Vec<String>,
+    objects: Vec<String>,
+    caption: Option<String>,
+    stored_bytes: u32,
+}
+
+const SAVED_FORMAT: u32 = 1;
+const SAVED_WINDOWS: &str = "windows.msgpack";
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
+    move |error| IndexError(format!("{}: {error}", path.display()))
+}
+
+fn path_str(path: &Path) -> Result<&str, IndexError> {
+    path.to_str()
+        .ok_or_else(|| IndexError(format!("{} is not UTF-8", path.display())))
+}
+
+/// Forces a written file to the disk: the rename that publishes a save must not reach the
+/// disk before the files it names.
+fn sync(path: &Path) -> Result<(), IndexError> {
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(io_error(path))
+}
+
+/// The folders a save goes through beside `dir`: written in `.saving`, the previous save
+/// moved to `.previous` for the instant between the two renames.
+fn save_folders(dir: &Path) -> (PathBuf, PathBuf) {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    (
+        dir.with_file_name(format!("{name}.saving")),
+        dir.with_file_name(format!("{name}.previous")),
+    )
+}
+
+impl MomentIndex {
+    /// Saves the index into the folder `dir`, replacing an earlier save atomically: the new
+    /// save is written beside it and renamed into place, so a crash leaves one whole save.
+    /// `log` is where the change log must be replayed from on top of this copy, read before
+    /// this call (`MomentStore::replay_point`). Holds the read lock throughout (usearch
+    /// writes a graph that must not change meanwhile): insertions wait, queries do not.
+    /// Blocking file IO of seconds at 10^6 windows: call it on the blocking pool.
+    pub fn save(&self, dir: &Path, log: LogPosition) -> Result<(), IndexError> {
+        let (saving, previous) = save_folders(dir);
+        if saving.exists() {
+            std::fs::remove_dir_all(&saving).map_err(io_error(&saving))?;
+        }
+        std::fs::create_dir_all(&saving).map_err(io_error(&saving))?;
+        {
+            let state = self.state.read().expect("moment index lock");
+            let mut dimensions = [None; 3];
+            for ((space, graph), dimension) in
+                Space::ALL.iter().zip(&state.graphs).zip(&mut dimensions)
+            {
+                let Some(graph) = graph else { continue };
+                let path = saving.join(space.file_name());
+                graph.save(path_str(&path)?).map_err(hnsw_error)?;
+                sync(&path)?;
+                *dimension = Some(graph.dimensions());
+            }
+            let saved = SavedIndexOut {
+                format: SAVED_FORMAT,
+                log,
+                text_model: &self.models.text,
+                visual_model: self.models.visual.as_deref(),
+                dimensions,
+                next_key: state.next_key,
+                longest_ms: state.longest_ms,
+                windows: state
+                    .windows
+                    .iter()
+                    .map(|(&key, window)| SavedWindowOut {
+                        key,
+                        camera: &window.camera_id,
+                        start_ms: window.start_ms,
+                        end_ms: window.end_ms,
+                        ocr_text: &window.ocr_text,
+                        tags: &window.tags,
+                        objects: &window.objects,
+                        caption: window.caption.as_deref(),
+                        stored_bytes: window.stored_bytes,
+                    })
+                    .collect(),
+            };
+            let path = saving.join(SAVED_WINDOWS);
+            let file = std::fs::File::create(&path).map_err(io_error(&path))?;
+            let mut writer = std::io::BufWriter::new(file);
+            rmp_serde::encode::write_named(&mut writer, &saved)
+                .map_err(|e| IndexError(format!("{}: {e}", path.display())))?;
+            let file = writer
+                .into_inner()
+                .map_err(|e| io_error(&path)(e.into_error()))?;
+            file.sync_all().map_err(io_error(&path))?;
+        }
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(io_error(&previous))?;
+        }
+        if dir.exists() {
+            std::fs::rename(dir, &previous).map_err(io_error(dir))?;
+        }
+        std::fs::rename(&saving, dir).map_err(io_error(&saving))?;
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(io_error(&previous))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the index's contents with the index saved in `dir`, and returns the change
+    /// log's position to catch up from; `None` when nothing was saved, or it was saved for
+    /// other models (its vectors would be in another space: the windows are loaded from
+    /// Redis and re-embedded instead). The files are read without the lock; the swap itself
+    /// is instant. Blocking file IO: call it on the blocking pool.
+    pub fn restore(&self, dir: &Path) -> Result<Option<LogPosition>, IndexError> {
+        let (_, previous) = save_folders(dir);
+        // A crash between a save's two renames leaves only the previous save.
+        let dir = if !dir.exists() && previous.exists() {
+            previous.as_path()
+        } else {
+            dir
+        };
+        let path = dir.join(SAVED_WINDOWS);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        let saved: SavedIndexIn = rmp_serde::from_read(std::io::BufReader::new(file))
+            .map_err(|e| IndexError(format!("{}: {e}", path.display())))?;
+        if saved.format != SAVED_FORMAT
+            || saved.text_model != self.models.text
+            || saved.visual_model != self.models.visual
+        {
+            tracing::info!(
+                saved_text_model = saved.text_model,
+                "the saved moment index is of other models or another format: not used"
+            );
+            return Ok(None);
+        }
+        let mut graphs: [Option<Index>; 3] = [None, None, None];
+        for ((space, graph), dimensions) in Space::ALL
+            .into_iter()
+            .zip(&mut graphs)
+            .zip(saved.dimensions)
+        {
+            let Some(dimensions) = dimensions else {
+                continue;
+            };
+            let path = dir.join(space.file_name());
+            let index = new_hnsw(dimensions, space.metric())?;
+            index.load(path_str(&path)?).map_err(hnsw_error)?;
+            *graph = Some(index);
+        }
+        let vector = |space: Space, key: u64| -> Option<Box<[f32]>> {
+            let position = Space::ALL.iter().position(|&s| s == space)?;
+            let graph = graphs[position].as_ref()?;
+            let mut values = vec![0.0; graph.dimensions()];
+            match graph.get(key, &mut values) {
+                Ok(found) if found > 0 => Some(values.into_boxed_slice()),
+                _ => None,
+            }
+        };
+        let mut state = State {
+            windows: HashMap::with_capacity(saved.windows.len()),
+            cameras: HashMap::new(),
+            graphs: [None, None, None],
+            longest_ms: saved.longest_ms,
+            next_key: saved.next_key,
+        };
+        for window in saved.windows {
+            let camera: Arc<str> = state
+                .cameras
+                .get_key_value(window.camera.as_str())
+                .map_or_else(|| Arc::from(window.camera.as_str()), |(c, _)| c.clone());
+            let indexed = IndexedWindow {
+                camera_id: camera.clone(),
+                start_ms: window.start_ms,
+                end_ms: window.end_ms,
+                ocr_text: window.ocr_text,
+                tags: window.tags,
+                objects: window.objects,
+                caption: window.caption,
+                text_embedding: vector(Space::Text, window.key),
+                appearance: vector(Space::Appearance, window.key).unwrap_or_default(),
+                visual_embedding: vector(Space::Visual, window.key),
+                stored_bytes: window.stored_bytes,
+            };
+            state
+                .cameras
+                .entry(camera)
+                .or_default()
+                .insert(indexed.start_ms, window.key);
+            state.windows.insert(window.key, Arc::new(indexed));
+        }
+        state.graphs = graphs;
+        *self.state.write().expect("moment index lock") = state;
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        Ok(Some(saved.log))
     }
 }
 
@@ -697,6 +998,84 @@ mod tests {
         assert!(hits.iter().all(|(w, _)| w.start_ms >= ms(12)));
         assert_eq!(index.cutoff_keeping_newest("a", 4), None);
         assert_eq!(index.coverage()[0].windows, 4);
+    }
+
+    #[test]
+    fn a_saved_index_reopens_with_the_same_answers_and_without_removed_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("index-8090");
+        let index = MomentIndex::new(0, models());
+        for n in 0..60 {
+            let camera = if n % 2 == 0 { "a" } else { "b" };
+            index
+                .insert(&window(camera, n * 2, Some(unit(n as f32 * 0.05))))
+                .unwrap();
+        }
+        assert_eq!(index.remove_before("a", ms(40)), 10);
+        let answers = |index: &MomentIndex, space: Space, query: &[f32]| {
+            let (hits, method) = index
+                .search(space, query, &WindowFilter::default(), 10)
+                .unwrap();
+            assert_eq!(method, SearchMethod::Approximate);
+            hits.iter()
+                .map(|(w, score)| (w.camera_id.to_string(), w.start_ms, *score, w.end_ms))
+                .collect::<Vec<_>>()
+        };
+        index.save(&saved, LogPosition { ms: 7, seq: 1 }).unwrap();
+        index.save(&saved, LogPosition { ms: 9, seq: 0 }).unwrap();
+
+        let reopened = MomentIndex::new(0, models());
+        assert_eq!(
+            reopened.restore(&saved).unwrap(),
+            Some(LogPosition { ms: 9, seq: 0 }),
+            "the latest save"
+        );
+        assert_eq!(reopened.len(), 50);
+        assert!(!reopened.contains("a", ms(0)), "removed before the save");
+        assert_eq!(
+            answers(&reopened, Space::Text, &unit(0.3)),
+            answers(&index, Space::Text, &unit(0.3))
+        );
+        assert_eq!(
+            answers(&reopened, Space::Appearance, &[30.0, 0.0, 0.0]),
+            answers(&index, Space::Appearance, &[30.0, 0.0, 0.0])
+        );
+        assert_eq!(reopened.coverage()[0].windows, 20);
+        // It goes on taking windows, after the saved keys.
+        reopened.insert(&window("c", 500, Some(unit(0.3)))).unwrap();
+        assert_eq!(answers(&reopened, Space::Text, &unit(0.3))[0].1, ms(500));
+        let (_, previous) = save_folders(&saved);
+        assert!(!previous.exists() && !save_folders(&saved).0.exists());
+
+        let other = MomentIndex::new(
+            0,
+            IndexModels {
+                text: "another-model".into(),
+                visual: None,
+            },
+        );
+        assert_eq!(other.restore(&saved).unwrap(), None, "another model's save");
+        assert!(other.is_empty());
+        assert_eq!(
+            other.restore(&dir.path().join("nothing")).unwrap(),
+            None,
+            "nothing saved"
+        );
+    }
+
+    #[test]
+    fn a_memory_budget_keeps_the_newest_windows_that_fit() {
+        let index = MomentIndex::new(usize::MAX, models());
+        for n in 0..10 {
+            index.insert(&window("a", n * 2, Some(unit(0.0)))).unwrap();
+        }
+        let each = stored::encode(&window("a", 0, Some(unit(0.0)))).len() as u64 + 100;
+        assert_eq!(
+            index.cutoff_within_bytes("a", 3 * each + each / 2, 100),
+            Some(ms(12) + 1),
+            "the newest three fit"
+        );
+        assert_eq!(index.cutoff_within_bytes("a", 10 * each, 100), None);
     }
 
     #[test]

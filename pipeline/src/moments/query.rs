@@ -435,6 +435,7 @@ mod tests {
             text_embedding: None,
             appearance: Box::new([]),
             visual_embedding: None,
+            stored_bytes: 0,
         })
     }
 

@@ -1,5 +1,7 @@
 //! The moment search service: what the HTTP API and the retention task use.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,8 @@ use crate::config::MomentsConfig;
 use crate::metrics::Metrics;
 use crate::moments::index::{CameraCoverage, Hit, IndexedWindow, MomentIndex, SearchMethod, Space};
 use crate::moments::query::{self, FilterRequest, Moment, QueryError, ScoredWindow};
-use crate::moments::store::{LoadProgress, MomentStore};
+use crate::moments::store::{LoadProgress, LoadReport, MomentStore};
+use crate::moments::stored;
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::operators::rerank::{Candidate, MomentReranker};
 use crate::recordings::ClipLinks;
@@ -59,6 +62,11 @@ pub struct MomentSearch {
     metrics: Metrics,
     loading: Arc<LoadProgress>,
     clip_links: ClipLinks,
+    /// The folder the index is saved in and reopened from.
+    saved_index: PathBuf,
+    /// Whether the index holds every stored window (its load succeeded): only such an index
+    /// is saved, or a later start would take a partial index for a whole one.
+    whole: Arc<AtomicBool>,
 }
 
 /// Thumbnails are served by the API under this path: `{camera}/{start_ms}.jpg`.
@@ -97,6 +105,7 @@ impl MomentSearch {
         config: MomentsConfig,
         metrics: Metrics,
         clip_links: ClipLinks,
+        saved_index: PathBuf,
     ) -> Self {
         Self {
             index,
@@ -108,6 +117,8 @@ impl MomentSearch {
             metrics,
             loading: Arc::new(LoadProgress::default()),
             clip_links,
+            saved_index,
+            whole: Arc::default(),
         }
     }
 
@@ -124,9 +135,11 @@ impl MomentSearch {
         }
     }
 
-    /// Loads the windows stored in Redis into the index, in the background of a running
-    /// service: the API is up meanwhile, `/readyz` and queries report the progress. Then
-    /// re-embeds windows of other models and runs retention (which must not run on a
+    /// Loads the index in the background of a running service (the API is up meanwhile,
+    /// `/readyz` and queries report the progress): reopens the saved index and catches up
+    /// from the store's log, or rebuilds it from Redis when nothing usable was saved. Then
+    /// migrates windows still in layout 1, re-embeds windows of other models, saves the index
+    /// every `moments.index_save_interval_s` and runs retention (which must not run on a
     /// half-loaded index: the load would put back what it deletes). Queries answer
     /// [`SearchError::Loading`] from this call on, until the load is over.
     pub fn load_stored(self) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -144,38 +157,145 @@ impl MomentSearch {
 
     async fn load_then_keep_current(self) {
         let started = Instant::now();
-        let loaded = async {
-            let total = self.store.count().await?;
-            self.loading.set_total(total);
-            tracing::info!(windows = total, "loading the moment index from Redis");
-            self.store.load_into(&self.index, &self.loading).await
-        }
-        .await;
+        let loaded = self.load().await;
         self.loading.finish();
         self.metrics
             .moment_index_windows
             .set(self.index.len() as i64);
+        let mut outdated = Vec::new();
         match loaded {
             Ok(report) => {
                 tracing::info!(
-                    windows = report.loaded,
+                    windows = self.index.len(),
+                    read_from_redis = report.loaded,
                     seconds = started.elapsed().as_secs_f64(),
-                    "moment index loaded from Redis"
+                    "moment index loaded"
                 );
-                if !report.outdated.is_empty() {
-                    tokio::spawn(reembed_outdated(
-                        self.store.clone(),
-                        self.index.clone(),
-                        self.embedder.clone(),
-                        self.visual.clone(),
-                        report.outdated,
-                    ));
-                }
+                outdated = report.outdated;
+                self.whole.store(true, Ordering::Release);
             }
             Err(error) => tracing::error!(%error,
-                "the moment index could not be loaded from Redis: searches see only new windows"),
+                "the moment index could not be loaded: searches see only new windows"),
+        }
+        tokio::spawn(self.clone().save_periodically());
+        match self.migrate_layout().await {
+            Ok(report) => outdated.extend(report.outdated),
+            Err(error) => tracing::error!(%error,
+                "moment windows in layout 1 were not all migrated; the next start goes on"),
+        }
+        if !outdated.is_empty() {
+            tokio::spawn(reembed_outdated(
+                self.store.clone(),
+                self.index.clone(),
+                self.embedder.clone(),
+                self.visual.clone(),
+                outdated,
+            ));
         }
         self.run_retention().await;
+    }
+
+    /// Fills the index: from its save and the log after it when they fit together, else
+    /// from every stored window.
+    async fn load(&self) -> anyhow::Result<LoadReport> {
+        let total = self.store.count().await?;
+        self.loading.set_total(total);
+        let (index, dir) = (self.index.clone(), self.saved_index.clone());
+        let restored = tokio::task::spawn_blocking(move || index.restore(&dir)).await?;
+        let restored = match restored {
+            Ok(restored) => restored,
+            Err(error) => {
+                tracing::warn!(%error, "the saved moment index is unreadable: rebuilding it");
+                None
+            }
+        };
+        if let Some(saved_at) = restored {
+            if self.store.log_reaches_back_to(saved_at).await? {
+                tracing::info!(windows = self.index.len(), log = %saved_at,
+                    "saved moment index reopened; catching up from the log");
+                return self.store.replay_into(&self.index, saved_at).await;
+            }
+            tracing::warn!(log = %saved_at,
+                "the saved moment index is older than the store's log reaches: rebuilding it");
+        }
+        tracing::info!(windows = total, "loading the moment index from Redis");
+        self.store.load_into(&self.index, &self.loading).await
+    }
+
+    /// Rewrites windows stored in layout 1, counting them in
+    /// `argus_moment_windows_migrated_total` and logging the progress every tenth.
+    async fn migrate_layout(&self) -> anyhow::Result<LoadReport> {
+        let metrics = self.metrics.clone();
+        // Atomics, not cells: the load's future runs on any worker (it must be Send).
+        let counted = AtomicUsize::new(0);
+        let logged_tenths = AtomicUsize::new(0);
+        let report = self
+            .store
+            .migrate_layout(&self.index, |migrated, looked_at, total| {
+                metrics
+                    .moment_windows_migrated
+                    .inc_by((migrated - counted.swap(migrated, Ordering::Relaxed)) as u64);
+                let tenths = looked_at * 10 / total.max(1);
+                if migrated > 0 && tenths > logged_tenths.swap(tenths, Ordering::Relaxed) {
+                    tracing::info!(migrated, looked_at, total,
+                        "moment windows: migrating layout 1 (JSON, thumbnails in Redis) to layout 2");
+                }
+            })
+            .await?;
+        if report.loaded > 0 {
+            tracing::info!(
+                windows = report.loaded,
+                "moment windows migrated to layout 2"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Saves the index into its folder if it changed since `last` (a change count from
+    /// [`MomentIndex::changes`]) and holds every stored window; returns the count saved.
+    pub async fn save_index(&self, last: Option<u64>) -> anyhow::Result<u64> {
+        let changes = self.index.changes();
+        if last == Some(changes) {
+            return Ok(changes);
+        }
+        if !self.whole.load(Ordering::Acquire) {
+            anyhow::bail!("the index did not load whole: it is rebuilt at the next start instead");
+        }
+        // Read before the copy: what is logged later is replayed on top of it.
+        let log = self.store.replay_point().await?;
+        let (index, dir) = (self.index.clone(), self.saved_index.clone());
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || index.save(&dir, log)).await??;
+        tracing::info!(
+            windows = self.index.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "moment index saved"
+        );
+        Ok(changes)
+    }
+
+    /// Saves the index every `moments.index_save_interval_s`, when it changed.
+    async fn save_periodically(self) {
+        let period = Duration::from_secs(self.config.index_save_interval_s);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut last = None;
+        loop {
+            every.tick().await;
+            match self.save_index(last).await {
+                Ok(saved) => last = Some(saved),
+                Err(error) => {
+                    tracing::warn!(%error, "the moment index was not saved; retrying next interval")
+                }
+            }
+        }
+    }
+
+    /// Saves the index at shutdown, unless it is not whole (still loading, or the load
+    /// failed): a partial index saved would be taken as whole at the next start.
+    pub async fn save_at_shutdown(&self) {
+        if let Err(error) = self.save_index(None).await {
+            tracing::error!(%error, "the moment index was not saved at shutdown; the next start rebuilds or catches up");
+        }
     }
 
     fn check_limit(&self, limit: Option<usize>) -> Result<usize, QueryError> {
@@ -438,10 +558,15 @@ impl MomentSearch {
         self.index.coverage()
     }
 
-    /// Applies `moments.retention` once, to Redis and the index; returns windows deleted.
+    /// Applies `moments.retention` once, to Redis, the thumbnails and the index (whose next
+    /// save drops the windows; the log's `cut` covers the time until then); returns windows
+    /// deleted.
     pub async fn apply_retention(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let retention = &self.config.retention;
-        if retention.max_age_s.is_none() && retention.max_windows.is_none() {
+        if retention.max_age_s.is_none()
+            && retention.max_windows.is_none()
+            && retention.max_bytes_per_camera.is_none()
+        {
             return Ok(0);
         }
         let mut deleted = 0;
@@ -457,7 +582,11 @@ impl MomentSearch {
             let by_count = retention
                 .max_windows
                 .and_then(|n| self.index.cutoff_keeping_newest(&camera, n));
-            let Some(cutoff) = by_age.into_iter().chain(by_count).max() else {
+            let by_bytes = retention.max_bytes_per_camera.and_then(|budget| {
+                self.index
+                    .cutoff_within_bytes(&camera, budget, stored::REDIS_BYTES_BESIDE_VALUE)
+            });
+            let Some(cutoff) = by_age.into_iter().chain(by_count).chain(by_bytes).max() else {
                 continue;
             };
             let removed = self.store.delete_before(&camera, cutoff).await?;

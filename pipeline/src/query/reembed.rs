@@ -17,6 +17,7 @@ use argus_operators::BgrImage;
 
 use crate::moments::index::MomentIndex;
 use crate::moments::store::MomentStore;
+use crate::moments::stored;
 use crate::moments::window::MomentWindow;
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 
@@ -111,9 +112,9 @@ async fn reembed_batch(
         }
     }
 
-    for window in &windows {
-        let json = serde_json::to_string(window)?;
-        store.put(window, &json, None).await;
+    for window in &mut windows {
+        stored::to_stored_precision(window);
+        store.put(window, None).await;
     }
     // HNSW insertion is CPU work under the index's write lock: not on an async worker.
     let (index, count) = (index.clone(), windows.len());

@@ -12,6 +12,7 @@ use chrono::Utc;
 use crate::metrics::Metrics;
 use crate::moments::index::MomentIndex;
 use crate::moments::store::MomentStore;
+use crate::moments::stored;
 use crate::moments::window::{ClosedWindow, FrameSummary, MomentWindow, WindowBuilder};
 use crate::operators::embedder::{Embedder, VisualEmbedder};
 use crate::publish::{new_trace_id, KafkaPublisher, Outgoing};
@@ -209,13 +210,16 @@ impl MomentIndexer {
             }
             window.message_id = uuid::Uuid::now_v7();
             window.produced_at = Utc::now();
-            self.store_window(&window, None).await;
+            self.store_window(window, None).await;
         }
     }
 
     /// Adds a window to the in-memory index (replacing an earlier version), stores it (with
-    /// its thumbnail, when given) and publishes it.
-    async fn store_window(&self, window: &MomentWindow, thumbnail: Option<&[u8]>) {
+    /// its thumbnail, when given) and publishes it, each with its vectors at the precision
+    /// Redis keeps: a restart rebuilds the same index, and consumers see what is stored.
+    async fn store_window(&self, mut window: MomentWindow, thumbnail: Option<Vec<u8>>) {
+        stored::to_stored_precision(&mut window);
+        let window = &window;
         let inner = &self.inner;
         let camera = window.camera_id.as_str();
         let json = serde_json::to_string(window).expect("moment windows serialise");
@@ -234,7 +238,7 @@ impl MomentIndexer {
                 }
             }
         }
-        inner.store.put(window, &json, thumbnail).await;
+        inner.store.put(window, thumbnail).await;
         let outgoing = Outgoing {
             topic: &inner.topic,
             key: camera,
@@ -279,8 +283,8 @@ impl MomentIndexer {
             .then(|| inner.visual.as_ref().map(|v| v.model().to_owned()))
             .flatten();
         window.visual_embedding = visual_embedding;
-        self.store_window(&window, closed.thumbnail.as_deref())
-            .await;
+        let end_ms = window.end.timestamp_millis();
+        self.store_window(window, closed.thumbnail).await;
         inner
             .metrics
             .moment_windows_indexed
@@ -290,8 +294,8 @@ impl MomentIndexer {
             .indexed_until
             .lock()
             .expect("indexed_until lock")
-            .insert(camera.clone(), window.end.timestamp_millis());
-        tracing::debug!(camera = %camera, start = %window.start, text = window.ocr_text.len(), "window indexed");
+            .insert(camera.clone(), end_ms);
+        tracing::debug!(camera = %camera, end_ms, "window indexed");
     }
 
     /// The embedding of a window's text; `None` for a window without text, or when the model
