@@ -45,8 +45,10 @@ pub struct OcrConfig {
     pub rec_batch_size: usize,
     /// ONNX Runtime intra-op threads per model (0 = one per core).
     pub threads: usize,
-    /// Whether ONNX Runtime's idle threads spin waiting for the next inference (its default):
-    /// a little faster per inference, at the price of CPU burnt between them.
+    /// Whether ONNX Runtime's idle threads spin waiting for the next inference (ONNX
+    /// Runtime's own default). Off here: the spinning burns CPU between inferences that the
+    /// cameras' other work needs, 19-28 % of OCR's CPU in the service benchmark, with no
+    /// loss in latency (BENCHMARKS.md).
     pub spin_wait: bool,
     /// Detect text only where a camera's picture changed since its previous frame and where
     /// text was found in it ([`gate`]); false (the default) detects in every frame whole.
@@ -70,7 +72,7 @@ impl Default for OcrConfig {
             text_score: 0.5,
             rec_batch_size: 6,
             threads: 0,
-            spin_wait: true,
+            spin_wait: false,
             read_changes_only: false,
             full_read_every: 10,
         }
