@@ -1,6 +1,8 @@
 //! Moment index benchmark: query latency of the approximate (HNSW, usearch) search against
 //! the exact scan over the same windows, at 10⁵ and 10⁶ windows, and the recall@10 of the
-//! approximate search with the exact one as truth; plus insertion throughput.
+//! approximate search with the exact one as truth; plus insertion throughput, the memory the
+//! index takes (resident set growth), and start-to-ready: saving the index and reopening the
+//! save (`MomentIndex::save`/`restore`, what a restart does), checked to answer the same.
 //!
 //!     source deploy/env.sh
 //!     cargo bench -p argus-pipeline --bench moments --profile dev [-- --sizes 100000,1000000]
@@ -15,6 +17,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use argus::moments::store::LogPosition;
 use argus::moments::{IndexModels, MomentIndex, MomentWindow, SearchMethod, Space, WindowFilter};
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
@@ -73,6 +76,33 @@ fn measure(queries: usize, mut run: impl FnMut(usize)) -> Latency {
     }
 }
 
+/// The process's resident memory (Linux `VmRSS`), in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn folder_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+fn models() -> IndexModels {
+    IndexModels {
+        text: "synthetic".into(),
+        visual: None,
+    }
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::args()
         .skip_while(|a| a != "--sizes")
@@ -98,13 +128,8 @@ fn main() {
     );
     for &size in &sizes {
         // The service's default threshold, so `auto` shows what it would choose.
-        let index = MomentIndex::new(
-            20_000,
-            IndexModels {
-                text: "synthetic".into(),
-                visual: None,
-            },
-        );
+        let resident_before = resident_bytes();
+        let index = MomentIndex::new(20_000, models());
         let span_ms = DAYS * 86_400_000;
         let mut inserting = std::time::Duration::ZERO;
         let mut batch = Vec::with_capacity(BATCH);
@@ -140,6 +165,7 @@ fn main() {
         }
         eprintln!();
         let insert_rate = size as f64 / inserting.as_secs_f64();
+        let index_bytes = resident_bytes().saturating_sub(resident_before);
         let queries: Vec<Vec<f32>> = (0..QUERIES)
             .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
             .collect();
@@ -202,5 +228,54 @@ fn main() {
                 found as f64 / wanted.max(1) as f64
             );
         }
+        let answers = |index: &MomentIndex| -> Vec<Vec<(String, i64)>> {
+            (0..QUERIES)
+                .map(|q| {
+                    index
+                        .search_using(
+                            SearchMethod::Approximate,
+                            Space::Text,
+                            &queries[q],
+                            &WindowFilter::default(),
+                            K,
+                        )
+                        .unwrap()
+                        .into_iter()
+                        .map(|(w, _)| (w.camera_id.to_string(), w.start_ms))
+                        .collect()
+                })
+                .collect()
+        };
+        let before_restart = answers(&index);
+        let folder = tempfile::tempdir().unwrap();
+        let saved = folder.path().join("index");
+        let started = Instant::now();
+        index.save(&saved, LogPosition::default()).unwrap();
+        let save_s = started.elapsed().as_secs_f64();
+        // Fewer than `size`: a window drawn at a camera's start already taken replaced it.
+        let windows = index.len();
+        drop(index);
+        let reopened = MomentIndex::new(20_000, models());
+        let started = Instant::now();
+        reopened
+            .restore(&saved)
+            .unwrap()
+            .expect("the save just written");
+        let restore_s = started.elapsed().as_secs_f64();
+        assert_eq!(reopened.len(), windows, "the reopened index lost windows");
+        let same = answers(&reopened)
+            .iter()
+            .zip(&before_restart)
+            .filter(|(a, b)| a == b)
+            .count();
+        println!(
+            "{:>9} memory {:.0} MB ({:.0} B per window); save {save_s:.1} s, {:.0} MB on disk; \
+             reopen (start-to-ready of the index) {restore_s:.1} s; {same} of {QUERIES} answers \
+             the same after reopening",
+            size,
+            index_bytes as f64 / 1e6,
+            index_bytes as f64 / size as f64,
+            folder_bytes(&saved) as f64 / 1e6,
+        );
     }
 }

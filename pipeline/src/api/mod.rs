@@ -56,6 +56,7 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::access::{self, Access};
+use crate::cluster::peers::Peers;
 use crate::cluster::CameraDirectory;
 use crate::metrics::Metrics;
 use crate::publish::{KafkaPublisher, RedisState};
@@ -77,6 +78,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Set in scale-out mode: stream changes go to the control topic.
     pub directory: Option<CameraDirectory>,
+    /// Set in scale-out mode: moment queries go to every worker.
+    pub peers: Option<Peers>,
     pub kafka: KafkaPublisher,
     pub redis: RedisState,
     pub access: Access,

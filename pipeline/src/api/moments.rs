@@ -7,10 +7,17 @@
 //! | GET | `/api/v1/moments/cameras` | indexed cameras, their window counts and time spans |
 //! | GET | `/api/v1/moments/thumbnails/{camera}/{start_ms}.jpg` | a window's thumbnail |
 //! | GET | `/api/v1/moments/clip?camera=…&start_ms=…&end_ms=…` | redirects (308) to `/api/v1/clips` (links given before it existed) |
+//!
+//! In scale-out (`cluster.enabled`), each worker indexes the cameras it runs, and the three
+//! queries above cover every worker's cameras: the worker asked passes them on to the others
+//! (`cluster::peers`) and merges the answers, saying which workers answered (`workers`) and
+//! whether any did not (`partial`). `scope=local` asks for this worker's cameras only.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, StatusCode};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,6 +27,7 @@ use serde_json::json;
 use super::error::{error, ApiError};
 use super::ApiState;
 use crate::access;
+use crate::cluster::peers::{self, PeerRequest, Peers};
 use crate::moments::query::{FilterRequest, QueryError};
 use crate::query::moments::MomentSearch;
 use crate::query::moments::{SearchAnswer, SearchError};
@@ -59,6 +67,17 @@ struct MomentParams {
     /// query on a CPU).
     #[serde(default)]
     rerank: bool,
+    /// `local`: this worker's cameras only; `cluster` (the default): every worker's.
+    #[serde(default)]
+    scope: Scope,
+}
+
+#[derive(serde::Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Scope {
+    Local,
+    #[default]
+    Cluster,
 }
 
 impl MomentParams {
@@ -134,8 +153,65 @@ fn search_answer(answer: Result<SearchAnswer, SearchError>) -> Response {
     }
 }
 
+/// The other workers to ask as well, unless the query is for this worker's cameras only.
+fn peers_to_ask<'a>(state: &'a ApiState, params: &MomentParams) -> Option<&'a Peers> {
+    state
+        .peers
+        .as_ref()
+        .filter(|_| params.scope == Scope::Cluster)
+}
+
+/// This worker's answer merged with the other workers' (asked at the same time). A camera
+/// unknown here is no error while another worker knows it; a failure of this worker's own
+/// search is.
+async fn with_peers(
+    peers: &Peers,
+    own: impl std::future::Future<Output = Result<SearchAnswer, SearchError>>,
+    request: PeerRequest,
+    limit: usize,
+) -> Response {
+    let started = Instant::now();
+    let (own, theirs) = tokio::join!(own, peers.ask_others(&request));
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    let own = match own {
+        Ok(answer) => serde_json::to_value(answer).expect("an answer serialises"),
+        Err(SearchError::Query(QueryError::UnknownCamera(camera))) => {
+            let known_elsewhere = theirs
+                .iter()
+                .any(|answer| matches!(&answer.reply, Ok((status, _)) if status.is_success()));
+            if !known_elsewhere {
+                return search_answer(Err(QueryError::UnknownCamera(camera).into()));
+            }
+            json!({ "moments": [], "candidates": 0, "method": "exact" })
+        }
+        Err(error) => return search_answer(Err(error)),
+    };
+    let mut merged = peers::merge_moments(peers.url(), own, took_ms, theirs, limit);
+    merged["took_ms"] = json!(started.elapsed().as_secs_f64() * 1e3);
+    Json(merged).into_response()
+}
+
+fn peer_request(
+    method: Method,
+    uri: &OriginalUri,
+    headers: HeaderMap,
+    body: Option<axum::body::Bytes>,
+) -> PeerRequest {
+    PeerRequest {
+        method,
+        path_and_query: uri
+            .0
+            .path_and_query()
+            .map_or_else(|| uri.0.path().to_owned(), |p| p.as_str().to_owned()),
+        headers,
+        body,
+    }
+}
+
 async fn moments_by_text(
     State(state): State<ApiState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
     params: Result<Query<MomentParams>, QueryRejection>,
 ) -> Response {
     let (search, params) = match (moment_search(&state), moment_params(params)) {
@@ -143,15 +219,21 @@ async fn moments_by_text(
         (Err(error), _) | (_, Err(error)) => return error.into_response(),
     };
     let text = params.q.as_deref().unwrap_or("");
-    search_answer(
-        search
-            .by_text(text, &params.filters(), params.limit, params.rerank)
-            .await,
-    )
+    let filters = params.filters();
+    let own = search.by_text(text, &filters, params.limit, params.rerank);
+    match peers_to_ask(&state, &params) {
+        Some(peers) => {
+            let request = peer_request(Method::GET, &uri, headers, None);
+            with_peers(peers, own, request, params.limit.unwrap_or(10)).await
+        }
+        None => search_answer(own.await),
+    }
 }
 
 async fn moments_by_image(
     State(state): State<ApiState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
     params: Result<Query<MomentParams>, QueryRejection>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -175,11 +257,15 @@ async fn moments_by_image(
             )
         }
     };
-    search_answer(
-        search
-            .by_image(&image, &params.filters(), params.limit)
-            .await,
-    )
+    let filters = params.filters();
+    let own = search.by_image(&image, &filters, params.limit);
+    match peers_to_ask(&state, &params) {
+        Some(peers) => {
+            let request = peer_request(Method::POST, &uri, headers, Some(image.clone()));
+            with_peers(peers, own, request, params.limit.unwrap_or(10)).await
+        }
+        None => search_answer(own.await),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -224,10 +310,40 @@ async fn moment_clip(params: Result<Query<ClipParams>, QueryRejection>) -> Respo
     Redirect::permanent(&location).into_response()
 }
 
-async fn moment_cameras(State(state): State<ApiState>) -> Response {
-    match moment_search(&state) {
-        Ok(search) => Json(json!({ "cameras": search.coverage() })).into_response(),
-        Err(error) => error.into_response(),
+#[derive(serde::Deserialize)]
+struct CamerasParams {
+    #[serde(default)]
+    scope: Scope,
+}
+
+async fn moment_cameras(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    params: Result<Query<CamerasParams>, QueryRejection>,
+) -> Response {
+    let search = match moment_search(&state) {
+        Ok(search) => search,
+        Err(error) => return error.into_response(),
+    };
+    let scope = match params {
+        Ok(Query(params)) => params.scope,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid query: {}", rejection.body_text()),
+            )
+        }
+    };
+    let own = json!({ "cameras": search.coverage() });
+    match state.peers.as_ref().filter(|_| scope == Scope::Cluster) {
+        Some(peers) => {
+            let theirs = peers
+                .ask_others(&peer_request(Method::GET, &uri, headers, None))
+                .await;
+            Json(peers::merge_cameras(peers.url(), own, theirs)).into_response()
+        }
+        None => Json(own).into_response(),
     }
 }
 

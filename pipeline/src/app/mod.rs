@@ -21,6 +21,7 @@ use anyhow::Context;
 use crate::access::Access;
 use crate::api::{self, ApiSlot, ApiState};
 use crate::captions::alerts::AlertRules;
+use crate::cluster::peers::Peers;
 use crate::cluster::{self, CameraDirectory};
 use crate::config::{Config, RuleScope};
 use crate::metrics::Metrics;
@@ -160,6 +161,14 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     } else {
         None
     };
+    let peers = if config.cluster.enabled {
+        let peers = Peers::new(&config.cluster, &config.http, redis.clone())?;
+        tracing::info!(url = peers.url(), "moment queries cover every worker; this worker answers the others at this address (cluster.advertise_url)");
+        tokio::spawn(peers.clone().run(registry.clone(), moment_search.clone()));
+        Some(peers)
+    } else {
+        None
+    };
     tokio::spawn(reconcile_recordings(
         recorder.clone(),
         config.clone(),
@@ -171,6 +180,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
         manager: manager.clone(),
         metrics: metrics.clone(),
         directory: directory.clone(),
+        peers: peers.clone(),
         kafka: kafka.clone(),
         redis: redis.clone(),
         access: Access::new(&config.http),
@@ -234,6 +244,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<Outcome>
     tokio::select! {
         _ = registry.all_done(), if options.exit_when_done => tracing::info!("every stream has ended"),
         _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    if let Some(peers) = &peers {
+        peers.leave().await;
     }
     manager.stop_all().await;
     // The streams closed their last segments as they stopped.

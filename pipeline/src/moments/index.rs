@@ -188,6 +188,9 @@ struct State {
     /// Longest window seen: a time filter must look this far before `since` for overlaps.
     longest_ms: i64,
     next_key: u64,
+    /// Cameras another worker indexes (scale-out): their windows are not kept here,
+    /// whichever path brings them (the live feed, a load, a catch-up).
+    excluded: HashSet<String>,
 }
 
 /// HNSW parameters: usearch's defaults for connectivity, a wider beam for search so that
@@ -265,6 +268,7 @@ impl MomentIndex {
                 graphs: [None, None, None],
                 longest_ms: 0,
                 next_key: 0,
+                excluded: HashSet::new(),
             }),
             exact_below,
             models,
@@ -298,6 +302,9 @@ impl MomentIndex {
         self.changes.fetch_add(1, Ordering::AcqRel);
         let mut added: Vec<(u64, Arc<IndexedWindow>)> = Vec::with_capacity(windows.len());
         for (window, stored_bytes) in windows.iter().zip(sizes) {
+            if state.excluded.contains(&window.camera_id) {
+                continue;
+            }
             let camera: Arc<str> = state
                 .cameras
                 .get_key_value(window.camera_id.as_str())
@@ -374,6 +381,33 @@ impl MomentIndex {
             state.remove_key(key);
         }
         keys.len()
+    }
+
+    /// Keeps no windows of `cameras` from now on (another worker indexes them), removing
+    /// those it holds; cameras excluded before and not now are kept again (their windows
+    /// while excluded were not kept: the caller loads them).
+    pub fn exclude(&self, cameras: HashSet<String>) {
+        let mut state = self.state.write().expect("moment index lock");
+        for camera in &cameras {
+            let keys: Vec<u64> = state
+                .cameras
+                .get(camera.as_str())
+                .map(|starts| starts.values().copied().collect())
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                self.changes.fetch_add(1, Ordering::AcqRel);
+            }
+            for key in keys {
+                state.remove_key(key);
+            }
+        }
+        state.excluded = cameras;
+    }
+
+    /// How many windows of `camera` the index holds.
+    pub fn camera_len(&self, camera: &str) -> usize {
+        let state = self.state.read().expect("moment index lock");
+        state.cameras.get(camera).map_or(0, BTreeMap::len)
     }
 
     /// The start (ms) of a camera's `n`-th newest window, when it has more than `n`: the
@@ -772,6 +806,7 @@ impl MomentIndex {
             graphs: [None, None, None],
             longest_ms: saved.longest_ms,
             next_key: saved.next_key,
+            excluded: HashSet::new(),
         };
         for window in saved.windows {
             let camera: Arc<str> = state
@@ -799,7 +834,20 @@ impl MomentIndex {
             state.windows.insert(window.key, Arc::new(indexed));
         }
         state.graphs = graphs;
-        *self.state.write().expect("moment index lock") = state;
+        let mut current = self.state.write().expect("moment index lock");
+        // Cameras excluded meanwhile stay excluded (the save may predate the exclusion).
+        state.excluded = std::mem::take(&mut current.excluded);
+        let excluded_keys: Vec<u64> = state
+            .excluded
+            .iter()
+            .filter_map(|camera| state.cameras.get(camera.as_str()))
+            .flat_map(|starts| starts.values().copied())
+            .collect();
+        for key in excluded_keys {
+            state.remove_key(key);
+        }
+        *current = state;
+        drop(current);
         self.changes.fetch_add(1, Ordering::AcqRel);
         Ok(Some(saved.log))
     }
@@ -998,6 +1046,44 @@ mod tests {
         assert!(hits.iter().all(|(w, _)| w.start_ms >= ms(12)));
         assert_eq!(index.cutoff_keeping_newest("a", 4), None);
         assert_eq!(index.coverage()[0].windows, 4);
+    }
+
+    #[test]
+    fn an_excluded_camera_leaves_the_index_and_stays_out_until_taken_again() {
+        let index = MomentIndex::new(0, models());
+        for n in 0..10 {
+            let camera = if n % 2 == 0 { "mine" } else { "theirs" };
+            index
+                .insert(&window(camera, n * 2, Some(unit(n as f32))))
+                .unwrap();
+        }
+        let folder = tempfile::tempdir().unwrap();
+        index.save(folder.path(), LogPosition::default()).unwrap();
+        index.exclude(HashSet::from(["theirs".to_string()]));
+        assert_eq!(
+            (index.camera_len("mine"), index.camera_len("theirs")),
+            (5, 0)
+        );
+        // Whichever path brings its windows: the live feed, a load, a catch-up...
+        index
+            .insert(&window("theirs", 100, Some(unit(1.0))))
+            .unwrap();
+        assert_eq!(index.camera_len("theirs"), 0);
+        // ...or reopening a save taken before the exclusion.
+        index.restore(folder.path()).unwrap().unwrap();
+        assert_eq!(
+            (index.camera_len("mine"), index.camera_len("theirs")),
+            (5, 0)
+        );
+        let (hits, _) = index
+            .search(Space::Text, &unit(1.0), &WindowFilter::default(), 10)
+            .unwrap();
+        assert!(hits.iter().all(|(w, _)| &*w.camera_id == "mine"));
+        index.exclude(HashSet::new());
+        index
+            .insert(&window("theirs", 100, Some(unit(1.0))))
+            .unwrap();
+        assert_eq!(index.camera_len("theirs"), 1);
     }
 
     #[test]

@@ -273,18 +273,51 @@ impl MomentStore {
         let cameras: Vec<String> = connection.smembers(self.cameras_key()).await?;
         let mut report = LoadReport::default();
         for camera in cameras {
-            let starts: Vec<i64> = connection.zrange(self.timeline_key(&camera), 0, -1).await?;
-            for chunk in starts.chunks(LOAD_CHUNK) {
-                let keys: Vec<String> = chunk
-                    .iter()
-                    .map(|&start| self.window_key(&camera, start))
-                    .collect();
-                let values: Vec<Option<Vec<u8>>> = connection.mget(&keys).await?;
-                report.add(insert_values(index, keys, values).await?);
-                progress.advance(chunk.len());
-            }
+            report.add(
+                self.load_camera_with(&mut connection, index, &camera, progress)
+                    .await?,
+            );
         }
         Ok(report)
+    }
+
+    /// Loads one camera's stored windows into `index` (a worker that takes a camera over
+    /// takes its history with it).
+    pub async fn load_camera_into(
+        &self,
+        index: &Arc<MomentIndex>,
+        camera: &str,
+    ) -> anyhow::Result<LoadReport> {
+        let mut connection = self.redis.connection().await?;
+        self.load_camera_with(&mut connection, index, camera, &LoadProgress::default())
+            .await
+    }
+
+    async fn load_camera_with(
+        &self,
+        connection: &mut redis::aio::ConnectionManager,
+        index: &Arc<MomentIndex>,
+        camera: &str,
+        progress: &LoadProgress,
+    ) -> anyhow::Result<LoadReport> {
+        let mut report = LoadReport::default();
+        let starts: Vec<i64> = connection.zrange(self.timeline_key(camera), 0, -1).await?;
+        for chunk in starts.chunks(LOAD_CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|&start| self.window_key(camera, start))
+                .collect();
+            let values: Vec<Option<Vec<u8>>> = connection.mget(&keys).await?;
+            report.add(insert_values(index, keys, values).await?);
+            progress.advance(chunk.len());
+        }
+        Ok(report)
+    }
+
+    /// How many windows of `camera` are stored.
+    pub async fn camera_count(&self, camera: &str) -> redis::RedisResult<usize> {
+        let mut connection = self.redis.connection().await?;
+        connection.zcard(self.timeline_key(camera)).await
     }
 
     /// Where a copy of the index taken now must catch up from: after the log's last entry,

@@ -1,5 +1,6 @@
 //! The moment search service: what the HTTP API and the retention task use.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,6 +68,9 @@ pub struct MomentSearch {
     /// Whether the index holds every stored window (its load succeeded): only such an index
     /// is saved, or a later start would take a partial index for a whole one.
     whole: Arc<AtomicBool>,
+    /// Scale-out: cameras whose stored history this worker checked it holds, since it last
+    /// took them on (see [`Self::index_only_beside`]).
+    checked: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 /// Thumbnails are served by the API under this path: `{camera}/{start_ms}.jpg`.
@@ -119,6 +123,7 @@ impl MomentSearch {
             clip_links,
             saved_index,
             whole: Arc::default(),
+            checked: Arc::default(),
         }
     }
 
@@ -615,6 +620,48 @@ impl MomentSearch {
                 tracing::warn!(%error, "moment retention did not run; retrying next interval");
             }
         }
+    }
+
+    /// Scale-out: keeps this worker's index to its share. `others` are the cameras other
+    /// live workers run and index: their windows leave this index and stay out of it. Every
+    /// other stored camera (this worker's, and those no worker runs, such as files indexed
+    /// by `argus index`) is indexed here; one this worker has just taken on (from a worker
+    /// that left, or after a restart whose save predates it) is loaded from the store when
+    /// the index holds fewer of its windows than the store does. Called on every heartbeat
+    /// of `cluster::peers`; does nothing until the start's load is over.
+    pub async fn index_only_beside(&self, others: HashSet<String>) -> anyhow::Result<()> {
+        if self.loading().is_some() {
+            return Ok(());
+        }
+        {
+            let mut checked = self.checked.lock().expect("checked cameras");
+            checked.retain(|camera| !others.contains(camera));
+        }
+        let index = self.index.clone();
+        let excluded = others.clone();
+        tokio::task::spawn_blocking(move || index.exclude(excluded)).await?;
+        for camera in self.store.cameras().await? {
+            if others.contains(&camera)
+                || self
+                    .checked
+                    .lock()
+                    .expect("checked cameras")
+                    .contains(&camera)
+            {
+                continue;
+            }
+            let stored = self.store.camera_count(&camera).await?;
+            if self.index.camera_len(&camera) < stored {
+                let report = self.store.load_camera_into(&self.index, &camera).await?;
+                tracing::info!(camera = %camera, windows = report.loaded,
+                    "moment index: took on a camera's stored windows");
+            }
+            self.checked.lock().expect("checked cameras").insert(camera);
+        }
+        self.metrics
+            .moment_index_windows
+            .set(self.index.len() as i64);
+        Ok(())
     }
 
     /// Adds windows that other processes (`argus index`, other workers) store, for as long as

@@ -11,6 +11,8 @@
 //! New cameras go to the least-loaded partition (lowest index on ties), so cameras spread over
 //! partitions and, through the assignor, over workers. A camera keeps its partition when changed.
 
+pub mod peers;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
