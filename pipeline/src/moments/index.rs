@@ -37,22 +37,29 @@ pub struct IndexedWindow {
     /// The window's objects in words ("3 people walking left to right").
     pub objects: Vec<String>,
     pub caption: Option<String>,
-    pub text_embedding: Option<Box<[f32]>>,
-    pub appearance: Box<[f32]>,
-    /// The middle frame's embedding in the image-text encoder's space, when one is configured.
-    pub visual_embedding: Option<Box<[f32]>>,
     /// The size of the window's value in Redis, for retention's memory budget.
     pub stored_bytes: u32,
+    /// Its key in the graphs, which hold its vectors (text, colour layout, visual): kept
+    /// once there, not here too ([`MomentIndex::vector`] reads one back).
+    pub(super) key: u64,
 }
 
-impl IndexedWindow {
-    /// The window's vector in `space`, if it has one.
-    pub fn vector(&self, space: Space) -> Option<&[f32]> {
-        match space {
-            Space::Text => self.text_embedding.as_deref(),
-            Space::Appearance => Some(&*self.appearance).filter(|v| !v.is_empty()),
-            Space::Visual => self.visual_embedding.as_deref(),
-        }
+/// A window's vector in `space`, if it has one (of the index's models).
+fn source_vector<'a>(
+    window: &'a MomentWindow,
+    space: Space,
+    models: &IndexModels,
+) -> Option<&'a [f32]> {
+    match space {
+        Space::Text => window
+            .text_embedding
+            .as_deref()
+            .filter(|_| window.embedding_model == models.text),
+        Space::Appearance => Some(window.appearance.as_slice()).filter(|v| !v.is_empty()),
+        Space::Visual => window
+            .visual_embedding
+            .as_deref()
+            .filter(|_| models.visual.is_some() && window.visual_model == models.visual),
     }
 }
 
@@ -203,7 +210,9 @@ fn new_hnsw(dimensions: usize, metric: MetricKind) -> Result<Index, IndexError> 
     let index = Index::new(&IndexOptions {
         dimensions,
         metric,
-        quantization: ScalarKind::F32,
+        // Every vector is rounded to float16 before it is indexed (`stored::to_stored_precision`):
+        // float16 in the graph loses nothing and halves its memory.
+        quantization: ScalarKind::F16,
         connectivity: CONNECTIVITY,
         expansion_add: EXPANSION_ADD,
         expansion_search: EXPANSION_SEARCH,
@@ -300,7 +309,7 @@ impl MomentIndex {
             .collect();
         let mut state = self.state.write().expect("moment index lock");
         self.changes.fetch_add(1, Ordering::AcqRel);
-        let mut added: Vec<(u64, Arc<IndexedWindow>)> = Vec::with_capacity(windows.len());
+        let mut added: Vec<(u64, &MomentWindow)> = Vec::with_capacity(windows.len());
         for (window, stored_bytes) in windows.iter().zip(sizes) {
             if state.excluded.contains(&window.camera_id) {
                 continue;
@@ -309,41 +318,30 @@ impl MomentIndex {
                 .cameras
                 .get_key_value(window.camera_id.as_str())
                 .map_or_else(|| Arc::from(window.camera_id.as_str()), |(c, _)| c.clone());
-            let indexed = Arc::new(IndexedWindow {
-                camera_id: camera.clone(),
-                start_ms: window.start_ms(),
-                end_ms: window.end.timestamp_millis(),
-                ocr_text: window.ocr_text.clone(),
-                tags: window.tags.clone(),
-                objects: window.object_phrases(),
-                caption: window.caption.clone(),
-                text_embedding: window
-                    .text_embedding
-                    .clone()
-                    .filter(|_| window.embedding_model == self.models.text)
-                    .map(Vec::into_boxed_slice),
-                appearance: window.appearance.clone().into_boxed_slice(),
-                visual_embedding: window
-                    .visual_embedding
-                    .clone()
-                    .filter(|_| {
-                        self.models.visual.is_some() && window.visual_model == self.models.visual
-                    })
-                    .map(Vec::into_boxed_slice),
-                stored_bytes,
-            });
+            let start_ms = window.start_ms();
             let existing = state
                 .cameras
                 .get(&camera)
-                .and_then(|starts| starts.get(&indexed.start_ms))
+                .and_then(|starts| starts.get(&start_ms))
                 .copied();
             if let Some(key) = existing {
                 state.remove_key(key);
             }
             let key = state.next_key;
             state.next_key += 1;
+            let indexed = Arc::new(IndexedWindow {
+                camera_id: camera.clone(),
+                start_ms,
+                end_ms: window.end.timestamp_millis(),
+                ocr_text: window.ocr_text.clone(),
+                tags: window.tags.clone(),
+                objects: window.object_phrases(),
+                caption: window.caption.clone(),
+                stored_bytes,
+                key,
+            });
             for (space, graph) in Space::ALL.into_iter().zip(&mut state.graphs) {
-                if let (Some(vector), None) = (indexed.vector(space), &graph) {
+                if let (Some(vector), None) = (source_vector(window, space, &self.models), &graph) {
                     *graph = Some(new_hnsw(vector.len(), space.metric())?);
                 }
             }
@@ -353,13 +351,13 @@ impl MomentIndex {
                 .entry(camera)
                 .or_default()
                 .insert(indexed.start_ms, key);
-            state.windows.insert(key, indexed.clone());
-            added.push((key, indexed));
+            state.windows.insert(key, indexed);
+            added.push((key, window));
         }
         for (space, graph) in Space::ALL.into_iter().zip(&state.graphs) {
             let vectors: Vec<(u64, &[f32])> = added
                 .iter()
-                .filter_map(|(key, w)| Some((*key, w.vector(space)?)))
+                .filter_map(|(key, w)| Some((*key, source_vector(w, space, &self.models)?)))
                 .collect();
             if let Some(index) = graph {
                 add_parallel(index, &vectors)?;
@@ -402,6 +400,18 @@ impl MomentIndex {
             }
         }
         state.excluded = cameras;
+    }
+
+    /// `window`'s vector in `space`, read back from the graph (float16 there: the vectors
+    /// are rounded to float16 before they are indexed, so nothing is lost).
+    pub fn vector(&self, space: Space, window: &IndexedWindow) -> Option<Vec<f32>> {
+        let state = self.state.read().expect("moment index lock");
+        let graph = state.graph(space)?;
+        let mut values = vec![0.0; graph.dimensions()];
+        match graph.get(window.key, &mut values) {
+            Ok(found) if found > 0 => Some(values),
+            _ => None,
+        }
     }
 
     /// How many windows of `camera` the index holds.
@@ -568,14 +578,17 @@ impl MomentIndex {
                 .collect();
             return Ok(hits);
         }
+        let mut vector = vec![0.0; index.dimensions()];
         let mut hits: Vec<Hit> = state
             .selected(filter)
             .filter_map(|window| {
-                let vector = window.vector(space)?;
+                if !matches!(index.get(window.key, &mut vector), Ok(found) if found > 0) {
+                    return None;
+                }
                 let distance = match space {
-                    Space::Text | Space::Visual => 1.0 - dot(query, vector),
+                    Space::Text | Space::Visual => 1.0 - dot(query, &vector),
                     Space::Appearance => {
-                        argus_operators::appearance::distance_squared(query, vector)
+                        argus_operators::appearance::distance_squared(query, &vector)
                     }
                 };
                 Some((window.clone(), similarity(space, distance)))
@@ -588,7 +601,7 @@ impl MomentIndex {
 }
 
 /// What a saved index keeps beside its graphs (`windows.msgpack`): the windows' text, times
-/// and keys. Their vectors are read back from the graphs, which hold them anyway.
+/// and keys. Their vectors are in the graphs alone.
 #[derive(Serialize)]
 struct SavedIndexOut<'a> {
     format: u32,
@@ -641,7 +654,8 @@ struct SavedWindowIn {
     stored_bytes: u32,
 }
 
-const SAVED_FORMAT: u32 = 1;
+/// 2: float16 graphs (1 was float32; such a save is rebuilt once).
+const SAVED_FORMAT: u32 = 2;
 const SAVED_WINDOWS: &str = "windows.msgpack";
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
@@ -791,15 +805,6 @@ impl MomentIndex {
             index.load(path_str(&path)?).map_err(hnsw_error)?;
             *graph = Some(index);
         }
-        let vector = |space: Space, key: u64| -> Option<Box<[f32]>> {
-            let position = Space::ALL.iter().position(|&s| s == space)?;
-            let graph = graphs[position].as_ref()?;
-            let mut values = vec![0.0; graph.dimensions()];
-            match graph.get(key, &mut values) {
-                Ok(found) if found > 0 => Some(values.into_boxed_slice()),
-                _ => None,
-            }
-        };
         let mut state = State {
             windows: HashMap::with_capacity(saved.windows.len()),
             cameras: HashMap::new(),
@@ -821,10 +826,8 @@ impl MomentIndex {
                 tags: window.tags,
                 objects: window.objects,
                 caption: window.caption,
-                text_embedding: vector(Space::Text, window.key),
-                appearance: vector(Space::Appearance, window.key).unwrap_or_default(),
-                visual_embedding: vector(Space::Visual, window.key),
                 stored_bytes: window.stored_bytes,
+                key: window.key,
             };
             state
                 .cameras
@@ -1014,8 +1017,10 @@ mod tests {
             .search(Space::Text, &unit(0.0), &WindowFilter::default(), 10)
             .unwrap();
         assert_eq!(hits.len(), 1);
+        // The graph keeps float16 (the service rounds vectors to it before indexing; this
+        // test's are not rounded).
         assert!(
-            (hits[0].1 - 1.0_f32.cos()).abs() < 1e-5,
+            (hits[0].1 - 1.0_f32.cos()).abs() < 1e-3,
             "the newer version"
         );
         let (hits, _) = index

@@ -432,10 +432,8 @@ mod tests {
             tags: vec![],
             objects: vec![],
             caption: None,
-            text_embedding: None,
-            appearance: Box::new([]),
-            visual_embedding: None,
             stored_bytes: 0,
+            key: 0,
         })
     }
 

@@ -93,7 +93,7 @@ fn union(first: Vec<Hit>, second: Vec<Hit>) -> Vec<Arc<IndexedWindow>> {
 
 /// Cosine of two unit vectors (their dot product); `None` when the window has no vector or
 /// one of another model's length.
-fn cosine(query: &[f32], vector: Option<&[f32]>) -> Option<f32> {
+fn cosine(query: &[f32], vector: Option<Vec<f32>>) -> Option<f32> {
     let vector = vector.filter(|v| v.len() == query.len())?;
     Some(query.iter().zip(vector).map(|(a, b)| a * b).sum())
 }
@@ -347,14 +347,14 @@ impl MomentSearch {
         let scored = union(hits, visual_hits)
             .into_iter()
             .map(|window| {
-                let similarity = cosine(&embedding, window.text_embedding.as_deref());
+                let similarity = cosine(&embedding, self.index.vector(Space::Text, &window));
                 let text_score = query::text_score(&terms, &window, similarity.unwrap_or(0.0));
                 let visual =
                     self.visual
                         .as_ref()
                         .zip(visual_query.as_ref())
                         .and_then(|(visual, query)| {
-                            cosine(query, window.visual_embedding.as_deref())
+                            cosine(query, self.index.vector(Space::Visual, &window))
                                 .map(|c| visual.text_match(c))
                         });
                 ScoredWindow {
@@ -399,17 +399,18 @@ impl MomentSearch {
         let scored = union(hits, visual_hits)
             .into_iter()
             .map(|window| {
-                let layout = (!window.appearance.is_empty()).then(|| {
-                    let distance = argus_operators::appearance::distance_squared(
-                        &descriptor,
-                        &window.appearance,
-                    );
-                    crate::moments::index::appearance_similarity(distance)
-                });
+                let layout = self
+                    .index
+                    .vector(Space::Appearance, &window)
+                    .map(|appearance| {
+                        let distance =
+                            argus_operators::appearance::distance_squared(&descriptor, &appearance);
+                        crate::moments::index::appearance_similarity(distance)
+                    });
                 // Image-to-image cosine of one encoder is already a similarity in [−1, 1].
                 let visual = visual_query
                     .as_ref()
-                    .and_then(|query| cosine(query, window.visual_embedding.as_deref()))
+                    .and_then(|query| cosine(query, self.index.vector(Space::Visual, &window)))
                     .map(|c| c.max(0.0));
                 let score = match visual {
                     Some(visual) => query::combine(layout.unwrap_or(0.0), visual),
