@@ -2,7 +2,10 @@
 //! with the LLM alone (before issue 18) and with the checked evidence (after).
 //!
 //!     source deploy/env.sh
-//!     cargo bench -p argus-pipeline --bench alert_questions --profile dev
+//!     cargo bench -p argus-pipeline --bench alert_questions --profile dev [-- --read-changes-only]
+//!
+//! `--read-changes-only` reads text as the service does with `ocr.read_changes_only = true`
+//! (each video a camera of its own, with its own change gate).
 //!
 //! The set is `tests/data/alerts/question-rules.json`: videos (generated here: one sign per
 //! chunk over a still test pattern, a moving ball, the still pattern; and Debian
@@ -34,10 +37,11 @@ use argus::operators::captioning::CaptionWorker;
 use argus::operators::detector::ObjectDetector;
 use argus::operators::embedder::Embedder;
 use argus::operators::objects::ObjectTracking;
+use argus::operators::ocr::OcrReader;
 use argus::source::{self, Recording};
 use argus::stream::{ObjectAnalyser, Pace};
 use argus_operators::motion::{MotionConfig, MotionDetector};
-use argus_operators::ocr::{OcrConfig, PpOcr};
+use argus_operators::ocr::OcrConfig;
 use argus_operators::tagging::ImageTagger;
 use argus_operators::video_qa::GroundedQa;
 use chrono::{DateTime, TimeZone, Utc};
@@ -159,11 +163,12 @@ async fn track(
 /// The chunks as the captions sink cuts them: OCR and motion at [`SAMPLE_FPS`], each frame
 /// with the objects tracked since the one before.
 fn chunks(
+    camera: &str,
     frames: Vec<source::Frame>,
     objects: &[Option<Arc<FrameObjects>>],
     frames_fps: f64,
     chunk_s: u32,
-    ocr: &mut PpOcr,
+    ocr: &mut OcrReader,
 ) -> Vec<Chunk> {
     let mut motion = MotionDetector::new(MotionConfig::default());
     let mut builder = ChunkBuilder::new("bench", "file", f64::from(chunk_s));
@@ -175,10 +180,15 @@ fn chunks(
         if !sampled.due(frame.wall_time) {
             continue;
         }
-        let lines = ocr.recognize(&frame.image).unwrap();
+        let image = Arc::new(frame.image);
+        let (lines, _) = ocr
+            .read(&[(Arc::from(camera), image.clone())])
+            .unwrap()
+            .pop()
+            .expect("one reading per frame");
         chunks.extend(builder.push(ChunkFrame::observe(
             frame.wall_time,
-            Arc::new(frame.image),
+            image,
             &lines,
             std::mem::take(&mut tracked_since),
             &mut motion,
@@ -252,7 +262,17 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from("/usr/share/doc/opencv-doc/examples/data"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let models = model_dir();
-    let mut ocr = PpOcr::load(&models.join("pp-ocrv4"), OcrConfig::default()).unwrap();
+    let read_changes_only = std::env::args().any(|a| a == "--read-changes-only");
+    println!("<!-- OCR: read_changes_only = {read_changes_only} -->");
+    let mut ocr = OcrReader::load(
+        &models,
+        OcrConfig {
+            read_changes_only,
+            ..OcrConfig::default()
+        },
+        Metrics::new(),
+    )
+    .unwrap();
     let llm_dir = models.join("smollm2-135m-instruct-hf");
     let config = CaptionsConfig {
         chunk_s: f64::from(set.chunk_s),
@@ -323,7 +343,14 @@ fn main() {
             Some(objects) => runtime.block_on(track(objects, &frames)),
             None => Vec::new(),
         };
-        let chunks = chunks(frames, &tracked, frames_fps, set.chunk_s, &mut ocr);
+        let chunks = chunks(
+            &spec.name,
+            frames,
+            &tracked,
+            frames_fps,
+            set.chunk_s,
+            &mut ocr,
+        );
         println!(
             "<!-- {}: {} chunks; OCR per chunk: {:?} -->",
             spec.name,

@@ -44,10 +44,7 @@ impl Analyzer {
         batching: AnalysisConfig,
         metrics: Metrics,
     ) -> Result<Self, OperatorError> {
-        let mut gates = ocr_config
-            .read_changes_only
-            .then(|| Gates::new(ocr_config.full_read_every));
-        let mut ocr = PpOcr::load(&model_dir.join("pp-ocrv4"), ocr_config)?;
+        let mut reader = OcrReader::load(model_dir, ocr_config, metrics)?;
         let batching = Batching {
             max_batch: batching.max_batch,
             max_wait: Duration::from_millis(batching.max_wait_ms),
@@ -57,7 +54,7 @@ impl Analyzer {
             OCR_OPERATOR,
             batching,
             Queues::default(),
-            move |frames: Vec<CameraFrame>| run_batch(&mut ocr, gates.as_mut(), &frames, &metrics),
+            move |frames: Vec<CameraFrame>| reader.read(&frames),
         )
         .map_err(|error| OperatorError::Inference {
             model: OCR_OPERATOR.into(),
@@ -80,6 +77,42 @@ impl FrameAnalyser for Analyzer {
     ) -> Result<Analysis, OperatorError> {
         let (ocr, latency) = self.worker.call_one((camera, image)).await?;
         Ok(Analysis { ocr, latency })
+    }
+}
+
+/// What the OCR worker's thread runs: the model, and the cameras' gates when
+/// `read_changes_only` is on. Public for the benchmarks, which read frames the way the
+/// service does.
+pub struct OcrReader {
+    ocr: PpOcr,
+    gates: Option<Gates>,
+    metrics: Metrics,
+}
+
+impl OcrReader {
+    pub fn load(
+        model_dir: &Path,
+        ocr_config: OcrConfig,
+        metrics: Metrics,
+    ) -> Result<Self, OperatorError> {
+        let gates = ocr_config
+            .read_changes_only
+            .then(|| Gates::new(ocr_config.full_read_every));
+        let ocr = PpOcr::load(&model_dir.join("pp-ocrv4"), ocr_config)?;
+        Ok(Self {
+            ocr,
+            gates,
+            metrics,
+        })
+    }
+
+    /// Reads a batch of frames (in each camera's order) in one model call; every frame
+    /// reports the batch's latency.
+    pub fn read(
+        &mut self,
+        frames: &[(Arc<str>, Arc<BgrImage>)],
+    ) -> Result<Vec<(Vec<TextLine>, Duration)>, OperatorError> {
+        run_batch(&mut self.ocr, self.gates.as_mut(), frames, &self.metrics)
     }
 }
 
