@@ -13,9 +13,9 @@
 //! Sides, each a whole process (or N of them) measured over the same window after the same
 //! settling time, alternating which goes first:
 //! - **argus, OCR** — the real binary on its embedded defaults with the objects stage off:
-//!   OCR of whole frames at 1 fps, moment windows (text embeddings), results to Kafka and
-//!   Redis;
-//! - **argus, OCR of changes only** — the same with `ocr.read_changes_only = true`;
+//!   OCR at 1 fps of what changed (`ocr.read_changes_only`, the default), moment windows
+//!   (text embeddings), results to Kafka and Redis;
+//! - **argus, OCR of whole frames** — the same with `ocr.read_changes_only = false`;
 //! - **python, OCR** — `ocr_baseline.py`, one process per camera: OpenCV capture and the same
 //!   PP-OCRv4 ONNX files through onnxruntime (RapidOCR), OCR at 1 fps, results kept in memory;
 //! - **argus, defaults** — the embedded defaults: OCR plus object tracking at 5 fps;
@@ -66,9 +66,9 @@ struct Options {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
-    ArgusOcr,
+    ArgusWholeFrames,
     ArgusChangesSpinning,
-    ArgusChangesOnly,
+    ArgusOcr,
     Python,
     ArgusDefaults,
     ArgusCaptions,
@@ -77,13 +77,13 @@ enum Side {
 impl Side {
     fn name(self) -> &'static str {
         match self {
-            Side::ArgusOcr => "argus, OCR (objects off; whole frames, the default)",
+            Side::ArgusWholeFrames => {
+                "argus, OCR of whole frames (objects off, read_changes_only = false)"
+            }
             Side::ArgusChangesSpinning => {
                 "argus, OCR of changes only, ONNX Runtime threads spinning (spin_wait = true)"
             }
-            Side::ArgusChangesOnly => {
-                "argus, OCR of changes only (objects off, read_changes_only = true)"
-            }
+            Side::ArgusOcr => "argus, OCR (objects off; changes only, the default)",
             Side::Python => "python, OCR (OpenCV + RapidOCR)",
             Side::ArgusDefaults => "argus, defaults (OCR + objects at 5 fps)",
             Side::ArgusCaptions => "argus, defaults + captions",
@@ -135,7 +135,7 @@ fn main() {
                 }
             })
             .collect();
-        let mut sides = vec![Side::ArgusOcr, Side::Python, Side::ArgusChangesOnly];
+        let mut sides = vec![Side::ArgusWholeFrames, Side::Python, Side::ArgusOcr];
         if round % 2 == 1 {
             sides.reverse();
         }
@@ -249,16 +249,15 @@ fn run_argus(side: Side, services: &Services, cameras: &[&Path], options: &Optio
         &streams,
     );
     let env: Vec<(&str, &str)> = match side {
-        Side::ArgusOcr => vec![("ARGUS_OBJECTS__ENABLED", "false")],
+        Side::ArgusWholeFrames => vec![
+            ("ARGUS_OBJECTS__ENABLED", "false"),
+            ("ARGUS_OCR__READ_CHANGES_ONLY", "false"),
+        ],
         Side::ArgusChangesSpinning => vec![
             ("ARGUS_OBJECTS__ENABLED", "false"),
-            ("ARGUS_OCR__READ_CHANGES_ONLY", "true"),
             ("ARGUS_OCR__SPIN_WAIT", "true"),
         ],
-        Side::ArgusChangesOnly => vec![
-            ("ARGUS_OBJECTS__ENABLED", "false"),
-            ("ARGUS_OCR__READ_CHANGES_ONLY", "true"),
-        ],
+        Side::ArgusOcr => vec![("ARGUS_OBJECTS__ENABLED", "false")],
         Side::ArgusCaptions => vec![("ARGUS_CAPTIONS__ENABLED", "true")],
         _ => vec![],
     };
