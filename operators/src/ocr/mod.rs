@@ -51,10 +51,11 @@ pub struct OcrConfig {
     /// loss in latency (BENCHMARKS.md).
     pub spin_wait: bool,
     /// Detect text only where a camera's picture changed since its previous frame and where
-    /// text was found in it ([`gate`]); false (the default) detects in every frame whole.
-    /// It cuts OCR's CPU by about half on a street camera with the same words read on the
-    /// benchmark's cameras and the repo's tests (BENCHMARKS.md, service benchmark); it stays
-    /// opt-in until the alert question set has been measured with it.
+    /// text was found in it ([`gate`]); false detects in every frame whole. It cuts OCR's CPU
+    /// by about half on a street camera, with the same words on the benchmark's cameras, the
+    /// repo's tests and the labelled alert question set (BENCHMARKS.md). The service turns it
+    /// on (its embedded `default.toml`); this library default stays false, so a direct
+    /// caller that reads unrelated images one by one is not gated.
     pub read_changes_only: bool,
     /// With `read_changes_only`, the whole frame is still read at least once in this many
     /// frames (10 s at 1 fps): a change too slow to show between two frames is read then.
