@@ -36,6 +36,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use redis::AsyncCommands;
 
 const DIMENSION: usize = 384;
 const THUMBNAIL_BYTES: usize = 14_400;
@@ -136,29 +137,25 @@ async fn redis(url: &str, prefix: &str) -> RedisState {
     .expect("a Redis URL")
 }
 
+/// Every key under `prefix`.
+async fn keys_under(connection: &mut redis::aio::ConnectionManager, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut scan = connection
+        .scan_match::<_, String>(format!("{prefix}:*"))
+        .await
+        .unwrap();
+    while let Some(key) = scan.next_item().await {
+        keys.push(key.unwrap());
+    }
+    keys
+}
+
 /// Every key under `prefix`, and the sum of their `MEMORY USAGE` (all elements counted).
 async fn memory_under(
     connection: &mut redis::aio::ConnectionManager,
     prefix: &str,
 ) -> (usize, u64) {
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(connection)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    let keys = keys_under(connection, prefix).await;
     let mut total = 0;
     for chunk in keys.chunks(5_000) {
         let mut pipeline = redis::pipe();
@@ -177,28 +174,13 @@ async fn memory_under(
 }
 
 async fn delete_under(connection: &mut redis::aio::ConnectionManager, prefix: &str) {
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(10_000)
+    let keys = keys_under(connection, prefix).await;
+    for chunk in keys.chunks(10_000) {
+        let _: () = redis::cmd("UNLINK")
+            .arg(chunk)
             .query_async(connection)
             .await
             .unwrap();
-        if !batch.is_empty() {
-            let _: () = redis::cmd("UNLINK")
-                .arg(batch)
-                .query_async(connection)
-                .await
-                .unwrap();
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
     }
 }
 

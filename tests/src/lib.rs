@@ -802,6 +802,36 @@ pub fn set_moments_topic(config: &Path, topic: &str) {
     std::fs::write(config, text).unwrap();
 }
 
+/// The configuration of one scale-out worker in `dir`: no streams of its own, the group
+/// `group` (its topics, Redis keys and control topic `{group}.cameras` named after it) with
+/// `control_partitions` partitions, a 6 s session timeout, the API on `http_port`.
+pub fn write_worker_config(
+    dir: &Path,
+    services: &Services,
+    group: &str,
+    http_port: u16,
+    control_partitions: i32,
+) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let text = format!(
+        "streams = []\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{TEST_API_TOKEN}\"\n\
+         [kafka]\nbrokers = \"{brokers}\"\n\
+         [kafka.topics]\nframe_results = \"{group}.results\"\nstream_events = \"{group}.events\"\nmoments = \"{group}.moments\"\n\
+         [kafka.spill]\npath = \"{spill}\"\n\
+         [redis]\nurl = \"{redis}\"\nkey_prefix = \"{group}\"\n\
+         [moments]\ndata_dir = \"{data}\"\n\
+         [cluster]\nenabled = true\ngroup_id = \"{group}\"\ncontrol_topic = \"{group}.cameras\"\n\
+         control_partitions = {control_partitions}\nsession_timeout_ms = 6000\n",
+        brokers = services.kafka_brokers,
+        redis = services.redis_url,
+        spill = dir.join("kafka-spill.redb").display(),
+        data = dir.join("moments").display(),
+    );
+    let path = dir.join("argus.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Like [`write_config`], with the `[[streams]]` tables given as TOML.
 pub fn write_config_toml(
     dir: &Path,

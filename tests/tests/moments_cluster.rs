@@ -9,32 +9,6 @@ use std::time::Duration;
 
 use argus_e2e::*;
 
-fn worker_config(
-    dir: &Path,
-    services: &Services,
-    group: &str,
-    http_port: u16,
-) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let text = format!(
-        "streams = []\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{TEST_API_TOKEN}\"\n\
-         [kafka]\nbrokers = \"{brokers}\"\n\
-         [kafka.topics]\nframe_results = \"{group}.results\"\nstream_events = \"{group}.events\"\nmoments = \"{group}.moments\"\n\
-         [kafka.spill]\npath = \"{spill}\"\n\
-         [redis]\nurl = \"{redis}\"\nkey_prefix = \"{group}\"\n\
-         [moments]\ndata_dir = \"{data}\"\n\
-         [cluster]\nenabled = true\ngroup_id = \"{group}\"\ncontrol_topic = \"{group}.cameras\"\n\
-         control_partitions = 2\nsession_timeout_ms = 6000\n",
-        brokers = services.kafka_brokers,
-        redis = services.redis_url,
-        spill = dir.join("kafka-spill.redb").display(),
-        data = dir.join("moments").display(),
-    );
-    let path = dir.join("argus.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// The cameras a worker runs, in any state (a recorded file stays listed once read).
 fn cameras(argus: &Argus) -> Vec<String> {
     let mut ids: Vec<String> = argus
@@ -84,8 +58,9 @@ fn a_query_on_either_worker_finds_a_moment_on_the_other_workers_camera() {
     make_text_video(&gate_video, "PARKING GATE", 12);
 
     let (port_a, port_b) = (free_port(), free_port());
-    let config_a = worker_config(&dir.path().join("a"), &services, &group, port_a);
-    let config_b = worker_config(&dir.path().join("b"), &services, &group, port_b);
+    // Two partitions: the two cameras go one to each worker.
+    let config_a = write_worker_config(&dir.path().join("a"), &services, &group, port_a, 2);
+    let config_b = write_worker_config(&dir.path().join("b"), &services, &group, port_b, 2);
     let start = |config: &Path, name: &str, port: u16| {
         Argus::start(
             config,

@@ -6,30 +6,6 @@ use std::time::Duration;
 
 use argus_e2e::*;
 
-fn worker_config(
-    dir: &Path,
-    services: &Services,
-    group: &str,
-    control: &str,
-    http_port: u16,
-) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let text = format!(
-        "streams = []\n[http]\nlisten = \"127.0.0.1:{http_port}\"\napi_token = \"{TEST_API_TOKEN}\"\n\
-         [kafka]\nbrokers = \"{brokers}\"\n\
-         [kafka.topics]\nframe_results = \"{group}.results\"\nstream_events = \"{group}.events\"\n\
-         [kafka.spill]\npath = \"{spill}\"\n\
-         [redis]\nurl = \"{redis}\"\nkey_prefix = \"{group}\"\n\
-         [cluster]\nenabled = true\ngroup_id = \"{group}\"\ncontrol_topic = \"{control}\"\nsession_timeout_ms = 6000\n",
-        brokers = services.kafka_brokers,
-        redis = services.redis_url,
-        spill = dir.join("kafka-spill.redb").display(),
-    );
-    let path = dir.join("argus.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn running(argus: &Argus) -> Vec<String> {
     let mut ids: Vec<String> = argus
         .get_json("/api/v1/streams")
@@ -48,10 +24,9 @@ fn two_workers_share_six_cameras_and_take_over_when_one_dies() {
     let services = services();
     let dir = tempfile::tempdir().unwrap();
     let group = unique("argus-test-workers");
-    let control = format!("{group}.cameras");
     let (port_a, port_b) = (free_port(), free_port());
-    let config_a = worker_config(&dir.path().join("a"), &services, &group, &control, port_a);
-    let config_b = worker_config(&dir.path().join("b"), &services, &group, &control, port_b);
+    let config_a = write_worker_config(&dir.path().join("a"), &services, &group, port_a, 12);
+    let config_b = write_worker_config(&dir.path().join("b"), &services, &group, port_b, 12);
     let start = |config: &Path, name: &str, port: u16| {
         Argus::start(
             config,

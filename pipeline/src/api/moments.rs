@@ -130,9 +130,7 @@ fn moment_search(state: &ApiState) -> Result<&MomentSearch, ApiError> {
     })
 }
 
-fn moment_params(
-    params: Result<Query<MomentParams>, QueryRejection>,
-) -> Result<MomentParams, ApiError> {
+fn moment_params<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params.map(|Query(params)| params).map_err(|rejection| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -154,11 +152,8 @@ fn search_answer(answer: Result<SearchAnswer, SearchError>) -> Response {
 }
 
 /// The other workers to ask as well, unless the query is for this worker's cameras only.
-fn peers_to_ask<'a>(state: &'a ApiState, params: &MomentParams) -> Option<&'a Peers> {
-    state
-        .peers
-        .as_ref()
-        .filter(|_| params.scope == Scope::Cluster)
+fn peers_to_ask<'a>(state: &'a ApiState, scope: &Scope) -> Option<&'a Peers> {
+    state.peers.as_ref().filter(|_| *scope == Scope::Cluster)
 }
 
 /// This worker's answer merged with the other workers' (asked at the same time). A camera
@@ -221,7 +216,7 @@ async fn moments_by_text(
     let text = params.q.as_deref().unwrap_or("");
     let filters = params.filters();
     let own = search.by_text(text, &filters, params.limit, params.rerank);
-    match peers_to_ask(&state, &params) {
+    match peers_to_ask(&state, &params.scope) {
         Some(peers) => {
             let request = peer_request(Method::GET, &uri, headers, None);
             with_peers(peers, own, request, params.limit.unwrap_or(10)).await
@@ -259,7 +254,7 @@ async fn moments_by_image(
     };
     let filters = params.filters();
     let own = search.by_image(&image, &filters, params.limit);
-    match peers_to_ask(&state, &params) {
+    match peers_to_ask(&state, &params.scope) {
         Some(peers) => {
             let request = peer_request(Method::POST, &uri, headers, Some(image.clone()));
             with_peers(peers, own, request, params.limit.unwrap_or(10)).await
@@ -322,21 +317,16 @@ async fn moment_cameras(
     headers: HeaderMap,
     params: Result<Query<CamerasParams>, QueryRejection>,
 ) -> Response {
-    let search = match moment_search(&state) {
-        Ok(search) => search,
-        Err(error) => return error.into_response(),
-    };
-    let scope = match params {
-        Ok(Query(params)) => params.scope,
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid query: {}", rejection.body_text()),
-            )
-        }
+    let (search, params) = match (moment_search(&state), moment_params(params)) {
+        (Ok(search), Ok(params)) => (search, params),
+        (Err(error), _) | (_, Err(error)) => return error.into_response(),
     };
     let own = json!({ "cameras": search.coverage() });
-    match state.peers.as_ref().filter(|_| scope == Scope::Cluster) {
+    match state
+        .peers
+        .as_ref()
+        .filter(|_| params.scope == Scope::Cluster)
+    {
         Some(peers) => {
             let theirs = peers
                 .ask_others(&peer_request(Method::GET, &uri, headers, None))

@@ -29,10 +29,6 @@ use crate::stream::StreamRegistry;
 /// How often a worker says it is alive, with its cameras.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
-/// The query parameter that asks a worker for its own answer only (what workers send each
-/// other, so a query is never passed on twice).
-pub const LOCAL_SCOPE: &str = "scope=local";
-
 /// One worker as the others see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct WorkerEntry {
@@ -106,7 +102,9 @@ impl Peers {
         &self.url
     }
 
-    /// Says this worker is alive and runs `cameras`; returns the other live workers.
+    /// Says this worker is alive and runs `cameras`; returns the other live workers, and
+    /// removes the entries of workers gone for longer than their lifetime (or unreadable:
+    /// no one will answer for them).
     async fn beat(&self, cameras: Vec<String>) -> redis::RedisResult<Vec<Peer>> {
         let mut connection = self.redis.connection().await?;
         let entry = WorkerEntry {
@@ -116,9 +114,27 @@ impl Peers {
         };
         let value = serde_json::to_string(&entry).expect("a worker entry serialises");
         let _: () = connection.hset(&self.key, &self.id, value).await?;
+        let (peers, gone) = self.read_directory(&mut connection).await?;
+        if !gone.is_empty() {
+            let _: () = connection.hdel(&self.key, gone).await?;
+        }
+        Ok(peers)
+    }
+
+    /// The other live workers, as last written.
+    pub async fn others(&self) -> redis::RedisResult<Vec<Peer>> {
+        let mut connection = self.redis.connection().await?;
+        Ok(self.read_directory(&mut connection).await?.0)
+    }
+
+    /// The other live workers, and the ids of expired or unreadable entries.
+    async fn read_directory(
+        &self,
+        connection: &mut redis::aio::ConnectionManager,
+    ) -> redis::RedisResult<(Vec<Peer>, Vec<String>)> {
         let entries: HashMap<String, String> = connection.hgetall(&self.key).await?;
         let now = now_ms();
-        let mut peers = Vec::new();
+        let (mut peers, mut gone) = (Vec::new(), Vec::new());
         for (id, value) in entries {
             match serde_json::from_str::<WorkerEntry>(&value) {
                 Ok(entry) if entry.expires_ms >= now => {
@@ -129,30 +145,10 @@ impl Peers {
                         });
                     }
                 }
-                // Gone for longer than its lifetime, or unreadable: no one will answer for it.
-                _ => {
-                    let _: () = connection.hdel(&self.key, &id).await?;
-                }
+                _ => gone.push(id),
             }
         }
-        Ok(peers)
-    }
-
-    /// The other live workers, as last written.
-    pub async fn others(&self) -> redis::RedisResult<Vec<Peer>> {
-        let mut connection = self.redis.connection().await?;
-        let entries: HashMap<String, String> = connection.hgetall(&self.key).await?;
-        let now = now_ms();
-        Ok(entries
-            .into_iter()
-            .filter(|(id, _)| *id != self.id)
-            .filter_map(|(_, value)| serde_json::from_str::<WorkerEntry>(&value).ok())
-            .filter(|entry| entry.expires_ms >= now)
-            .map(|entry| Peer {
-                url: entry.url,
-                cameras: entry.cameras,
-            })
-            .collect())
+        Ok((peers, gone))
     }
 
     /// Says this worker is alive every [`HEARTBEAT`] and keeps its moment index to its
@@ -220,12 +216,7 @@ impl Peers {
     }
 
     async fn ask(&self, base: &str, request: &PeerRequest) -> Result<(StatusCode, Value), String> {
-        let separator = if request.path_and_query.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        let url = format!("{base}{}{separator}{LOCAL_SCOPE}", request.path_and_query);
+        let url = local_url(base, &request.path_and_query);
         let mut builder = self.client.request(request.method.clone(), &url);
         if let Some(authorization) = request.headers.get(axum::http::header::AUTHORIZATION) {
             builder = builder.header(axum::http::header::AUTHORIZATION, authorization);
@@ -241,6 +232,23 @@ impl Peers {
         let body: Value = response.json().await.map_err(|e| e.to_string())?;
         Ok((status, body))
     }
+}
+
+/// The request's URL on the worker at `base`, asking for that worker's own answer only
+/// (`scope=local`, so a query is never passed on twice) in place of any scope the caller
+/// gave.
+fn local_url(base: &str, path_and_query: &str) -> String {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name != "scope" {
+            pairs.append_pair(&name, &value);
+        }
+    }
+    pairs.append_pair("scope", "local");
+    format!("{base}{path}?{}", pairs.finish())
 }
 
 /// A moment request as this worker received it.
@@ -451,6 +459,21 @@ mod tests {
             1,
         );
         assert_eq!(merged["partial"], false);
+    }
+
+    #[test]
+    fn a_passed_on_query_asks_for_the_peers_own_answer_whatever_scope_the_caller_gave() {
+        assert_eq!(
+            local_url("http://b:2", "/api/v1/moments/cameras"),
+            "http://b:2/api/v1/moments/cameras?scope=local"
+        );
+        assert_eq!(
+            local_url(
+                "http://b:2",
+                "/api/v1/moments?q=white+van&scope=cluster&limit=3"
+            ),
+            "http://b:2/api/v1/moments?q=white+van&limit=3&scope=local"
+        );
     }
 
     #[test]

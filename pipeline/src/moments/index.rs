@@ -402,6 +402,12 @@ impl MomentIndex {
         state.excluded = cameras;
     }
 
+    /// Whether `camera` is excluded (see [`Self::exclude`]).
+    pub fn excludes(&self, camera: &str) -> bool {
+        let state = self.state.read().expect("moment index lock");
+        state.excluded.contains(camera)
+    }
+
     /// `window`'s vector in `space`, read back from the graph (float16 there: the vectors
     /// are rounded to float16 before they are indexed, so nothing is lost).
     pub fn vector(&self, space: Space, window: &IndexedWindow) -> Option<Vec<f32>> {

@@ -633,7 +633,8 @@ impl MomentStore {
             let Ok(start_ms) = start.parse::<i64>() else {
                 continue;
             };
-            if index.contains(camera, start_ms) {
+            // Another worker's camera (scale-out) would be read only to be refused.
+            if index.contains(camera, start_ms) || index.excludes(camera) {
                 continue;
             }
             if let Some(window) = self.get(camera, start_ms).await? {
