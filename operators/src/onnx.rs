@@ -68,3 +68,23 @@ pub fn load_session(
         .commit_from_file(path)
         .map_err(|e| load_error(e.to_string()))
 }
+
+/// One custom metadata entry of a model: what Argus's conversion scripts write beside the
+/// weights (labels, alphabet, input size, normalisation), so a model file carries its own
+/// contract. A missing entry is an error naming the file, the key and `remedy`.
+pub fn custom_metadata(
+    session: &Session,
+    path: &Path,
+    key: &str,
+    remedy: &str,
+) -> Result<String, OperatorError> {
+    let load_error = |message: String| OperatorError::ModelLoad {
+        path: path.to_owned(),
+        message,
+    };
+    session
+        .metadata()
+        .map_err(|e| load_error(format!("cannot read the metadata: {e}")))?
+        .custom(key)
+        .ok_or_else(|| load_error(format!("the model has no `{key}` metadata; {remedy}")))
+}

@@ -64,16 +64,13 @@ impl ImageTagger {
             path: path.clone(),
             message,
         };
-        let metadata = session
-            .metadata()
-            .map_err(|e| load_error(format!("cannot read the metadata: {e}")))?;
         let field = |key: &str| {
-            metadata.custom(key).ok_or_else(|| {
-                load_error(format!(
-                    "the model has no `{key}` metadata; export it with \
-                     deploy/convert_efficientnet_lite0.py"
-                ))
-            })
+            onnx::custom_metadata(
+                &session,
+                &path,
+                key,
+                "export it with deploy/convert_efficientnet_lite0.py",
+            )
         };
         let labels: Vec<String> = field("labels")?.lines().map(str::to_owned).collect();
         if labels.is_empty() {
@@ -99,7 +96,6 @@ impl ImageTagger {
         if std.iter().any(|&s| s <= 0.0) {
             return Err(load_error(format!("`std` {std:?} must be positive")));
         }
-        drop(metadata); // it borrows the session
         Ok(Self {
             session,
             labels,

@@ -366,16 +366,13 @@ fn check_metadata(
         path: path.to_owned(),
         message,
     };
-    let metadata = session
-        .metadata()
-        .map_err(|e| load_error(format!("cannot read the metadata: {e}")))?;
     let field = |key: &str| {
-        metadata.custom(key).ok_or_else(|| {
-            load_error(format!(
-                "the model has no `{key}` metadata; convert it with \
-                 deploy/convert_coco_detector.py"
-            ))
-        })
+        onnx::custom_metadata(
+            session,
+            path,
+            key,
+            "convert it with deploy/convert_coco_detector.py",
+        )
     };
     let found = field("architecture")?;
     if found != architecture.name() {

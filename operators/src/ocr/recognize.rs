@@ -27,16 +27,12 @@ pub struct TextRecognizer {
 impl TextRecognizer {
     pub fn load(path: &Path, config: &OcrConfig) -> Result<Self, OperatorError> {
         let session = onnx::load_session(path, config.threads, config.spin_wait)?;
-        let characters = session
-            .metadata()
-            .ok()
-            .and_then(|metadata| metadata.custom("character"))
-            .ok_or_else(|| OperatorError::ModelLoad {
-                path: path.to_owned(),
-                message: "the model has no `character` metadata (its alphabet); \
-                          is this a PP-OCR recognition model?"
-                    .into(),
-            })?;
+        let characters = onnx::custom_metadata(
+            &session,
+            path,
+            "character",
+            "it holds the alphabet: is this a PP-OCR recognition model?",
+        )?;
         let mut alphabet = vec![String::new()];
         alphabet.extend(characters.lines().map(str::to_owned));
         alphabet.push(" ".into());
