@@ -6,6 +6,9 @@
 //!
 //!     source deploy/env.sh
 //!     cargo bench -p argus-pipeline --bench moments --profile dev [-- --sizes 100000,1000000]
+//!         [--keep DIR]      keep each size's save as DIR/index-N
+//!     cargo bench -p argus-pipeline --bench moments --profile dev -- --reopen DIR/index-N
+//!         [--expansions 64,128,256,512]   sweep the search beam over a kept save
 //!
 //! Embeddings are synthetic (the issue allows it): 384-dimensional unit vectors, as
 //! all-MiniLM-L6-v2 gives, drawn around 2,000 topic centres so that neighbourhoods exist as
@@ -29,6 +32,8 @@ const CAMERAS: usize = 20;
 const DAYS: i64 = 30;
 const QUERIES: usize = 300;
 const FILTERED_QUERIES: usize = 30;
+/// Queries of the beam-width sweep (`--reopen`): each needs an exact search, ~0.5 s at 10^7.
+const SWEEP_QUERIES: usize = 100;
 const K: usize = 10;
 /// Per-coordinate noise around a topic centre: a window's cosine to its centre is ~0.85, to
 /// another window of its topic ~0.75, as sentences on one subject score with MiniLM.
@@ -103,10 +108,72 @@ fn models() -> IndexModels {
     }
 }
 
+/// `--reopen DIR --expansions 128,256,512`: reopens the text graph of a saved index (what the
+/// main run saves under `--keep DIR` as `DIR/index-N`; at 10^7 windows it takes two hours to build on 2 cores, so a sweep of the
+/// search beam reuses one) and measures, per beam width, the graph search's latency and its
+/// recall@10 against usearch's exact search over the same graph. Queries are new points around
+/// the same topic centres as the main run's.
+fn expansion_sweep(dir: &std::path::Path, expansions: &[usize]) {
+    let graph = dir.join("text.usearch");
+    let started = Instant::now();
+    let index = usearch::Index::restore(graph.to_str().expect("a UTF-8 path"))
+        .unwrap_or_else(|e| panic!("cannot reopen {}: {e}", graph.display()));
+    println!(
+        "{}: {} vectors, reopened in {:.1} s",
+        graph.display(),
+        index.size(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut rng = StdRng::seed_from_u64(7);
+    let centres: Vec<Vec<f32>> = (0..TOPICS)
+        .map(|_| normalised((0..DIMENSION).map(|_| gaussian(&mut rng)).collect()))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(8);
+    let queries: Vec<Vec<f32>> = (0..SWEEP_QUERIES)
+        .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
+        .collect();
+    let truth: Vec<HashSet<u64>> = queries
+        .iter()
+        .map(|q| index.exact_search(q, K).unwrap().keys.into_iter().collect())
+        .collect();
+    println!(
+        "{:>10} {:>22} {:>10}",
+        "expansion", "p50/p99 ms", "recall@10"
+    );
+    for &expansion in expansions {
+        index.change_expansion_search(expansion);
+        let latency = measure(SWEEP_QUERIES, |q| {
+            index.search(&queries[q], K).unwrap();
+        });
+        let found: usize = queries
+            .iter()
+            .zip(&truth)
+            .map(|(q, want)| {
+                let got = index.search(q, K).unwrap().keys;
+                got.iter().filter(|key| want.contains(key)).count()
+            })
+            .sum();
+        let wanted: usize = truth.iter().map(HashSet::len).sum();
+        println!(
+            "{expansion:>10} {:>10.3} / {:>9.3} {:>10.3}",
+            latency.p50,
+            latency.p99,
+            found as f64 / wanted.max(1) as f64
+        );
+    }
+}
+
 fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip_while(|a| a != "--sizes")
-        .nth(1)
+    let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
+    if let Some(dir) = arg("--reopen") {
+        let expansions: Vec<usize> = arg("--expansions")
+            .unwrap_or_else(|| "64,128,256,512".into())
+            .split(',')
+            .map(|n| n.parse().expect("--expansions N,N"))
+            .collect();
+        return expansion_sweep(std::path::Path::new(&dir), &expansions);
+    }
+    let sizes: Vec<usize> = arg("--sizes")
         .map(|list| {
             list.split(',')
                 .map(|n| n.parse().expect("--sizes N,N"))
@@ -247,8 +314,12 @@ fn main() {
                 .collect()
         };
         let before_restart = answers(&index);
+        // `--keep DIR` keeps the save for `--reopen DIR` (a 10^7 build takes two hours).
         let folder = tempfile::tempdir().unwrap();
-        let saved = folder.path().join("index");
+        let saved = arg("--keep").map_or_else(
+            || folder.path().join("index"),
+            |dir| std::path::Path::new(&dir).join(format!("index-{size}")),
+        );
         let started = Instant::now();
         index.save(&saved, LogPosition::default()).unwrap();
         let save_s = started.elapsed().as_secs_f64();
