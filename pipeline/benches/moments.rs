@@ -108,11 +108,11 @@ fn models() -> IndexModels {
     }
 }
 
-/// `--reopen DIR --expansions 128,256,512`: reopens the text graph of a saved index (what the
-/// main run saves under `--keep DIR` as `DIR/index-N`; at 10^7 windows it takes two hours to build on 2 cores, so a sweep of the
-/// search beam reuses one) and measures, per beam width, the graph search's latency and its
-/// recall@10 against usearch's exact search over the same graph. Queries are new points around
-/// the same topic centres as the main run's.
+/// `--reopen DIR/index-N --expansions 128,256,512`: reopens the text graph of a save that the
+/// main run kept (`--keep DIR`; at 10^7 windows the build takes two hours on 2 cores, so a
+/// sweep of the search beam reuses one) and measures, per beam width, the graph search's
+/// latency and its recall@10 against usearch's exact search over the same graph. Queries are
+/// new points around the same topic centres as the main run's.
 fn expansion_sweep(dir: &std::path::Path, expansions: &[usize]) {
     let graph = dir.join("text.usearch");
     let started = Instant::now();
@@ -314,7 +314,7 @@ fn main() {
                 .collect()
         };
         let before_restart = answers(&index);
-        // `--keep DIR` keeps the save for `--reopen DIR` (a 10^7 build takes two hours).
+        // `--keep DIR` keeps the save for `--reopen DIR/index-N` (a 10^7 build takes two hours).
         let folder = tempfile::tempdir().unwrap();
         let saved = arg("--keep").map_or_else(
             || folder.path().join("index"),
