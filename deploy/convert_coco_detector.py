@@ -37,6 +37,11 @@ import numpy as np
 
 # TensorFlow's start-up notices (CPU features, oneDNN) would only clutter setup's output
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The TensorFlow reference keeps the graphs' fused depthwise convolutions
+# (`_FusedDepthwiseConv2dNative`), whose only working CPU kernel is oneDNN's. TensorFlow turns
+# oneDNN on by itself only on CPUs with AVX-512 VNNI or newer; elsewhere (an AVX2 AMD EPYC, for
+# one) the op runs and leaves its output unset: "Missing 0-th output". So it is on always.
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 if not hasattr(np, "product"):
     np.product = np.prod  # tf2onnx 1.17 predates numpy 2
 
