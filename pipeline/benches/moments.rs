@@ -7,6 +7,7 @@
 //!     source deploy/env.sh
 //!     cargo bench -p argus-pipeline --bench moments --profile dev [-- --sizes 100000,1000000]
 //!         [--keep DIR]      keep each size's save as DIR/index-N
+//!         [--keep DIR --expansions 128,256,512]   and sweep the search beam over each save
 //!     cargo bench -p argus-pipeline --bench moments --profile dev -- --reopen DIR/index-N
 //!         [--expansions 64,128,256,512]   sweep the search beam over a kept save
 //!
@@ -165,12 +166,13 @@ fn expansion_sweep(dir: &std::path::Path, expansions: &[usize]) {
 
 fn main() {
     let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
-    if let Some(dir) = arg("--reopen") {
-        let expansions: Vec<usize> = arg("--expansions")
-            .unwrap_or_else(|| "64,128,256,512".into())
-            .split(',')
+    let expansions: Option<Vec<usize>> = arg("--expansions").map(|list| {
+        list.split(',')
             .map(|n| n.parse().expect("--expansions N,N"))
-            .collect();
+            .collect()
+    });
+    if let Some(dir) = arg("--reopen") {
+        let expansions = expansions.unwrap_or_else(|| vec![64, 128, 256, 512]);
         return expansion_sweep(std::path::Path::new(&dir), &expansions);
     }
     let sizes: Vec<usize> = arg("--sizes")
@@ -348,5 +350,11 @@ fn main() {
             index_bytes as f64 / size as f64,
             folder_bytes(&saved) as f64 / 1e6,
         );
+        // `--keep DIR --expansions ...` sweeps the beam over the save just kept, in the same
+        // run: the reopened index goes first, two copies of a 10^7 graph would not fit in RAM.
+        if let (Some(expansions), Some(_)) = (&expansions, arg("--keep")) {
+            drop(reopened);
+            expansion_sweep(&saved, expansions);
+        }
     }
 }
