@@ -164,64 +164,6 @@ fn expansion_sweep(dir: &std::path::Path, expansions: &[usize]) {
     }
 }
 
-/// The filtered exact scan (`search_using`, the service's path) against the scan it replaced,
-/// in one process on the same selections, alternating query by query: that one read each
-/// vector with usearch's `get` into f32 (which widens float16 one value at a time, as
-/// `MomentIndex::vector` still does) and summed the dot product in one accumulator. The
-/// baseline also takes the index's read lock once per window; uncontended, that is tens of ns.
-fn filtered_scan_against_before(
-    index: &MomentIndex,
-    queries: &[Vec<f32>],
-    filters: &[WindowFilter],
-) {
-    let (mut before, mut after) = (Vec::new(), Vec::new());
-    let (mut same, mut windows) = (0, 0);
-    for q in 0..FILTERED_QUERIES {
-        let filter = &filters[q];
-        let camera = filter
-            .cameras
-            .as_ref()
-            .and_then(|c| c.iter().next())
-            .unwrap();
-        let (since, until) = (filter.since_ms.unwrap(), filter.until_ms.unwrap());
-        let started = Instant::now();
-        // 2 s windows on 2 s starts: those starting in the day are those the filter accepts.
-        let selection = index.windows_between(camera, since, until);
-        let mut scored: Vec<(f32, i64)> = selection
-            .iter()
-            .filter_map(|window| {
-                let vector = index.vector(Space::Text, window)?;
-                let cosine: f32 = queries[q].iter().zip(&vector).map(|(a, b)| a * b).sum();
-                Some((cosine, window.start_ms))
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.truncate(K);
-        before.push(started.elapsed().as_secs_f64() * 1e3);
-        let started = Instant::now();
-        let hits = index
-            .search_using(SearchMethod::Exact, Space::Text, &queries[q], filter, K)
-            .unwrap();
-        after.push(started.elapsed().as_secs_f64() * 1e3);
-        windows += selection.len();
-        let starts: Vec<i64> = hits.iter().map(|(w, _)| w.start_ms).collect();
-        same += usize::from(starts == scored.iter().map(|(_, s)| *s).collect::<Vec<_>>());
-    }
-    before.sort_by(f64::total_cmp);
-    after.sort_by(f64::total_cmp);
-    println!(
-        "{:>9} filtered exact scan, {FILTERED_QUERIES} queries of ~{} windows, alternating: \
-         before (f32 get, one sum) {:.2} / {:.2} ms, now (float16 in bulk, eight lanes) \
-         {:.2} / {:.2} ms p50/p99; the same top {K} in {same} of {FILTERED_QUERIES}",
-        index.len(),
-        windows / FILTERED_QUERIES,
-        percentile(&before, 0.5),
-        percentile(&before, 0.99),
-        percentile(&after, 0.5),
-        percentile(&after, 0.99),
-    );
-}
-
 fn main() {
     let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
     let expansions: Option<Vec<usize>> = arg("--expansions").map(|list| {
@@ -355,7 +297,6 @@ fn main() {
                 found as f64 / wanted.max(1) as f64
             );
         }
-        filtered_scan_against_before(&index, &queries, &filters);
         let answers = |index: &MomentIndex| -> Vec<Vec<(String, i64)>> {
             (0..QUERIES)
                 .map(|q| {

@@ -586,15 +586,17 @@ impl MomentIndex {
                 .collect();
             return Ok(hits);
         }
-        let mut reader = StoredVectorReader::new(index.dimensions());
+        let mut vector = vec![0.0; index.dimensions()];
         let mut hits: Vec<Hit> = state
             .selected(filter)
             .filter_map(|window| {
-                let vector = reader.read(index, window.key)?;
+                if !matches!(index.get(window.key, &mut vector), Ok(found) if found > 0) {
+                    return None;
+                }
                 let distance = match space {
-                    Space::Text | Space::Visual => 1.0 - dot(query, vector),
+                    Space::Text | Space::Visual => 1.0 - dot(query, &vector),
                     Space::Appearance => {
-                        argus_operators::appearance::distance_squared(query, vector)
+                        argus_operators::appearance::distance_squared(query, &vector)
                     }
                 };
                 Some((window.clone(), similarity(space, distance)))
@@ -922,61 +924,8 @@ impl State {
     }
 }
 
-/// Reads vectors back from a float16 graph for the exact scan.
-///
-/// usearch's `get` into f32 widens each float16 in scalar code, one value at a time. Copying
-/// the float16 values out as stored and widening them in bulk with `half` (F16C instructions
-/// where the CPU has them) halved the cost of reading and scoring a 384-d vector in a
-/// same-process comparison (BENCHMARKS.md, "Filtered exact scan"). What remains is mostly
-/// usearch's key lookup and the cache misses of a large graph. Buffers are reused.
-struct StoredVectorReader {
-    bits: Vec<i16>,
-    halves: Vec<half::f16>,
-    values: Vec<f32>,
-}
-
-impl StoredVectorReader {
-    fn new(dimensions: usize) -> Self {
-        Self {
-            bits: vec![0; dimensions],
-            halves: vec![half::f16::ZERO; dimensions],
-            values: vec![0.0; dimensions],
-        }
-    }
-
-    /// `key`'s vector, or `None` when the graph does not hold it.
-    fn read(&mut self, index: &Index, key: u64) -> Option<&[f32]> {
-        let stored = usearch::f16::from_mut_i16s(&mut self.bits);
-        if !matches!(index.get(key, stored), Ok(found) if found > 0) {
-            return None;
-        }
-        for (half, &bits) in self.halves.iter_mut().zip(&self.bits) {
-            // The same 16 bits: usearch's float16 is a signed word, half's an unsigned one.
-            *half = half::f16::from_bits(bits as u16);
-        }
-        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&self.halves[..], &mut self.values);
-        Some(&self.values)
-    }
-}
-
-/// Eight partial sums, so the compiler can keep them in vector registers: one running sum
-/// is a chain of dependent additions that it may not reorder.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut sums = [0.0f32; LANES];
-    for (x, y) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
-        for ((sum, x), y) in sums.iter_mut().zip(x).zip(y) {
-            *sum += x * y;
-        }
-    }
-    let tail: f32 = a
-        .chunks_exact(LANES)
-        .remainder()
-        .iter()
-        .zip(b.chunks_exact(LANES).remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    sums.iter().sum::<f32>() + tail
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Turns an index distance into a similarity where higher is better: cosine for text; for
@@ -1067,8 +1016,7 @@ mod tests {
 
     #[test]
     fn the_exact_scan_scores_the_vectors_the_graph_holds() {
-        // 384 values, as MiniLM gives: the bulk float16 widening and the eight-lane sum both
-        // run, not only their tails.
+        // 384 values, as MiniLM gives, read back from the float16 graph.
         let vector = |n: usize| -> Vec<f32> {
             let raw: Vec<f32> = (0..384)
                 .map(|i| ((i * 7 + n * 13) % 29) as f32 - 14.0)
