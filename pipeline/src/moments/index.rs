@@ -1015,42 +1015,6 @@ mod tests {
     }
 
     #[test]
-    fn the_exact_scan_scores_the_vectors_the_graph_holds() {
-        // 384 values, as MiniLM gives, read back from the float16 graph.
-        let vector = |n: usize| -> Vec<f32> {
-            let raw: Vec<f32> = (0..384)
-                .map(|i| ((i * 7 + n * 13) % 29) as f32 - 14.0)
-                .collect();
-            let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
-            raw.iter().map(|x| x / norm).collect()
-        };
-        let index = MomentIndex::new(usize::MAX, models());
-        for n in 0..20 {
-            index
-                .insert(&window("a", n as i64 * 2, Some(vector(n))))
-                .unwrap();
-        }
-        let query = vector(3);
-        let filter = WindowFilter {
-            cameras: Some(HashSet::from(["a".to_string()])),
-            ..WindowFilter::default()
-        };
-        let (hits, method) = index.search(Space::Text, &query, &filter, 20).unwrap();
-        assert_eq!(method, SearchMethod::Exact);
-        assert_eq!(hits.len(), 20);
-        assert_eq!(hits[0].0.start_ms, ms(6), "the query's own window first");
-        for (window, score) in &hits {
-            let stored = index.vector(Space::Text, window).unwrap();
-            let cosine: f32 = query.iter().zip(&stored).map(|(a, b)| a * b).sum();
-            assert!(
-                (score - cosine).abs() < 1e-5,
-                "window at {}: scanned {score}, stored vector gives {cosine}",
-                window.start_ms
-            );
-        }
-    }
-
-    #[test]
     fn windows_without_text_never_match_text_and_reinsertion_replaces() {
         let index = MomentIndex::new(usize::MAX, models());
         index.insert(&window("a", 0, None)).unwrap();
