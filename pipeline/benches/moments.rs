@@ -10,6 +10,9 @@
 //!         [--keep DIR --expansions 128,256,512]   and sweep the search beam over each save
 //!     cargo bench -p argus-pipeline --bench moments --profile dev -- --reopen DIR/index-N
 //!         [--expansions 64,128,256,512]   sweep the search beam over a kept save
+//!     cargo bench -p argus-pipeline --bench moments --profile dev -- --scan DIR/index-N
+//!         [--days D]   reopen a kept save as the service does and time its filtered exact
+//!                      scan over one camera and D days (1: ~1/600 of the windows)
 //!
 //! Embeddings are synthetic (the issue allows it): 384-dimensional unit vectors, as
 //! all-MiniLM-L6-v2 gives, drawn around 2,000 topic centres so that neighbourhoods exist as
@@ -164,6 +167,81 @@ fn expansion_sweep(dir: &std::path::Path, expansions: &[usize]) {
     }
 }
 
+/// Filtered queries of `--scan`: more than the main run's, for a steadier p99.
+const SCAN_QUERIES: usize = 200;
+
+/// The filter of query `q`: one camera, `days` days (one: ~1/600 of the windows).
+fn camera_days(epoch: DateTime<Utc>, q: usize, days: i64) -> WindowFilter {
+    let day = epoch + Duration::days(q as i64 % (DAYS - days + 1));
+    WindowFilter {
+        cameras: Some(HashSet::from([format!("camera-{:02}", q % CAMERAS)])),
+        since_ms: Some(day.timestamp_millis()),
+        until_ms: Some((day + Duration::days(days)).timestamp_millis()),
+    }
+}
+
+/// `--scan DIR/index-N --days D`: reopens a kept save as a restart does
+/// (`MomentIndex::restore`) and times the search the service chooses for one camera and `days`
+/// days, over `SCAN_QUERIES` queries. The scan's cost grows with the windows selected: ten
+/// days at 10^6 select as many as one day at 10^7, without a two-hour build. Prints a digest
+/// of every answer, so that two builds compared can be checked to have found the same.
+fn filtered_scan(dir: &std::path::Path, days: i64) {
+    let index = MomentIndex::new(20_000, models());
+    let started = Instant::now();
+    index
+        .restore(dir)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no save in {}", dir.display()));
+    println!(
+        "{}: {} windows, reopened in {:.1} s",
+        dir.display(),
+        index.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let epoch: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let centres: Vec<Vec<f32>> = (0..TOPICS)
+        .map(|_| normalised((0..DIMENSION).map(|_| gaussian(&mut rng)).collect()))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(8);
+    let queries: Vec<Vec<f32>> = (0..SCAN_QUERIES)
+        .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
+        .collect();
+    let filters: Vec<WindowFilter> = (0..SCAN_QUERIES)
+        .map(|q| camera_days(epoch, q, days))
+        .collect();
+    let selected: usize = filters
+        .iter()
+        .map(|filter| {
+            let camera = filter.cameras.as_ref().unwrap().iter().next().unwrap();
+            index
+                .windows_between(camera, filter.since_ms.unwrap(), filter.until_ms.unwrap())
+                .len()
+        })
+        .sum();
+    let mut method = None;
+    let mut answers = std::collections::hash_map::DefaultHasher::new();
+    let latency = measure(SCAN_QUERIES, |q| {
+        let (hits, used) = index
+            .search(Space::Text, &queries[q], &filters[q], K)
+            .unwrap();
+        assert_eq!(hits.len(), K, "a selection holds more than {K} windows");
+        for (window, _) in &hits {
+            std::hash::Hash::hash(&(&*window.camera_id, window.start_ms), &mut answers);
+        }
+        method = Some(used);
+    });
+    println!(
+        "1 camera, {days} days (~{} windows): {:?}, p50 / p99 {:.2} / {:.2} ms over \
+         {SCAN_QUERIES} queries; answers' digest {:016x}",
+        selected / SCAN_QUERIES,
+        method.unwrap(),
+        latency.p50,
+        latency.p99,
+        std::hash::Hasher::finish(&answers)
+    );
+}
+
 fn main() {
     let arg = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
     let expansions: Option<Vec<usize>> = arg("--expansions").map(|list| {
@@ -171,6 +249,10 @@ fn main() {
             .map(|n| n.parse().expect("--expansions N,N"))
             .collect()
     });
+    if let Some(dir) = arg("--scan") {
+        let days = arg("--days").map_or(1, |d| d.parse().expect("--days D"));
+        return filtered_scan(std::path::Path::new(&dir), days);
+    }
     if let Some(dir) = arg("--reopen") {
         let expansions = expansions.unwrap_or_else(|| vec![64, 128, 256, 512]);
         return expansion_sweep(std::path::Path::new(&dir), &expansions);
@@ -238,16 +320,7 @@ fn main() {
         let queries: Vec<Vec<f32>> = (0..QUERIES)
             .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
             .collect();
-        let filters: Vec<WindowFilter> = (0..QUERIES)
-            .map(|q| {
-                let day = epoch + Duration::days(q as i64 % DAYS);
-                WindowFilter {
-                    cameras: Some(HashSet::from([format!("camera-{:02}", q % CAMERAS)])),
-                    since_ms: Some(day.timestamp_millis()),
-                    until_ms: Some((day + Duration::days(1)).timestamp_millis()),
-                }
-            })
-            .collect();
+        let filters: Vec<WindowFilter> = (0..QUERIES).map(|q| camera_days(epoch, q, 1)).collect();
         for (label, filtered) in [("all", false), ("1 cam, 1 day", true)] {
             // A filter this selective is what the exact scan is for (the service picks it
             // below moments.exact_search_below); filtered HNSW walks most of the graph, so it

@@ -586,11 +586,33 @@ impl MomentIndex {
                 .collect();
             return Ok(hits);
         }
+        let keys: Vec<u64> = state.selected_keys(filter).collect();
+        let mut scored = scan(index, space, query, &keys);
+        if scored.len() > count {
+            scored.select_nth_unstable_by(count, |a, b| b.1.total_cmp(&a.1));
+            scored.truncate(count);
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(scored
+            .into_iter()
+            .filter_map(|(key, score)| Some((state.windows.get(&key)?.clone(), score)))
+            .collect())
+    }
+}
+
+/// Selections at least this large are scanned on every core: each window costs a few
+/// microseconds of cache and TLB misses (a random place in a graph of gigabytes), which a
+/// second core overlaps, while starting the threads costs tens of microseconds.
+const PARALLEL_SCAN_FROM: usize = 2_048;
+
+/// The similarity to `query` of each of `keys`' vectors in `index` (keys without one are
+/// left out): the exact search, over every core when there are many.
+fn scan(index: &Index, space: Space, query: &[f32], keys: &[u64]) -> Vec<(u64, f32)> {
+    let score_all = |keys: &[u64]| -> Vec<(u64, f32)> {
         let mut vector = vec![0.0; index.dimensions()];
-        let mut hits: Vec<Hit> = state
-            .selected(filter)
-            .filter_map(|window| {
-                if !matches!(index.get(window.key, &mut vector), Ok(found) if found > 0) {
+        keys.iter()
+            .filter_map(|&key| {
+                if !matches!(index.get(key, &mut vector), Ok(found) if found > 0) {
                     return None;
                 }
                 let distance = match space {
@@ -599,13 +621,24 @@ impl MomentIndex {
                         argus_operators::appearance::distance_squared(query, &vector)
                     }
                 };
-                Some((window.clone(), similarity(space, distance)))
+                Some((key, similarity(space, distance)))
             })
-            .collect();
-        hits.sort_by(|a, b| b.1.total_cmp(&a.1));
-        hits.truncate(count);
-        Ok(hits)
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || keys.len() < PARALLEL_SCAN_FROM {
+        return score_all(keys);
     }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = keys
+            .chunks(keys.len().div_ceil(threads))
+            .map(|part| scope.spawn(move || score_all(part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("a moment scan thread panicked"))
+            .collect()
+    })
 }
 
 /// What a saved index keeps beside its graphs (`windows.msgpack`): the windows' text, times
@@ -888,31 +921,31 @@ impl State {
         }
     }
 
-    /// The windows `filter` accepts.
-    fn selected<'a>(
-        &'a self,
-        filter: &'a WindowFilter,
-    ) -> Box<dyn Iterator<Item = &'a Arc<IndexedWindow>> + 'a> {
-        if filter.is_everything() {
-            return Box::new(self.windows.values());
-        }
-        let from = filter
-            .since_ms
-            .map_or(i64::MIN, |since| since.saturating_sub(self.longest_ms));
+    /// The keys of the windows `filter` accepts, read from the cameras' timelines: a window
+    /// that starts after `since` overlaps the range without a look at its end, which only
+    /// the few starting up to `longest_ms` before it need (each look is a cache miss, and
+    /// the scan's selections run to tens of thousands).
+    fn selected_keys<'a>(&'a self, filter: &'a WindowFilter) -> impl Iterator<Item = u64> + 'a {
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        let from = since.saturating_sub(self.longest_ms);
         let to = filter.until_ms.unwrap_or(i64::MAX);
-        Box::new(
-            self.cameras
-                .iter()
-                .filter(|(camera, _)| {
-                    filter
-                        .cameras
-                        .as_ref()
-                        .is_none_or(|cameras| cameras.contains(camera.as_ref()))
-                })
-                .flat_map(move |(_, starts)| starts.range(from..to).map(|(_, key)| key))
-                .filter_map(|key| self.windows.get(key))
-                .filter(|window| filter.accepts(window)),
-        )
+        self.cameras
+            .iter()
+            .filter(|(camera, _)| {
+                filter
+                    .cameras
+                    .as_ref()
+                    .is_none_or(|cameras| cameras.contains(camera.as_ref()))
+            })
+            .flat_map(move |(_, starts)| starts.range(from..to))
+            .filter(move |&(&start, key)| {
+                start > since
+                    || self
+                        .windows
+                        .get(key)
+                        .is_some_and(|window| window.end_ms > since)
+            })
+            .map(|(_, &key)| key)
     }
 
     /// Whether `filter` selects at least `threshold` windows (counting stops there).
@@ -920,12 +953,26 @@ impl State {
         if filter.is_everything() {
             return self.windows.len() >= threshold;
         }
-        self.selected(filter).take(threshold).count() >= threshold
+        self.selected_keys(filter).take(threshold).count() >= threshold
     }
 }
 
+/// Eight running sums: one chain of dependent additions would wait on each in turn.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut sums = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
 }
 
 /// Turns an index distance into a similarity where higher is better: cosine for text; for
@@ -1011,6 +1058,65 @@ mod tests {
             assert_eq!(starts, vec![ms(20), ms(24), ms(28)], "{method:?}");
             assert!(hits.iter().all(|(w, _)| &*w.camera_id == "a"));
             assert!(hits[0].1 > hits[1].1);
+        }
+    }
+
+    #[test]
+    fn a_large_selection_is_scanned_exactly_and_keeps_windows_overlapping_its_start() {
+        // More windows selected than `PARALLEL_SCAN_FROM`, so the scan is split over the
+        // cores where there are several. Windows are 2 s long and start every second.
+        let index = MomentIndex::new(usize::MAX, models());
+        let windows: Vec<MomentWindow> = (0..4_000)
+            .flat_map(|n| {
+                let angle = |camera| match (camera, n) {
+                    // Ends exactly at the range's start: outside it.
+                    ("a", 998) => std::f32::consts::PI,
+                    // Starts before the range and ends inside it: in it.
+                    ("a", 999) => std::f32::consts::PI - 0.3,
+                    ("b", 999) => std::f32::consts::PI,
+                    _ => n as f32 * 0.000_4,
+                };
+                ["a", "b"].map(|camera| window(camera, n, Some(unit(angle(camera)))))
+            })
+            .collect();
+        index.insert_many(&windows).unwrap();
+        let filter = WindowFilter {
+            cameras: Some(HashSet::from(["a".to_string()])),
+            since_ms: Some(ms(1_000)),
+            until_ms: Some(ms(3_200)),
+        };
+        let accepted = |w: &IndexedWindow| {
+            &*w.camera_id == "a" && w.end_ms > ms(1_000) && w.start_ms < ms(3_200)
+        };
+        let query = unit(std::f32::consts::PI);
+        let (hits, method) = index.search(Space::Text, &query, &filter, 10).unwrap();
+        assert_eq!(method, SearchMethod::Exact);
+        assert_eq!(hits[0].0.start_ms, ms(999));
+        assert_eq!(&*hits[0].0.camera_id, "a");
+        assert!(hits.iter().all(|(w, _)| accepted(w)));
+        // The same as a brute force over the vectors the graph holds.
+        let selected: Vec<Arc<IndexedWindow>> = {
+            let state = index.state.read().unwrap();
+            state
+                .windows
+                .values()
+                .filter(|w| accepted(w))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(selected.len(), 2_201);
+        let mut expected: Vec<f32> = selected
+            .iter()
+            .map(|w| dot(&query, &index.vector(Space::Text, w).unwrap()))
+            .collect();
+        expected.sort_by(|a, b| b.total_cmp(a));
+        let scores: Vec<f32> = hits.iter().map(|(_, score)| *score).collect();
+        for (score, want) in scores.iter().zip(&expected) {
+            assert!(
+                (score - want).abs() < 1e-6,
+                "{scores:?} against {:?}",
+                &expected[..10]
+            );
         }
     }
 

@@ -339,9 +339,9 @@ impl MomentSearch {
             .ok_or_else(|| SearchError::Internal("no embedding returned".into()))?;
         let visual_query = visual_query.map_err(internal)?;
         let terms = query::query_terms(text);
-        let (hits, method) = self.search(Space::Text, &embedding, &filter)?;
+        let (hits, method) = self.search(Space::Text, &embedding, &filter).await?;
         let visual_hits = match &visual_query {
-            Some(query) => self.search(Space::Visual, query, &filter)?.0,
+            Some(query) => self.search(Space::Visual, query, &filter).await?.0,
             None => Vec::new(),
         };
         let scored = union(hits, visual_hits)
@@ -391,9 +391,9 @@ impl MomentSearch {
                 .pop(),
             None => None,
         };
-        let (hits, method) = self.search(Space::Appearance, &descriptor, &filter)?;
+        let (hits, method) = self.search(Space::Appearance, &descriptor, &filter).await?;
         let visual_hits = match &visual_query {
-            Some(query) => self.search(Space::Visual, query, &filter)?.0,
+            Some(query) => self.search(Space::Visual, query, &filter).await?.0,
             None => Vec::new(),
         };
         let scored = union(hits, visual_hits)
@@ -427,16 +427,22 @@ impl MomentSearch {
             .await
     }
 
-    /// The [`query::CANDIDATES`] windows nearest `query` in `space`.
-    fn search(
+    /// The [`query::CANDIDATES`] windows nearest `vector` in `space`, searched on the blocking
+    /// pool: the exact scan of a large selection is tens of milliseconds of CPU.
+    async fn search(
         &self,
         space: Space,
-        query: &[f32],
+        vector: &[f32],
         filter: &crate::moments::index::WindowFilter,
     ) -> Result<(Vec<Hit>, SearchMethod), SearchError> {
-        self.index
-            .search(space, query, filter, query::CANDIDATES)
-            .map_err(|e| SearchError::Internal(e.to_string()))
+        let index = self.index.clone();
+        let (vector, filter) = (vector.to_vec(), filter.clone());
+        tokio::task::spawn_blocking(move || {
+            index.search(space, &vector, &filter, query::CANDIDATES)
+        })
+        .await
+        .map_err(|e| SearchError::Internal(e.to_string()))?
+        .map_err(|e| SearchError::Internal(e.to_string()))
     }
 
     /// Scored windows → moments (reranked when `rerank` holds the query text) with their
