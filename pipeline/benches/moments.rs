@@ -8,6 +8,7 @@
 //!     cargo bench -p argus-pipeline --bench moments --profile dev [-- --sizes 100000,1000000]
 //!         [--keep DIR]      keep each size's save as DIR/index-N
 //!         [--keep DIR --expansions 128,256,512]   and sweep the search beam over each save
+//!         [--connectivity M]   links per window in the graph (moments.index_connectivity)
 //!     cargo bench -p argus-pipeline --bench moments --profile dev -- --reopen DIR/index-N
 //!         [--expansions 64,128,256,512]   sweep the search beam over a kept save
 //!     cargo bench -p argus-pipeline --bench moments --profile dev -- --scan DIR/index-N
@@ -264,6 +265,8 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|| vec![100_000, 1_000_000]);
+    let connectivity: usize =
+        arg("--connectivity").map_or(16, |m| m.parse().expect("--connectivity M"));
     let epoch: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let centres: Vec<Vec<f32>> = (0..TOPICS)
@@ -271,7 +274,7 @@ fn main() {
         .collect();
     println!(
         "{DIMENSION}-d embeddings around {TOPICS} topics, {CAMERAS} cameras over {DAYS} days; \
-         {QUERIES} queries, top {K}"
+         {QUERIES} queries, top {K}; graph connectivity {connectivity}"
     );
     println!(
         "{:>9} {:>12} {:>22} {:>22} {:>10} {:>10}   filter",
@@ -280,7 +283,7 @@ fn main() {
     for &size in &sizes {
         // The service's default threshold, so `auto` shows what it would choose.
         let resident_before = resident_bytes();
-        let index = MomentIndex::new(20_000, models());
+        let index = MomentIndex::new(20_000, models()).with_connectivity(connectivity);
         let span_ms = DAYS * 86_400_000;
         let mut inserting = std::time::Duration::ZERO;
         let mut batch = Vec::with_capacity(BATCH);

@@ -558,13 +558,16 @@ pub(crate) async fn start_moments(
         None => None,
     };
     let store = moment_store(config, redis);
-    let index = Arc::new(MomentIndex::new(
-        config.moments.exact_search_below,
-        IndexModels {
-            text: embedder.model().to_owned(),
-            visual: visual.as_ref().map(|v| v.model().to_owned()),
-        },
-    ));
+    let index = Arc::new(
+        MomentIndex::new(
+            config.moments.exact_search_below,
+            IndexModels {
+                text: embedder.model().to_owned(),
+                visual: visual.as_ref().map(|v| v.model().to_owned()),
+            },
+        )
+        .with_connectivity(config.moments.index_connectivity),
+    );
     let search = MomentSearch::new(
         index.clone(),
         store.clone(),

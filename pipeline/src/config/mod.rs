@@ -182,6 +182,12 @@ impl Config {
                     .into(),
             ));
         }
+        if !(2..=128).contains(&self.moments.index_connectivity) {
+            return Err(ConfigError::Invalid(format!(
+                "moments.index_connectivity {} must be between 2 and 128 (16 is usual)",
+                self.moments.index_connectivity
+            )));
+        }
         if let Some(problem) = self.objects.problem() {
             return Err(ConfigError::Invalid(problem));
         }

@@ -31,6 +31,9 @@ pub struct MomentsConfig {
     /// Below this many windows in a query's camera and time range the search is exact (a scan);
     /// above, it uses the approximate (HNSW) index.
     pub exact_search_below: usize,
+    /// Links per window in the approximate index's graph (HNSW's M): more hold recall up in
+    /// larger indexes for more memory and slower indexing. A saved index keeps its own.
+    pub index_connectivity: usize,
     /// Most moments one query may ask for.
     pub max_results: usize,
     /// Where the windows' thumbnails and the saved approximate index are kept, in a folder

@@ -181,6 +181,8 @@ pub struct MomentIndex {
     state: RwLock<State>,
     exact_below: usize,
     models: IndexModels,
+    /// Links per window in the graphs built here (a reopened save keeps its own).
+    connectivity: usize,
     /// Counts insertions, removals and restores: whether there is anything new to save.
     changes: AtomicU64,
 }
@@ -200,22 +202,27 @@ struct State {
     excluded: HashSet<String>,
 }
 
-/// HNSW parameters: usearch's defaults for connectivity and construction. The search beam is
-/// wide because recall falls as the graph grows: 128 found 0.98 of the true top 10 at 10^6
-/// windows, 0.89 at 3 x 10^6 and 0.77 at 10^7 (BENCHMARKS.md, "Scale"). 512 keeps 0.95 to
-/// 3 x 10^6 for a few ms more per query; it is a search-time setting, so no save is rebuilt.
-const CONNECTIVITY: usize = 16;
+/// HNSW parameters: usearch's defaults for connectivity (links per window, the service sets
+/// `moments.index_connectivity`) and construction. The search beam is wide because recall
+/// falls as the graph grows: 128 found 0.98 of the true top 10 at 10^6 windows, 0.89 at
+/// 3 x 10^6 and 0.77 at 10^7 (BENCHMARKS.md, "Scale"). 512 keeps 0.95 to 3 x 10^6 for a few
+/// ms more per query; it is a search-time setting, so no save is rebuilt.
+const DEFAULT_CONNECTIVITY: usize = 16;
 const EXPANSION_ADD: usize = 128;
 const EXPANSION_SEARCH: usize = 512;
 
-fn new_hnsw(dimensions: usize, metric: MetricKind) -> Result<Index, IndexError> {
+fn new_hnsw(
+    dimensions: usize,
+    metric: MetricKind,
+    connectivity: usize,
+) -> Result<Index, IndexError> {
     let index = Index::new(&IndexOptions {
         dimensions,
         metric,
         // Every vector is rounded to float16 before it is indexed (`stored::to_stored_precision`):
         // float16 in the graph loses nothing and halves its memory.
         quantization: ScalarKind::F16,
-        connectivity: CONNECTIVITY,
+        connectivity,
         expansion_add: EXPANSION_ADD,
         expansion_search: EXPANSION_SEARCH,
         multi: false,
@@ -283,8 +290,15 @@ impl MomentIndex {
             }),
             exact_below,
             models,
+            connectivity: DEFAULT_CONNECTIVITY,
             changes: AtomicU64::new(0),
         }
+    }
+
+    /// Builds its graphs with `connectivity` links per window (HNSW's M) instead of 16.
+    pub fn with_connectivity(mut self, connectivity: usize) -> Self {
+        self.connectivity = connectivity;
+        self
     }
 
     /// How many times the index has changed since it was created (see [`Self::save`]).
@@ -344,7 +358,7 @@ impl MomentIndex {
             });
             for (space, graph) in Space::ALL.into_iter().zip(&mut state.graphs) {
                 if let (Some(vector), None) = (source_vector(window, space, &self.models), &graph) {
-                    *graph = Some(new_hnsw(vector.len(), space.metric())?);
+                    *graph = Some(new_hnsw(vector.len(), space.metric(), self.connectivity)?);
                 }
             }
             state.longest_ms = state.longest_ms.max(indexed.end_ms - indexed.start_ms);
@@ -842,7 +856,8 @@ impl MomentIndex {
                 continue;
             };
             let path = dir.join(space.file_name());
-            let index = new_hnsw(dimensions, space.metric())?;
+            // usearch takes the connectivity the graph was saved with.
+            let index = new_hnsw(dimensions, space.metric(), self.connectivity)?;
             index.load(path_str(&path)?).map_err(hnsw_error)?;
             *graph = Some(index);
         }
@@ -1266,6 +1281,36 @@ mod tests {
             None,
             "nothing saved"
         );
+    }
+
+    #[test]
+    fn a_graph_keeps_the_connectivity_it_was_built_with_across_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = MomentIndex::new(usize::MAX, models()).with_connectivity(8);
+        for n in 0..20 {
+            built
+                .insert(&window("a", n * 2, Some(unit(n as f32 * 0.1))))
+                .unwrap();
+        }
+        let connectivity = |index: &MomentIndex| {
+            index.state.read().unwrap().graphs[0]
+                .as_ref()
+                .unwrap()
+                .connectivity()
+        };
+        assert_eq!(connectivity(&built), 8);
+        built.save(dir.path(), LogPosition::default()).unwrap();
+        let reopened = MomentIndex::new(usize::MAX, models()).with_connectivity(32);
+        reopened.restore(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            connectivity(&reopened),
+            8,
+            "a save is rebuilt only when it must be"
+        );
+        let (hits, _) = reopened
+            .search(Space::Text, &unit(0.0), &WindowFilter::default(), 1)
+            .unwrap();
+        assert_eq!(hits[0].0.start_ms, ms(0));
     }
 
     #[test]
