@@ -25,6 +25,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
+use argus::moments::index::DEFAULT_CONNECTIVITY;
 use argus::moments::store::LogPosition;
 use argus::moments::{IndexModels, MomentIndex, MomentWindow, SearchMethod, Space, WindowFilter};
 use chrono::{DateTime, Duration, Utc};
@@ -265,8 +266,9 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|| vec![100_000, 1_000_000]);
-    let connectivity: usize =
-        arg("--connectivity").map_or(16, |m| m.parse().expect("--connectivity M"));
+    let connectivity: usize = arg("--connectivity").map_or(DEFAULT_CONNECTIVITY, |m| {
+        m.parse().expect("--connectivity M")
+    });
     let epoch: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let centres: Vec<Vec<f32>> = (0..TOPICS)

@@ -202,12 +202,13 @@ struct State {
     excluded: HashSet<String>,
 }
 
-/// HNSW parameters: usearch's defaults for connectivity (links per window, the service sets
-/// `moments.index_connectivity`) and construction. The search beam is wide because recall
-/// falls as the graph grows: 128 found 0.98 of the true top 10 at 10^6 windows, 0.89 at
-/// 3 x 10^6 and 0.77 at 10^7 (BENCHMARKS.md, "Scale"). 512 keeps 0.95 to 3 x 10^6 for a few
-/// ms more per query; it is a search-time setting, so no save is rebuilt.
-const DEFAULT_CONNECTIVITY: usize = 16;
+/// HNSW parameters (BENCHMARKS.md, "Scale"). Recall falls as the graph grows: with usearch's
+/// default of 16 links per window and a search beam of 128, 0.98 of the true top 10 were
+/// found at 10^6 windows, 0.89 at 3 x 10^6 and 0.77 at 10^7; a beam of 512 kept only 0.954 at
+/// 3 x 10^6. 32 links found 1.000 there at 256 and 512 (0.968 at 128), for 10 % more memory
+/// per window. The beam is a search-time setting, the links a build-time one: a save keeps
+/// those it was built with. The service sets them from `moments.index_connectivity`.
+pub const DEFAULT_CONNECTIVITY: usize = 32;
 const EXPANSION_ADD: usize = 128;
 const EXPANSION_SEARCH: usize = 512;
 
@@ -295,7 +296,8 @@ impl MomentIndex {
         }
     }
 
-    /// Builds its graphs with `connectivity` links per window (HNSW's M) instead of 16.
+    /// Builds its graphs with `connectivity` links per window (HNSW's M) instead of
+    /// [`DEFAULT_CONNECTIVITY`].
     pub fn with_connectivity(mut self, connectivity: usize) -> Self {
         self.connectivity = connectivity;
         self
