@@ -344,18 +344,24 @@ impl MomentSearch {
             Some(query) => self.search(Space::Visual, query, &filter).await?.0,
             None => Vec::new(),
         };
-        let scored = union(hits, visual_hits)
+        let windows = union(hits, visual_hits);
+        let text_vectors = self.vectors(Space::Text, &windows).await?;
+        let visual_vectors = match &visual_query {
+            Some(_) => self.vectors(Space::Visual, &windows).await?,
+            None => vec![None; windows.len()],
+        };
+        let scored = windows
             .into_iter()
-            .map(|window| {
-                let similarity = cosine(&embedding, self.index.vector(Space::Text, &window));
+            .zip(text_vectors.into_iter().zip(visual_vectors))
+            .map(|(window, (text_vector, visual_vector))| {
+                let similarity = cosine(&embedding, text_vector);
                 let text_score = query::text_score(&terms, &window, similarity.unwrap_or(0.0));
                 let visual =
                     self.visual
                         .as_ref()
                         .zip(visual_query.as_ref())
                         .and_then(|(visual, query)| {
-                            cosine(query, self.index.vector(Space::Visual, &window))
-                                .map(|c| visual.text_match(c))
+                            cosine(query, visual_vector).map(|c| visual.text_match(c))
                         });
                 ScoredWindow {
                     score: query::combine(text_score, query::VISUAL_WEIGHT * visual.unwrap_or(0.0)),
@@ -396,21 +402,25 @@ impl MomentSearch {
             Some(query) => self.search(Space::Visual, query, &filter).await?.0,
             None => Vec::new(),
         };
-        let scored = union(hits, visual_hits)
+        let windows = union(hits, visual_hits);
+        let layouts = self.vectors(Space::Appearance, &windows).await?;
+        let visual_vectors = match &visual_query {
+            Some(_) => self.vectors(Space::Visual, &windows).await?,
+            None => vec![None; windows.len()],
+        };
+        let scored = windows
             .into_iter()
-            .map(|window| {
-                let layout = self
-                    .index
-                    .vector(Space::Appearance, &window)
-                    .map(|appearance| {
-                        let distance =
-                            argus_operators::appearance::distance_squared(&descriptor, &appearance);
-                        crate::moments::index::appearance_similarity(distance)
-                    });
+            .zip(layouts.into_iter().zip(visual_vectors))
+            .map(|(window, (layout, visual_vector))| {
+                let layout = layout.map(|appearance| {
+                    let distance =
+                        argus_operators::appearance::distance_squared(&descriptor, &appearance);
+                    crate::moments::index::appearance_similarity(distance)
+                });
                 // Image-to-image cosine of one encoder is already a similarity in [−1, 1].
                 let visual = visual_query
                     .as_ref()
-                    .and_then(|query| cosine(query, self.index.vector(Space::Visual, &window)))
+                    .and_then(|query| cosine(query, visual_vector))
                     .map(|c| c.max(0.0));
                 let score = match visual {
                     Some(visual) => query::combine(layout.unwrap_or(0.0), visual),
@@ -442,6 +452,24 @@ impl MomentSearch {
         })
         .await
         .map_err(|e| SearchError::Internal(e.to_string()))?
+        .map_err(|e| SearchError::Internal(e.to_string()))
+    }
+
+    /// Each window's vector in `space` (`None` where it has none), read on the blocking pool:
+    /// hundreds of candidates, each a lookup in a graph that may be gigabytes.
+    async fn vectors(
+        &self,
+        space: Space,
+        windows: &[Arc<IndexedWindow>],
+    ) -> Result<Vec<Option<Vec<f32>>>, SearchError> {
+        let (index, windows) = (self.index.clone(), windows.to_vec());
+        tokio::task::spawn_blocking(move || {
+            windows
+                .iter()
+                .map(|window| index.vector(space, window))
+                .collect()
+        })
+        .await
         .map_err(|e| SearchError::Internal(e.to_string()))
     }
 
