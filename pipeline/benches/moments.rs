@@ -114,6 +114,19 @@ fn models() -> IndexModels {
     }
 }
 
+/// `count` new queries for a kept save: around the main run's topic centres (the same seed),
+/// drawn with a seed of their own.
+fn queries_for_a_save(count: usize) -> Vec<Vec<f32>> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let centres: Vec<Vec<f32>> = (0..TOPICS)
+        .map(|_| normalised((0..DIMENSION).map(|_| gaussian(&mut rng)).collect()))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(8);
+    (0..count)
+        .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
+        .collect()
+}
+
 /// `--reopen DIR/index-N --expansions 128,256,512`: reopens the text graph of a save that the
 /// main run kept (`--keep DIR`; at 10^7 windows the build takes two hours on 2 cores, so a
 /// sweep of the search beam reuses one) and measures, per beam width, the graph search's
@@ -130,14 +143,7 @@ fn expansion_sweep(dir: &std::path::Path, expansions: &[usize]) {
         index.size(),
         started.elapsed().as_secs_f64()
     );
-    let mut rng = StdRng::seed_from_u64(7);
-    let centres: Vec<Vec<f32>> = (0..TOPICS)
-        .map(|_| normalised((0..DIMENSION).map(|_| gaussian(&mut rng)).collect()))
-        .collect();
-    let mut rng = StdRng::seed_from_u64(8);
-    let queries: Vec<Vec<f32>> = (0..SWEEP_QUERIES)
-        .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
-        .collect();
+    let queries = queries_for_a_save(SWEEP_QUERIES);
     let truth: Vec<HashSet<u64>> = queries
         .iter()
         .map(|q| index.exact_search(q, K).unwrap().keys.into_iter().collect())
@@ -201,14 +207,7 @@ fn filtered_scan(dir: &std::path::Path, days: i64) {
         started.elapsed().as_secs_f64()
     );
     let epoch: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-    let mut rng = StdRng::seed_from_u64(7);
-    let centres: Vec<Vec<f32>> = (0..TOPICS)
-        .map(|_| normalised((0..DIMENSION).map(|_| gaussian(&mut rng)).collect()))
-        .collect();
-    let mut rng = StdRng::seed_from_u64(8);
-    let queries: Vec<Vec<f32>> = (0..SCAN_QUERIES)
-        .map(|_| around(&centres[rng.random_range(0..TOPICS)], SPREAD, &mut rng))
-        .collect();
+    let queries = queries_for_a_save(SCAN_QUERIES);
     let filters: Vec<WindowFilter> = (0..SCAN_QUERIES)
         .map(|q| camera_days(epoch, q, days))
         .collect();
