@@ -184,7 +184,7 @@ impl Config {
         }
         if !(2..=128).contains(&self.moments.index_connectivity) {
             return Err(ConfigError::Invalid(format!(
-                "moments.index_connectivity {} must be between 2 and 128 (32 by default)",
+                "moments.index_connectivity {} must be between 2 and 128 (16 by default)",
                 self.moments.index_connectivity
             )));
         }

@@ -206,9 +206,11 @@ struct State {
 /// default of 16 links per window and a search beam of 128, 0.98 of the true top 10 were
 /// found at 10^6 windows, 0.89 at 3 x 10^6 and 0.77 at 10^7; a beam of 512 kept only 0.954 at
 /// 3 x 10^6. 32 links found 1.000 there at 256 and 512 (0.968 at 128), for 10 % more memory
-/// per window. The beam is a search-time setting, the links a build-time one: a save keeps
-/// those it was built with. The service sets them from `moments.index_connectivity`.
-pub const DEFAULT_CONNECTIVITY: usize = 32;
+/// per window, but they build slower: a rebuild of 200,000 windows from Redis beside a live
+/// camera took over 15 minutes with 32 links, so 16 stays the default and large indexes set
+/// `moments.index_connectivity`. The beam is a search-time setting, the links a build-time
+/// one: a save keeps those it was built with.
+pub const DEFAULT_CONNECTIVITY: usize = 16;
 const EXPANSION_ADD: usize = 128;
 const EXPANSION_SEARCH: usize = 512;
 
