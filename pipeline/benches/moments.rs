@@ -252,6 +252,7 @@ fn main() {
     });
     if let Some(dir) = arg("--scan") {
         let days = arg("--days").map_or(1, |d| d.parse().expect("--days D"));
+        assert!((1..=DAYS).contains(&days), "--days D: from 1 to {DAYS}");
         return filtered_scan(std::path::Path::new(&dir), days);
     }
     if let Some(dir) = arg("--reopen") {

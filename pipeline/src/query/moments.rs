@@ -345,14 +345,12 @@ impl MomentSearch {
             None => Vec::new(),
         };
         let windows = union(hits, visual_hits);
-        let text_vectors = self.vectors(Space::Text, &windows).await?;
-        let visual_vectors = match &visual_query {
-            Some(_) => self.vectors(Space::Visual, &windows).await?,
-            None => vec![None; windows.len()],
-        };
+        let vectors = self
+            .vectors(Space::Text, &windows, visual_query.is_some())
+            .await?;
         let scored = windows
             .into_iter()
-            .zip(text_vectors.into_iter().zip(visual_vectors))
+            .zip(vectors)
             .map(|(window, (text_vector, visual_vector))| {
                 let similarity = cosine(&embedding, text_vector);
                 let text_score = query::text_score(&terms, &window, similarity.unwrap_or(0.0));
@@ -403,14 +401,12 @@ impl MomentSearch {
             None => Vec::new(),
         };
         let windows = union(hits, visual_hits);
-        let layouts = self.vectors(Space::Appearance, &windows).await?;
-        let visual_vectors = match &visual_query {
-            Some(_) => self.vectors(Space::Visual, &windows).await?,
-            None => vec![None; windows.len()],
-        };
+        let vectors = self
+            .vectors(Space::Appearance, &windows, visual_query.is_some())
+            .await?;
         let scored = windows
             .into_iter()
-            .zip(layouts.into_iter().zip(visual_vectors))
+            .zip(vectors)
             .map(|(window, (layout, visual_vector))| {
                 let layout = layout.map(|appearance| {
                     let distance =
@@ -455,18 +451,25 @@ impl MomentSearch {
         .map_err(|e| SearchError::Internal(e.to_string()))
     }
 
-    /// Each window's vector in `space` (`None` where it has none), read on the blocking pool:
-    /// hundreds of candidates, each a lookup in a graph that may be gigabytes.
+    /// Each window's vector in `space`, and in the visual space when `visual` holds (`None`
+    /// where it has none), read on the blocking pool: hundreds of candidates, each a lookup in
+    /// a graph that may be gigabytes.
     async fn vectors(
         &self,
         space: Space,
         windows: &[Arc<IndexedWindow>],
-    ) -> Result<Vec<Option<Vec<f32>>>, SearchError> {
+        visual: bool,
+    ) -> Result<Vec<(Option<Vec<f32>>, Option<Vec<f32>>)>, SearchError> {
         let (index, windows) = (self.index.clone(), windows.to_vec());
         tokio::task::spawn_blocking(move || {
             windows
                 .iter()
-                .map(|window| index.vector(space, window))
+                .map(|window| {
+                    let visual_vector = visual
+                        .then(|| index.vector(Space::Visual, window))
+                        .flatten();
+                    (index.vector(space, window), visual_vector)
+                })
                 .collect()
         })
         .await
